@@ -1,0 +1,168 @@
+"""A typed view of params.yaml, so a bad value fails early with the key that holds it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from {{ cookiecutter.package_name }}.errors import ConfigError
+
+PARAMS_FILE = Path("params.yaml")
+ModelFamily = Literal["hist_gradient_boosting", "random_forest", "logistic_regression"]
+
+
+class Paths:
+    """Where each stage writes; dvc.yaml names the same files (a unit test keeps them in step)."""
+
+    raw_data = Path("data/raw/data.csv")
+    raw_manifest = Path("data/raw/manifest.json")
+    curated_data = Path("data/interim/curated.csv")
+    curate_report = Path("reports/curate.json")
+    validated_data = Path("data/interim/validated.csv")
+    validation_report = Path("reports/validation.json")
+    train_data = Path("data/processed/train.csv")
+    test_data = Path("data/processed/test.csv")
+    reference_data = Path("data/reference/reference.csv")
+    baseline_model = Path("models/baseline.joblib")
+    model = Path("models/model.joblib")
+    train_report = Path("reports/train.json")
+    metrics = Path("reports/metrics.json")
+    plots = Path("reports/plots")
+    fairness = Path("reports/fairness.json")
+    model_card = Path("docs/model_card.md")
+    problem = Path("docs/problem.md")
+    registry = Path("reports/registry.json")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DerivedColumn(_Strict):
+    """A column binned from another one, e.g. age groups for fairness analysis."""
+
+    source: str
+    bins: list[float] = Field(min_length=2)
+    labels: list[str]
+
+    @model_validator(mode="after")
+    def _labels_match_bins(self) -> DerivedColumn:
+        if len(self.labels) != len(self.bins) - 1:
+            raise ValueError(
+                f"needs one label per bin interval: {len(self.bins) - 1} labels, got {len(self.labels)}"
+            )
+        if sorted(self.bins) != self.bins:
+            raise ValueError("bins must be increasing")
+        return self
+
+
+class DataConfig(_Strict):
+    source: str = Field(min_length=1)
+    query: str | None = None
+    schema_file: str = Field("schema.yaml", alias="schema")
+    target: str
+    positive_label: int | str
+    drop_columns: list[str] = []
+    sensitive_features: list[str] = []
+    derived_columns: dict[str, DerivedColumn] = {}
+
+
+class CurateConfig(_Strict):
+    missing_tokens: list[str] = []
+
+
+class ValidateConfig(_Strict):
+    max_duplicate_share: float = Field(ge=0, le=1)
+    max_missing_share: float = Field(ge=0, le=1)
+    min_class_share: float = Field(ge=0, le=0.5)
+
+
+class SplitConfig(_Strict):
+    test_size: float = Field(gt=0, lt=1)
+    seed: int
+    reference_size: int = Field(gt=0)
+
+
+class TrainConfig(_Strict):
+    model: ModelFamily
+    baseline: Literal["most_frequent", "prior", "stratified"] = "most_frequent"
+    cv_folds: int = Field(ge=2, le=20)
+    scoring: str
+    search: dict[ModelFamily, dict[str, list[Any]]]
+
+    @model_validator(mode="after")
+    def _search_for_model(self) -> TrainConfig:
+        if self.model not in self.search:
+            raise ValueError(f"search has no grid for model '{self.model}'")
+        return self
+
+
+class CostMatrix(_Strict):
+    fp: float = Field(ge=0)
+    fn: float = Field(ge=0)
+
+
+class EvaluateConfig(_Strict):
+    primary_metric: Literal["roc_auc", "f1", "precision", "recall", "accuracy"]
+    thresholds: dict[Literal["roc_auc", "f1", "precision", "recall", "accuracy"], float]
+    min_gain_over_baseline: float
+    cost_matrix: CostMatrix
+
+
+class FairnessConfig(_Strict):
+    thresholds: dict[
+        Literal["demographic_parity_difference", "equalized_odds_difference"],
+        float,
+    ]
+
+
+class ServingConfig(_Strict):
+    model_name: str = Field(pattern=r"^[a-z0-9_][a-z0-9_.-]*$")
+    max_records: int = Field(gt=0, le=10_000)
+    prediction_log: str
+
+
+class Params(_Strict):
+    data: DataConfig
+    curate: CurateConfig
+    validate_: ValidateConfig = Field(alias="validate")
+    split: SplitConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    fairness: FairnessConfig
+    serving: ServingConfig
+
+    @model_validator(mode="after")
+    def _derived_columns_are_usable(self) -> Params:
+        for name, column in self.data.derived_columns.items():
+            if name in self.data.drop_columns or column.source == self.data.target:
+                raise ValueError(f"data.derived_columns.{name}: cannot derive from '{column.source}'")
+        return self
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        problems.append(f"{key}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    """Read and check params.yaml; a bad value raises ConfigError naming its key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path} not found: run from the project root") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of stage names to settings")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {_describe(error)}") from error

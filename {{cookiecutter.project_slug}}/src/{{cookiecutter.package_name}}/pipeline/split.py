@@ -1,0 +1,28 @@
+"""Stage 4, split: a stratified train/test split and a reference sample for monitoring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.model_selection import train_test_split
+
+from {{ cookiecutter.package_name }}.config import Params, Paths
+from {{ cookiecutter.package_name }}.io import write_table
+from {{ cookiecutter.package_name }}.schema import load_schema
+
+
+def run(params: Params) -> dict[str, Any]:
+    schema = load_schema(params.data.schema_file)
+    table = schema.read_csv(Paths.validated_data)
+    train, test = train_test_split(
+        table,
+        test_size=params.split.test_size,
+        stratify=table[schema.target],
+        random_state=params.split.seed,
+    )
+    size = min(params.split.reference_size, len(train))
+    reference = train.sample(n=size, random_state=params.split.seed)
+    write_table(train, Paths.train_data)
+    write_table(test, Paths.test_data)
+    write_table(reference, Paths.reference_data)
+    return {"train": len(train), "test": len(test), "reference": len(reference)}

@@ -1,0 +1,117 @@
+"""Stage 3, validate: the data against schema.yaml and the quality rules; every violation is
+listed and the pipeline stops, so no model is ever trained on data that breaks the contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from {{ cookiecutter.package_name }}.config import DataConfig, Params, Paths, ValidateConfig
+from {{ cookiecutter.package_name }}.errors import DataValidationError
+from {{ cookiecutter.package_name }}.io import load_table, read_json, write_json, write_table
+from {{ cookiecutter.package_name }}.schema import Schema, load_schema
+
+MAX_EXAMPLES = 5
+
+_CHECK_WORDS = {
+    "column_in_dataframe": "missing column",
+    "column_in_schema": "unexpected column (not in the schema)",
+    "not_nullable": "missing values where none are allowed",
+    "isin": "values outside the allowed set",
+    "greater_than_or_equal_to": "values below the minimum",
+    "less_than_or_equal_to": "values above the maximum",
+    "coerce_dtype": "values of the wrong type",
+    "dtype": "wrong type",
+}
+
+
+def _describe_check(check: str) -> str:
+    name = check.split("(")[0]
+    words = _CHECK_WORDS.get(name, check)
+    bound = check[len(name) :]
+    return f"{words} {bound}".strip() if name in ("greater_than_or_equal_to", "less_than_or_equal_to", "isin") else words
+
+
+def schema_violations(table: pd.DataFrame, schema: Schema) -> tuple[list[str], pd.DataFrame | None]:
+    """Every schema violation as a sentence, and the table with the schema's types if none."""
+    import pandera.pandas as pa
+
+    try:
+        return [], schema.to_pandera().validate(table, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+    violations = []
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+        if check in ("column_in_dataframe", "column_in_schema"):
+            for name in group["failure_case"]:
+                violations.append(f"{_describe_check(check)}: '{name}'")
+            continue
+        if str(check).startswith("dtype(") and any(str(c).startswith("coerce_dtype") for c in cases["check"][cases["column"] == column]):
+            continue  # the coercion failure above already names the bad values
+        examples = group["failure_case"].astype(str).drop_duplicates().head(MAX_EXAMPLES).tolist()
+        rows = group["index"].dropna().head(MAX_EXAMPLES).astype(int).tolist()
+        expected = schema.column(column).type if column in schema.feature_names else "target"
+        detail = f"{_describe_check(str(check))}"
+        if str(check).startswith("coerce_dtype") or str(check).startswith("dtype("):
+            detail = f"values of the wrong type (expected {expected})"
+        violations.append(f"column '{column}': {detail}: {examples} (rows {rows}, {len(group)} in all)")
+    return violations, None
+
+
+def quality_violations(
+    table: pd.DataFrame, data: DataConfig, rules: ValidateConfig, duplicate_share: float
+) -> list[str]:
+    """Quality rules from params.yaml: duplicate share, missing share, class balance."""
+    violations = []
+    if duplicate_share > rules.max_duplicate_share:
+        violations.append(
+            f"duplicate rows: {duplicate_share:.1%} of the raw data, more than"
+            f" validate.max_duplicate_share {rules.max_duplicate_share:.1%}"
+        )
+    for column, share in table.isna().mean().items():
+        if share > rules.max_missing_share:
+            violations.append(
+                f"column '{column}': {share:.1%} missing, more than validate.max_missing_share"
+                f" {rules.max_missing_share:.1%}"
+            )
+    if data.target in table.columns:
+        labels = table[data.target].dropna().astype(str)
+        if str(data.positive_label) not in set(labels):
+            violations.append(
+                f"target '{data.target}': data.positive_label {data.positive_label!r} never occurs"
+            )
+        elif len(labels):
+            minority = labels.value_counts(normalize=True).min() if labels.nunique() > 1 else 0.0
+            if minority < rules.min_class_share:
+                violations.append(
+                    f"target '{data.target}': rarer class is {minority:.1%} of rows, less than"
+                    f" validate.min_class_share {rules.min_class_share:.1%}"
+                )
+    return violations
+
+
+def validate(
+    table: pd.DataFrame, schema: Schema, params: Params, duplicate_share: float = 0.0
+) -> tuple[list[str], pd.DataFrame | None]:
+    """All violations (schema, then quality) and the typed table when there are none."""
+    if table.empty:
+        shape = "no rows" if len(table.columns) else "no rows and no columns"
+        return [f"the dataset is empty: {shape}"], None
+    violations, typed = schema_violations(table, schema)
+    violations += quality_violations(table, params.data, params.validate_, duplicate_share)
+    return violations, (typed if not violations else None)
+
+
+def run(params: Params) -> dict[str, Any]:
+    schema = load_schema(params.data.schema_file)
+    table = load_table(str(Paths.curated_data))
+    duplicate_share = read_json(Paths.curate_report)["duplicate_share"]
+    violations, typed = validate(table, schema, params, duplicate_share)
+    report = {"passed": not violations, "rows": len(table), "violations": violations}
+    write_json(report, Paths.validation_report)
+    if violations:
+        raise DataValidationError(violations)
+    assert typed is not None
+    write_table(typed, Paths.validated_data)
+    return report

@@ -1,0 +1,210 @@
+"""The one data schema, read from the reviewed schema.yaml. Data validation (pandera), the
+serving API's request model (pydantic) and typed reading of the pipeline's files all come from it,
+and `infer_schema` drafts it for a new dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+
+from {{ cookiecutter.package_name }}.errors import ConfigError
+
+ColumnType = Literal["integer", "float", "category"]
+COLUMN_TYPES: tuple[str, ...] = ("integer", "float", "category")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """What one feature column may hold."""
+
+    name: str
+    type: ColumnType
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] = ()
+
+    @property
+    def pandas_dtype(self) -> str:
+        if self.type == "integer":
+            return "Int64" if self.nullable else "int64"
+        return "float64" if self.type == "float" else "str"
+
+    def to_dict(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"type": self.type, "nullable": self.nullable}
+        if self.type == "category":
+            spec["categories"] = list(self.categories)
+        else:
+            spec.update({key: getattr(self, key) for key in ("min", "max") if getattr(self, key) is not None})
+        return spec
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The feature columns and the target of one dataset."""
+
+    target: str
+    target_values: tuple[Any, ...]
+    columns: tuple[ColumnSpec, ...]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [column.name for column in self.columns if column.type != "category"]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [column.name for column in self.columns if column.type == "category"]
+
+    def column(self, name: str) -> ColumnSpec:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        """pandas dtypes of every column, target included, for reading the pipeline's CSVs."""
+        target_is_int = all(isinstance(value, int) for value in self.target_values)
+        dtypes = {column.name: column.pandas_dtype for column in self.columns}
+        dtypes[self.target] = "int64" if target_is_int else "str"
+        return dtypes
+
+    def read_csv(self, path: Path | str) -> pd.DataFrame:
+        """Read a CSV written by a stage after validate, with the schema's types."""
+        return pd.read_csv(path, dtype=self.dtypes)
+
+    def to_pandera(self) -> Any:
+        """The pandera schema: types, ranges, categories, nullability, target values; strict."""
+        import pandera.pandas as pa  # imported here: serving never validates with pandera
+
+        columns = {}
+        for spec in self.columns:
+            checks = []
+            if spec.type == "category":
+                checks.append(pa.Check.isin(list(spec.categories)))
+            if spec.min is not None:
+                checks.append(pa.Check.ge(spec.min))
+            if spec.max is not None:
+                checks.append(pa.Check.le(spec.max))
+            columns[spec.name] = pa.Column(spec.pandas_dtype, checks=checks, nullable=spec.nullable)
+        columns[self.target] = pa.Column(
+            self.dtypes[self.target], checks=[pa.Check.isin(list(self.target_values))], nullable=False
+        )
+        return pa.DataFrameSchema(columns, strict=True, coerce=True, ordered=False)
+
+    def request_model(self, name: str = "Record") -> Any:
+        """A pydantic model of one request record: the feature columns, their types and bounds."""
+        from pydantic import ConfigDict, Field, create_model
+
+        fields: dict[str, Any] = {}
+        for spec in self.columns:
+            annotation: Any
+            if spec.type == "category":
+                annotation = Literal[tuple(spec.categories)]  # type: ignore[valid-type]
+            else:
+                annotation = int if spec.type == "integer" else float
+            if spec.nullable:
+                annotation = annotation | None
+            field = Field(
+                None if spec.nullable else ...,
+                ge=spec.min if spec.type != "category" else None,
+                le=spec.max if spec.type != "category" else None,
+            )
+            fields[spec.name] = (annotation, field)
+        config = ConfigDict(extra="forbid")
+        return create_model(name, __config__=config, **fields)
+
+    def to_yaml(self) -> str:
+        document = {
+            "target": {"name": self.target, "values": list(self.target_values)},
+            "columns": {column.name: column.to_dict() for column in self.columns},
+        }
+        return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def _column_from_dict(name: str, spec: Any) -> ColumnSpec:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"schema: column '{name}' must be a mapping")
+    unknown = set(spec) - {"type", "nullable", "min", "max", "categories"}
+    if unknown:
+        raise ConfigError(f"schema: column '{name}' has unknown keys {sorted(unknown)}")
+    kind = spec.get("type")
+    if kind not in COLUMN_TYPES:
+        raise ConfigError(f"schema: column '{name}' type '{kind}' is not one of {list(COLUMN_TYPES)}")
+    categories = tuple(str(value) for value in spec.get("categories") or ())
+    if kind == "category" and not categories:
+        raise ConfigError(f"schema: category column '{name}' needs a list of categories")
+    return ColumnSpec(
+        name=name,
+        type=kind,
+        nullable=bool(spec.get("nullable", False)),
+        min=spec.get("min"),
+        max=spec.get("max"),
+        categories=categories,
+    )
+
+
+def load_schema(path: Path | str) -> Schema:
+    """Read schema.yaml; a malformed file raises ConfigError naming the column."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise ConfigError(f"schema file not found: {path} (run `make schema`)") from error
+    try:
+        target = document["target"]
+        columns = document["columns"]
+        target_name, target_values = target["name"], tuple(target["values"])
+    except (TypeError, KeyError) as error:
+        raise ConfigError(f"{path}: needs target.name, target.values and columns") from error
+    if len(target_values) != 2:
+        raise ConfigError(f"{path}: target.values must list the two classes, got {list(target_values)}")
+    specs = tuple(_column_from_dict(name, spec) for name, spec in columns.items())
+    return Schema(target=target_name, target_values=target_values, columns=specs)
+
+
+def infer_schema(table: pd.DataFrame, target: str, max_categories: int = 50) -> Schema:
+    """Draft a schema from data (observed types, ranges, categories), for a person to review."""
+    if target not in table.columns:
+        raise ConfigError(f"target column '{target}' is not in the data (columns: {list(table.columns)})")
+    values = sorted(table[target].dropna().unique().tolist(), key=str)
+    if len(values) != 2:
+        raise ConfigError(f"target '{target}' must have exactly two classes, found {values[:10]}")
+    columns = []
+    for name in table.columns.drop(target):
+        series = table[name]
+        nullable = bool(series.isna().any())
+        present = series.dropna()
+        if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+            categories = sorted(present.astype(str).unique().tolist())
+            if len(categories) > max_categories:
+                raise ConfigError(
+                    f"column '{name}' has {len(categories)} distinct text values (free text or an id?):"
+                    " add it to data.drop_columns"
+                )
+            columns.append(ColumnSpec(name, "category", nullable, categories=tuple(categories)))
+            continue
+        integral = bool((present == present.round()).all())
+        kind: ColumnType = "integer" if integral else "float"
+        low = present.min() if len(present) else None
+        high = present.max() if len(present) else None
+        cast = int if kind == "integer" else float
+        columns.append(
+            ColumnSpec(
+                name,
+                kind,
+                nullable,
+                min=None if low is None else cast(low),
+                max=None if high is None else cast(high),
+            )
+        )
+    target_values = tuple(value.item() if hasattr(value, "item") else value for value in values)
+    return Schema(target=target, target_values=target_values, columns=tuple(columns))
