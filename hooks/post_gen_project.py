@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 # See pre_gen_project.py: answers arrive as JSON inside raw single-quoted strings.
@@ -79,10 +80,19 @@ def next_steps(project_dir: Path, git_note: str | None) -> str:
     return "\n".join(lines)
 
 
+def show(text: str) -> None:
+    """Print text; if stdout is gone (say, piped into ``head``), drop it instead of failing."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        # Point stdout at /dev/null so the flush at exit cannot fail either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main() -> None:
     """Initialise git and print the next steps; never fail."""
     project_dir = Path.cwd()
-    print(next_steps(project_dir, init_git_repository(project_dir)))
+    show(next_steps(project_dir, init_git_repository(project_dir)))
 
 
 if __name__ == "__main__":

@@ -42,8 +42,9 @@ MODEL_FAMILIES = ("hist_gradient_boosting", "random_forest", "logistic_regressio
 DVC_REMOTES = ("local", "s3", "gcs", "azure")
 SUPPORTED_PYTHONS = ((3, 11), (3, 12), (3, 13))
 
-# Third-party modules the generated project imports (or its tools run as
-# modules); a package with one of these names would shadow the real one.
+# Modules the generated project imports or its tools run, that a package of
+# the same name would shadow. ``sys.stdlib_module_names`` covers the standard
+# library except the ``test`` package, which is listed here.
 THIRD_PARTY_MODULES = frozenset(
     {
         "bentoml",
@@ -62,6 +63,7 @@ THIRD_PARTY_MODULES = frozenset(
         "sklearn",
         "sqlalchemy",
         "src",
+        "test",
         "tests",
         "yaml",
     }
