@@ -10,7 +10,17 @@ from collections.abc import Sequence
 from {{ cookiecutter.package_name }}.config import load_params
 from {{ cookiecutter.package_name }}.errors import PipelineError
 
-STAGES = ("ingest", "curate", "validate", "split", "train", "evaluate", "fairness", "model_card", "register")
+STAGES = (
+    "ingest",
+    "curate",
+    "validate",
+    "split",
+    "train",
+    "evaluate",
+    "fairness",
+    "model_card",
+    "register",
+)
 
 
 def generate_schema() -> str:
@@ -30,11 +40,13 @@ def generate_schema() -> str:
     )
     schema = infer_schema(table, params.data.target)
     header = (
-        f"# Data contract for {params.data.source}, drafted by `make schema` from {len(table)} rows.\n"
+        f"# Data contract for {params.data.source},"
+        f" drafted by `make schema` from {len(table)} rows.\n"
         "# Review it: widen ranges and add categories the data did not show but may, then commit.\n"
     )
     write_text(header + schema.to_yaml(), target)
-    return f"wrote {target}: {len(schema.columns)} feature columns, target '{schema.target}'. Review it."
+    columns = len(schema.columns)
+    return f"wrote {target}: {columns} feature columns, target '{schema.target}'. Review it."
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,6 +35,9 @@ class Paths:
     model_card = Path("docs/model_card.md")
     problem = Path("docs/problem.md")
     registry = Path("reports/registry.json")
+    bentoml_home = Path(
+        ".bentoml"
+    )  # the project's BentoML store, unless BENTOML_HOME says otherwise
 
 
 class _Strict(BaseModel):
@@ -52,7 +55,8 @@ class DerivedColumn(_Strict):
     def _labels_match_bins(self) -> DerivedColumn:
         if len(self.labels) != len(self.bins) - 1:
             raise ValueError(
-                f"needs one label per bin interval: {len(self.bins) - 1} labels, got {len(self.labels)}"
+                f"needs one label per bin interval: {len(self.bins) - 1} labels,"
+                f" got {len(self.labels)}"
             )
         if sorted(self.bins) != self.bins:
             raise ValueError("bins must be increasing")
@@ -122,7 +126,7 @@ class FairnessConfig(_Strict):
 class ServingConfig(_Strict):
     model_name: str = Field(pattern=r"^[a-z0-9_][a-z0-9_.-]*$")
     max_records: int = Field(gt=0, le=10_000)
-    prediction_log: str
+    prediction_log: str = Field(min_length=1)
 
 
 class Params(_Strict):
@@ -139,7 +143,9 @@ class Params(_Strict):
     def _derived_columns_are_usable(self) -> Params:
         for name, column in self.data.derived_columns.items():
             if name in self.data.drop_columns or column.source == self.data.target:
-                raise ValueError(f"data.derived_columns.{name}: cannot derive from '{column.source}'")
+                raise ValueError(
+                    f"data.derived_columns.{name}: cannot derive from '{column.source}'"
+                )
         return self
 
 

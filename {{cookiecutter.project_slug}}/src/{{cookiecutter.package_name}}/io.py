@@ -45,7 +45,9 @@ def _reader_for(path: str) -> Any:
         return FILE_READERS[suffix]
     except KeyError:
         known = ", ".join(sorted(FILE_READERS))
-        raise DataSourceError(f"cannot read '{path}': unknown file type '{suffix}' ({known})") from None
+        raise DataSourceError(
+            f"cannot read '{path}': unknown file type '{suffix}' ({known})"
+        ) from None
 
 
 def load_table(source: str, query: str | None = None) -> pd.DataFrame:

@@ -39,7 +39,13 @@ class ColumnSpec:
         if self.type == "category":
             spec["categories"] = list(self.categories)
         else:
-            spec.update({key: getattr(self, key) for key in ("min", "max") if getattr(self, key) is not None})
+            spec.update(
+                {
+                    key: getattr(self, key)
+                    for key in ("min", "max")
+                    if getattr(self, key) is not None
+                }
+            )
         return spec
 
 
@@ -96,7 +102,9 @@ class Schema:
                 checks.append(pa.Check.le(spec.max))
             columns[spec.name] = pa.Column(spec.pandas_dtype, checks=checks, nullable=spec.nullable)
         columns[self.target] = pa.Column(
-            self.dtypes[self.target], checks=[pa.Check.isin(list(self.target_values))], nullable=False
+            self.dtypes[self.target],
+            checks=[pa.Check.isin(list(self.target_values))],
+            nullable=False,
         )
         return pa.DataFrameSchema(columns, strict=True, coerce=True, ordered=False)
 
@@ -117,6 +125,7 @@ class Schema:
                 None if spec.nullable else ...,
                 ge=spec.min if spec.type != "category" else None,
                 le=spec.max if spec.type != "category" else None,
+                allow_inf_nan=False if spec.type == "float" else None,  # NaN/inf would reach the model
             )
             fields[spec.name] = (annotation, field)
         config = ConfigDict(extra="forbid")
@@ -138,7 +147,9 @@ def _column_from_dict(name: str, spec: Any) -> ColumnSpec:
         raise ConfigError(f"schema: column '{name}' has unknown keys {sorted(unknown)}")
     kind = spec.get("type")
     if kind not in COLUMN_TYPES:
-        raise ConfigError(f"schema: column '{name}' type '{kind}' is not one of {list(COLUMN_TYPES)}")
+        raise ConfigError(
+            f"schema: column '{name}' type '{kind}' is not one of {list(COLUMN_TYPES)}"
+        )
     categories = tuple(str(value) for value in spec.get("categories") or ())
     if kind == "category" and not categories:
         raise ConfigError(f"schema: category column '{name}' needs a list of categories")
@@ -166,7 +177,9 @@ def load_schema(path: Path | str) -> Schema:
     except (TypeError, KeyError) as error:
         raise ConfigError(f"{path}: needs target.name, target.values and columns") from error
     if len(target_values) != 2:
-        raise ConfigError(f"{path}: target.values must list the two classes, got {list(target_values)}")
+        raise ConfigError(
+            f"{path}: target.values must list the two classes, got {list(target_values)}"
+        )
     specs = tuple(_column_from_dict(name, spec) for name, spec in columns.items())
     return Schema(target=target_name, target_values=target_values, columns=specs)
 
@@ -174,7 +187,9 @@ def load_schema(path: Path | str) -> Schema:
 def infer_schema(table: pd.DataFrame, target: str, max_categories: int = 50) -> Schema:
     """Draft a schema from data (observed types, ranges, categories), for a person to review."""
     if target not in table.columns:
-        raise ConfigError(f"target column '{target}' is not in the data (columns: {list(table.columns)})")
+        raise ConfigError(
+            f"target column '{target}' is not in the data (columns: {list(table.columns)})"
+        )
     values = sorted(table[target].dropna().unique().tolist(), key=str)
     if len(values) != 2:
         raise ConfigError(f"target '{target}' must have exactly two classes, found {values[:10]}")
@@ -187,7 +202,8 @@ def infer_schema(table: pd.DataFrame, target: str, max_categories: int = 50) -> 
             categories = sorted(present.astype(str).unique().tolist())
             if len(categories) > max_categories:
                 raise ConfigError(
-                    f"column '{name}' has {len(categories)} distinct text values (free text or an id?):"
+                    f"column '{name}' has {len(categories)} distinct text values"
+                    " (free text or an id?):"
                     " add it to data.drop_columns"
                 )
             columns.append(ColumnSpec(name, "category", nullable, categories=tuple(categories)))

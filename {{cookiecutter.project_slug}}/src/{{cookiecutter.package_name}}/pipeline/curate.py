@@ -28,7 +28,9 @@ def curate(
     """Return the curated table and counts of what changed."""
     unknown = [column for column in drop_columns if column not in table.columns]
     if unknown and len(table.columns):
-        raise ConfigError(f"data.drop_columns: {unknown} not in the data (columns: {list(table.columns)})")
+        raise ConfigError(
+            f"data.drop_columns: {unknown} not in the data (columns: {list(table.columns)})"
+        )
     table = table.drop(columns=[column for column in drop_columns if column in table.columns])
     table.columns = [str(column).strip() for column in table.columns]
     replaced = 0

@@ -17,10 +17,12 @@ from {{ cookiecutter.package_name }}.pipeline.train import binary_target
 from {{ cookiecutter.package_name }}.schema import load_schema
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, cost: CostMatrix) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, cost: CostMatrix
+) -> dict[str, float]:
     """Standard metrics at a 0.5 threshold, plus the business cost of the mistakes."""
     y_pred = (proba >= 0.5).astype(int)
-    tn, fp, fn, tp = skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
+    _, fp, fn, _ = skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
     total_cost = float(fp * cost.fp + fn * cost.fn)
     return {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
@@ -33,7 +35,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, cost: CostMatr
     }
 
 
-def gate_failures(model: dict[str, float], baseline: dict[str, float], config: EvaluateConfig) -> list[str]:
+def gate_failures(
+    model: dict[str, float], baseline: dict[str, float], config: EvaluateConfig
+) -> list[str]:
     """Why the model must not ship: missed thresholds, no gain over the baseline, higher cost."""
     failures = [
         f"{name} {model[name]:.3f} is below the threshold {threshold:.3f}"
@@ -48,21 +52,32 @@ def gate_failures(model: dict[str, float], baseline: dict[str, float], config: E
             f" evaluate.min_gain_over_baseline {config.min_gain_over_baseline:+.3f}"
         )
     if model["cost"] > baseline["cost"]:
-        failures.append(f"cost {model['cost']:.0f} is higher than the baseline's {baseline['cost']:.0f}")
+        failures.append(
+            f"cost {model['cost']:.0f} is higher than the baseline's {baseline['cost']:.0f}"
+        )
     return failures
 
 
 def write_plots(y_true: np.ndarray, proba: np.ndarray, labels: tuple[str, str]) -> None:
     """ROC, precision-recall and confusion data in the shapes `dvc plots` expects."""
     fpr, tpr, roc_thresholds = skm.roc_curve(y_true, proba)
-    write_table(pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)}).round(4), Paths.plots / "roc.csv")
+    write_table(
+        pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)}).round(
+            4
+        ),
+        Paths.plots / "roc.csv",
+    )
     precision, recall, pr_thresholds = skm.precision_recall_curve(y_true, proba)
     write_table(
-        pd.DataFrame({"recall": recall[:-1], "precision": precision[:-1], "threshold": pr_thresholds}).round(4),
+        pd.DataFrame(
+            {"recall": recall[:-1], "precision": precision[:-1], "threshold": pr_thresholds}
+        ).round(4),
         Paths.plots / "precision_recall.csv",
     )
     names = np.array(labels)
-    confusion = pd.DataFrame({"actual": names[y_true], "predicted": names[(proba >= 0.5).astype(int)]})
+    confusion = pd.DataFrame(
+        {"actual": names[y_true], "predicted": names[(proba >= 0.5).astype(int)]}
+    )
     write_table(confusion, Paths.plots / "confusion.csv")
 
 
@@ -79,12 +94,16 @@ def run(params: Params) -> dict[str, Any]:
     baseline_metrics = classification_metrics(y_true, baseline_proba, config.cost_matrix)
     failures = gate_failures(model_metrics, baseline_metrics, config)
 
-    negative = next(str(v) for v in schema.target_values if str(v) != str(params.data.positive_label))
+    negative = next(
+        str(v) for v in schema.target_values if str(v) != str(params.data.positive_label)
+    )
     write_plots(y_true, model_proba, (negative, str(params.data.positive_label)))
     result = {
         "model": model_metrics,
         "baseline": baseline_metrics,
-        "delta_vs_baseline": {name: model_metrics[name] - baseline_metrics[name] for name in model_metrics},
+        "delta_vs_baseline": {
+            name: model_metrics[name] - baseline_metrics[name] for name in model_metrics
+        },
         "test_rows": len(test),
         "gate": {"passed": not failures, "failures": failures},
     }

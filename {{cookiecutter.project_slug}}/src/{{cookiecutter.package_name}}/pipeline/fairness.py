@@ -36,7 +36,9 @@ def add_derived_columns(table: pd.DataFrame, derived: dict[str, DerivedColumn]) 
     table = table.copy()
     for name, spec in derived.items():
         if spec.source not in table.columns:
-            raise ConfigError(f"data.derived_columns.{name}: source column '{spec.source}' is not in the data")
+            raise ConfigError(
+                f"data.derived_columns.{name}: source column '{spec.source}' is not in the data"
+            )
         binned = pd.cut(table[spec.source], bins=spec.bins, labels=spec.labels, right=False)
         table[name] = binned.astype("string").fillna("unknown").astype(str)
     return table
@@ -54,13 +56,16 @@ def sensitive_columns(table: pd.DataFrame, names: list[str]) -> dict[str, pd.Ser
 
 def assess(y_true: pd.Series, y_pred: Any, groups: pd.Series) -> dict[str, Any]:
     """Per-group metrics and the disparity measures for one sensitive feature."""
-    frame = flm.MetricFrame(metrics=GROUP_METRICS, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
+    frame = flm.MetricFrame(
+        metrics=GROUP_METRICS, y_true=y_true, y_pred=y_pred, sensitive_features=groups
+    )
     per_group = {
         str(group): {metric: float(value) for metric, value in row.items()}
         for group, row in frame.by_group.iterrows()
     }
     disparities = {
-        name: float(measure(y_true, y_pred, sensitive_features=groups)) for name, measure in DISPARITIES.items()
+        name: float(measure(y_true, y_pred, sensitive_features=groups))
+        for name, measure in DISPARITIES.items()
     }
     return {"groups": per_group, **disparities}
 
@@ -78,7 +83,9 @@ def run(params: Params) -> dict[str, Any]:
         results[feature] = assessment = assess(y_true, y_pred, groups)
         for measure, limit in params.fairness.thresholds.items():
             if assessment[measure] > limit:
-                failures.append(f"{feature}: {measure} {assessment[measure]:.3f} exceeds {limit:.3f}")
+                failures.append(
+                    f"{feature}: {measure} {assessment[measure]:.3f} exceeds {limit:.3f}"
+                )
         rows += [
             {"feature": feature, "group": f"{feature}={group}", **metrics}
             for group, metrics in assessment["groups"].items()

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from {{ cookiecutter.package_name }}.config import Params, Paths
-from {{ cookiecutter.package_name }}.io import file_sha256, load_table, redact, source_kind, write_json, write_table
+from {{ cookiecutter.package_name }}.io import (
+    file_sha256,
+    load_table,
+    redact,
+    source_kind,
+    write_json,
+    write_table,
+)
 
 
 def run(params: Params) -> dict[str, Any]:

@@ -16,7 +16,9 @@ def _metrics_table(metrics: dict[str, Any], thresholds: dict[str, float]) -> lis
     for name in METRICS:
         threshold = thresholds.get(name)
         limit = f"{threshold:.3f}" if threshold is not None else "-"
-        lines.append(f"| {name} | {metrics['model'][name]:.3f} | {metrics['baseline'][name]:.3f} | {limit} |")
+        lines.append(
+            f"| {name} | {metrics['model'][name]:.3f} | {metrics['baseline'][name]:.3f} | {limit} |"
+        )
     return lines
 
 
@@ -31,7 +33,11 @@ def _fairness_table(fairness: dict[str, Any]) -> list[str]:
                 f"| {feature} | {group} | {row['count']:.0f} | {row['selection_rate']:.3f} |"
                 f" {row['true_positive_rate']:.3f} | {row['false_positive_rate']:.3f} |"
             )
-    lines += ["", "| feature | demographic parity difference | equalized odds difference |", "|---|---|---|"]
+    lines += [
+        "",
+        "| feature | demographic parity difference | equalized odds difference |",
+        "|---|---|---|",
+    ]
     for feature, result in fairness["features"].items():
         lines.append(
             f"| {feature} | {result['demographic_parity_difference']:.3f} |"
@@ -40,7 +46,13 @@ def _fairness_table(fairness: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(params: Params, manifest: dict[str, Any], train: dict[str, Any], metrics: dict[str, Any], fairness: dict[str, Any]) -> str:
+def render(
+    params: Params,
+    manifest: dict[str, Any],
+    train: dict[str, Any],
+    metrics: dict[str, Any],
+    fairness: dict[str, Any],
+) -> str:
     """The model card as Markdown."""
     cost = params.evaluate.cost_matrix
     lines = [
@@ -50,8 +62,9 @@ def render(params: Params, manifest: dict[str, Any], train: dict[str, Any], metr
         "See [problem.md](problem.md) for the business objective.",
         "",
         "## Model",
-        f"- Family: `{train['model']}`, tuned by {params.train.cv_folds}-fold cross-validated grid search"
-        f" on `{train['cv_scoring']}` (mean {train['cv_score_mean']:.3f} ± {train['cv_score_std']:.3f}).",
+        f"- Family: `{train['model']}`, tuned by {params.train.cv_folds}-fold cross-validated"
+        f" grid search on `{train['cv_scoring']}`"
+        f" (mean {train['cv_score_mean']:.3f} ± {train['cv_score_std']:.3f}).",
         f"- Best parameters: `{train['best_params']}`",
         f"- Baseline: `DummyClassifier(strategy={params.train.baseline!r})`.",
         f"- Predicts `{params.data.target} = {params.data.positive_label!r}` (the positive class).",

@@ -40,9 +40,7 @@ def _classifier(family: ModelFamily, seed: int) -> Any:
 
 def build_model(family: ModelFamily, schema: Schema, seed: int) -> Pipeline:
     """Preprocessing and classifier as one Pipeline that takes the schema's raw columns."""
-    numeric = Pipeline(
-        [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
-    )
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical = Pipeline(
         [
             ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
@@ -65,7 +63,7 @@ def build_baseline(strategy: str, seed: int) -> DummyClassifier:
 
 
 def save_model(model: Any, path: Any) -> None:
-    """Write a model atomically: a failed run never leaves a half-written file as if it were good."""
+    """Write a model atomically: a failed run never leaves a half-written file looking good."""
     with atomic_path(path) as temporary:
         joblib.dump(model, temporary)
 
@@ -73,7 +71,10 @@ def save_model(model: Any, path: Any) -> None:
 def run(params: Params) -> dict[str, Any]:
     schema = load_schema(params.data.schema_file)
     train = schema.read_csv(Paths.train_data)
-    features, target = train[schema.feature_names], binary_target(train[schema.target], params.data.positive_label)
+    features, target = (
+        train[schema.feature_names],
+        binary_target(train[schema.target], params.data.positive_label),
+    )
     config, seed = params.train, params.split.seed
 
     baseline = build_baseline(config.baseline, seed).fit(features, target)
@@ -95,7 +96,9 @@ def run(params: Params) -> dict[str, Any]:
 
     report = {
         "model": config.model,
-        "best_params": {key.removeprefix("classifier__"): value for key, value in search.best_params_.items()},
+        "best_params": {
+            key.removeprefix("classifier__"): value for key, value in search.best_params_.items()
+        },
         "cv_scoring": config.scoring,
         "cv_score_mean": float(search.best_score_),
         "cv_score_std": float(search.cv_results_["std_test_score"][search.best_index_]),

@@ -14,23 +14,22 @@ from {{ cookiecutter.package_name }}.schema import Schema, load_schema
 
 MAX_EXAMPLES = 5
 
-_CHECK_WORDS = {
-    "column_in_dataframe": "missing column",
-    "column_in_schema": "unexpected column (not in the schema)",
-    "not_nullable": "missing values where none are allowed",
-    "isin": "values outside the allowed set",
-    "greater_than_or_equal_to": "values below the minimum",
-    "less_than_or_equal_to": "values above the maximum",
-    "coerce_dtype": "values of the wrong type",
-    "dtype": "wrong type",
-}
 
-
-def _describe_check(check: str) -> str:
+def _describe(check: str, column: str, schema: Schema) -> str:
+    """A pandera check name, such as `less_than_or_equal_to(72)`, in words."""
     name = check.split("(")[0]
-    words = _CHECK_WORDS.get(name, check)
-    bound = check[len(name) :]
-    return f"{words} {bound}".strip() if name in ("greater_than_or_equal_to", "less_than_or_equal_to", "isin") else words
+    if name in ("coerce_dtype", "dtype"):
+        expected = schema.column(column).type if column in schema.feature_names else "the target's"
+        return f"values of the wrong type (expected {expected})"
+    if name == "not_nullable":
+        return "missing values where none are allowed"
+    if name == "isin":
+        return "values outside the allowed set"
+    if name == "greater_than_or_equal_to":
+        return f"values below the minimum {schema.column(column).min}"
+    if name == "less_than_or_equal_to":
+        return f"values above the maximum {schema.column(column).max}"
+    return f"failed check {check}"
 
 
 def schema_violations(table: pd.DataFrame, schema: Schema) -> tuple[list[str], pd.DataFrame | None]:
@@ -42,20 +41,28 @@ def schema_violations(table: pd.DataFrame, schema: Schema) -> tuple[list[str], p
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
     violations = []
+    type_checks = cases["check"].astype(str).str.match(r"(coerce_)?dtype\(")
+    wrong_type = set(cases.loc[type_checks, "column"])
+    reported: set[str] = set()
     for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
-        if check in ("column_in_dataframe", "column_in_schema"):
-            for name in group["failure_case"]:
-                violations.append(f"{_describe_check(check)}: '{name}'")
+        check_name = str(check).split("(")[0]
+        if check_name == "column_in_dataframe":
+            violations += [f"missing column: '{name}'" for name in group["failure_case"]]
             continue
-        if str(check).startswith("dtype(") and any(str(c).startswith("coerce_dtype") for c in cases["check"][cases["column"] == column]):
-            continue  # the coercion failure above already names the bad values
-        examples = group["failure_case"].astype(str).drop_duplicates().head(MAX_EXAMPLES).tolist()
+        if check_name == "column_in_schema":
+            unexpected = group["failure_case"]
+            violations += [f"unexpected column (not in the schema): '{n}'" for n in unexpected]
+            continue
+        if column in wrong_type:
+            if column in reported or check_name not in ("coerce_dtype", "dtype"):
+                continue  # one complaint per mistyped column: its other checks cannot run
+            reported.add(column)
+        cases_shown = group["failure_case"].astype(str).drop_duplicates().head(MAX_EXAMPLES)
         rows = group["index"].dropna().head(MAX_EXAMPLES).astype(int).tolist()
-        expected = schema.column(column).type if column in schema.feature_names else "target"
-        detail = f"{_describe_check(str(check))}"
-        if str(check).startswith("coerce_dtype") or str(check).startswith("dtype("):
-            detail = f"values of the wrong type (expected {expected})"
-        violations.append(f"column '{column}': {detail}: {examples} (rows {rows}, {len(group)} in all)")
+        violations.append(
+            f"column '{column}': {_describe(str(check), column, schema)}: {cases_shown.tolist()}"
+            f" (rows {rows}, {len(group)} in all)"
+        )
     return violations, None
 
 

@@ -1,0 +1,92 @@
+"""Shared fixtures. Unit tests work in a scratch copy of the project's config and data; the data,
+model and bias layers read the outputs of `make pipeline` in the project itself."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from {{ cookiecutter.package_name }}.config import Params, Paths, load_params
+from {{ cookiecutter.package_name }}.schema import Schema, load_schema
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def params() -> Params:
+    return load_params(PROJECT_ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def schema(params: Params) -> Schema:
+    return load_schema(PROJECT_ROOT / params.data.schema_file)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A scratch project: params.yaml (with a quick search grid), schema.yaml and the data."""
+    for name in ("params.yaml", "schema.yaml"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
+    shutil.copytree(PROJECT_ROOT / "data" / "external", tmp_path / "data" / "external")
+    settings = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    settings["train"]["cv_folds"] = 2
+    settings["train"]["search"] = {family: {} for family in settings["train"]["search"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+def edit_params(workspace: Path, **changes: object) -> Params:
+    """Set dotted keys in the workspace's params.yaml and reload it."""
+    path = workspace / "params.yaml"
+    settings = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = settings
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return load_params(path)
+
+
+def valid_record(schema: Schema) -> dict[str, object]:
+    """A record every schema accepts: first category, lower bound (or 0) of every number."""
+    record: dict[str, object] = {}
+    for column in schema.columns:
+        if column.type == "category":
+            record[column.name] = column.categories[0]
+        else:
+            cast = int if column.type == "integer" else float
+            record[column.name] = cast(column.min if column.min is not None else 0)
+    return record
+
+
+@pytest.fixture(scope="session")
+def pipeline_outputs() -> Path:
+    """The project root, after checking `make pipeline` has produced what these tests read."""
+    needed = [
+        Paths.validated_data,
+        Paths.train_data,
+        Paths.test_data,
+        Paths.reference_data,
+        Paths.model,
+        Paths.baseline_model,
+        Paths.metrics,
+        Paths.fairness,
+    ]
+    missing = [str(path) for path in needed if not (PROJECT_ROOT / path).exists()]
+    if missing:
+        pytest.fail(
+            f"pipeline outputs missing: {missing}; run `make pipeline` first", pytrace=False
+        )
+    return PROJECT_ROOT

@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.schema import load_schema
+from tests.conftest import edit_params
+
+pytestmark = pytest.mark.unit
+
+
+def test_stage_errors_are_one_clear_message(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit_params(workspace, data__source="data/external/nowhere.csv", data__query=None)
+    assert main(["ingest"]) == 1
+    assert (
+        capsys.readouterr().err.strip()
+        == "ingest failed: data source not found: data/external/nowhere.csv"
+    )
+
+
+def test_bad_params_stop_every_command(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Path("params.yaml").write_text(
+        Path("params.yaml").read_text().replace("cv_folds: 2", "cv_folds: one")
+    )
+    assert main(["curate"]) == 1
+    assert "train.cv_folds" in capsys.readouterr().err
+
+
+def test_schema_command_drafts_a_loadable_schema(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("schema.yaml").unlink()
+    assert main(["schema"]) == 0
+    assert "Review it" in capsys.readouterr().out
+    drafted = load_schema("schema.yaml")
+    assert drafted.feature_names
+
+
+def test_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["deploy"])
+    assert caught.value.code == 2
+    assert "invalid choice: 'deploy'" in capsys.readouterr().err

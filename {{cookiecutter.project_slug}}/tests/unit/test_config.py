@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from {{ cookiecutter.package_name }}.config import Paths, load_params
+from {{ cookiecutter.package_name }}.errors import ConfigError
+from tests.conftest import edit_params
+
+pytestmark = pytest.mark.unit
+
+
+def test_project_params_load(params) -> None:
+    assert params.train.model in params.train.search
+    assert params.data.sensitive_features
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"train__cv_folds": 1}, "train.cv_folds"),
+        ({"train__model": "svm"}, "train.model"),
+        ({"split__test_size": 1.5}, "split.test_size"),
+        ({"evaluate__thresholds": {"roc_auc": 0.7, "speed": 1}}, "evaluate.thresholds.speed"),
+        ({"evaluate__cost_matrix": {"fp": -1, "fn": 1}}, "evaluate.cost_matrix.fp"),
+        ({"validate__max_missing_share": 2}, "validate.max_missing_share"),
+        ({"data__unknown_key": 1}, "data.unknown_key"),
+        (
+            {
+                "data__derived_columns": {
+                    "age_group": {"source": "age", "bins": [0, 30, 99], "labels": ["young"]}
+                }
+            },
+            "one label per bin",
+        ),
+        ({"serving__max_records": 0}, "serving.max_records"),
+    ],
+)
+def test_bad_params_name_the_key(workspace: Path, change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"params\.yaml") as caught:
+        edit_params(workspace, **change)
+    assert message in str(caught.value)
+
+
+def test_missing_and_malformed_params_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_dvc_yaml_outputs_are_the_paths_the_code_writes(project_root: Path) -> None:
+    stages = yaml.safe_load((project_root / "dvc.yaml").read_text())["stages"]
+    declared = set()
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    written = {
+        str(value)
+        for name, value in vars(Paths).items()
+        if isinstance(value, Path) and name not in ("plots", "problem", "bentoml_home")
+    }
+    assert written - declared == set(), "written by code but not declared in dvc.yaml"
+    undeclared = {path for path in declared - written if not path.startswith(f"{Paths.plots}/")}
+    assert undeclared == set(), "declared in dvc.yaml but not written by code"

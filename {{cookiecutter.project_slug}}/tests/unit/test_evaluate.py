@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from {{ cookiecutter.package_name }}.config import CostMatrix, EvaluateConfig
+from {{ cookiecutter.package_name }}.pipeline.evaluate import classification_metrics, gate_failures
+
+pytestmark = pytest.mark.unit
+
+
+def test_metrics_and_cost_of_mistakes() -> None:
+    y_true = np.array([1, 1, 0, 0, 1])
+    proba = np.array([0.9, 0.2, 0.7, 0.1, 0.6])  # one false negative, one false positive
+    metrics = classification_metrics(y_true, proba, CostMatrix(fp=5, fn=1))
+    assert metrics["accuracy"] == pytest.approx(0.6)
+    assert metrics["precision"] == pytest.approx(2 / 3)
+    assert metrics["recall"] == pytest.approx(2 / 3)
+    assert metrics["roc_auc"] == pytest.approx(4 / 6)  # 4 of 6 positive-negative pairs ordered
+    assert metrics["cost"] == 6.0
+    assert metrics["cost_per_prediction"] == pytest.approx(1.2)
+
+
+def _config(**thresholds: float) -> EvaluateConfig:
+    return EvaluateConfig(
+        primary_metric="roc_auc",
+        thresholds=thresholds,
+        min_gain_over_baseline=0.05,
+        cost_matrix=CostMatrix(fp=5, fn=1),
+    )
+
+
+BASELINE = {"roc_auc": 0.5, "f1": 0.8, "cost": 300.0}
+
+
+def test_gate_passes_a_model_that_beats_everything() -> None:
+    model = {"roc_auc": 0.8, "f1": 0.85, "cost": 200.0}
+    assert gate_failures(model, BASELINE, _config(roc_auc=0.7, f1=0.75)) == []
+
+
+def test_gate_lists_every_reason() -> None:
+    model = {"roc_auc": 0.52, "f1": 0.6, "cost": 320.0}
+    failures = gate_failures(model, BASELINE, _config(roc_auc=0.7, f1=0.75))
+    assert len(failures) == 4
+    assert failures[0] == "roc_auc 0.520 is below the threshold 0.700"
+    assert "gain over the baseline +0.020" in failures[2]
+    assert "cost 320 is higher than the baseline's 300" in failures[3]

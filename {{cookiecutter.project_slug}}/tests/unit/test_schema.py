@@ -1,0 +1,117 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from {{ cookiecutter.package_name }}.errors import ConfigError
+from {{ cookiecutter.package_name }}.schema import infer_schema, load_schema
+from tests.conftest import valid_record
+
+pytestmark = pytest.mark.unit
+
+
+def _first(schema, predicate):
+    return next(column for column in schema.columns if predicate(column))
+
+
+def test_schema_types_cover_every_feature(schema) -> None:
+    assert set(schema.categorical_features) | set(schema.numeric_features) == set(
+        schema.feature_names
+    )
+    assert schema.target not in schema.feature_names
+    assert set(schema.dtypes) == {*schema.feature_names, schema.target}
+
+
+def test_request_model_accepts_a_valid_record(schema) -> None:
+    record = schema.request_model()(**valid_record(schema))
+    assert record.model_dump() == valid_record(schema)
+
+
+def test_nullable_fields_may_be_left_out(schema) -> None:
+    nullable = [column.name for column in schema.columns if column.nullable]
+    record = {k: v for k, v in valid_record(schema).items() if k not in nullable}
+    dumped = schema.request_model()(**record).model_dump()
+    assert all(dumped[name] is None for name in nullable)
+
+
+def _bad_records(schema):
+    category = _first(schema, lambda c: c.type == "category")
+    number = _first(schema, lambda c: c.type != "category")
+    bounded = _first(schema, lambda c: c.type != "category" and c.max is not None)
+    required = _first(schema, lambda c: not c.nullable)
+    return {
+        "unknown category": ({category.name: "__no_such_category__"}, category.name),
+        "out of range": ({bounded.name: bounded.max + 1}, bounded.name),
+        "wrong type": ({number.name: "not a number"}, number.name),
+        "null where required": ({required.name: None}, required.name),
+        "unknown field": ({"__unknown_field__": 1}, "__unknown_field__"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["unknown category", "out of range", "wrong type", "null where required", "unknown field"],
+)
+def test_request_model_names_the_bad_field(schema, case: str) -> None:
+    change, field = _bad_records(schema)[case]
+    with pytest.raises(ValidationError) as caught:
+        schema.request_model()(**{**valid_record(schema), **change})
+    assert {error["loc"][0] for error in caught.value.errors()} == {field}
+
+
+def test_missing_field_is_refused(schema) -> None:
+    required = _first(schema, lambda c: not c.nullable).name
+    record = {k: v for k, v in valid_record(schema).items() if k != required}
+    with pytest.raises(ValidationError, match=required):
+        schema.request_model()(**record)
+
+
+def test_inferred_schema_round_trips_through_yaml(tmp_path: Path) -> None:
+    table = pd.DataFrame(
+        {
+            "income": [1200.5, 3400.0, None, 2100.25],
+            "children": [0, 2, 1, 3],
+            "region": ["north", "south", "north", None],
+            "churned": ["yes", "no", "no", "yes"],
+        }
+    )
+    schema = infer_schema(table, "churned")
+    (tmp_path / "schema.yaml").write_text(schema.to_yaml())
+    assert load_schema(tmp_path / "schema.yaml") == schema
+    assert schema.column("income").type == "float" and schema.column("income").nullable
+    assert schema.column("children").type == "integer" and schema.column("children").max == 3
+    assert schema.column("region").categories == ("north", "south")
+    assert schema.target_values == ("no", "yes")
+
+
+def test_inference_refuses_free_text_and_non_binary_targets() -> None:
+    table = pd.DataFrame({"note": [f"text {i}" for i in range(60)], "y": [0, 1] * 30})
+    with pytest.raises(ConfigError, match=r"'note'.*drop_columns"):
+        infer_schema(table, "y")
+    with pytest.raises(ConfigError, match="exactly two classes"):
+        infer_schema(pd.DataFrame({"x": [1, 2, 3], "y": [0, 1, 2]}), "y")
+    with pytest.raises(ConfigError, match="'label' is not in the data"):
+        infer_schema(pd.DataFrame({"x": [1]}), "label")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("columns: {}\n", "needs target.name"),
+        ("target: {name: y, values: [0, 1, 2]}\ncolumns: {}\n", "two classes"),
+        ("target: {name: y, values: [0, 1]}\ncolumns: {x: {type: text}}\n", "'x' type 'text'"),
+        (
+            "target: {name: y, values: [0, 1]}\ncolumns: {x: {type: category}}\n",
+            "needs a list of categories",
+        ),
+        (
+            "target: {name: y, values: [0, 1]}\ncolumns: {x: {type: float, maximum: 3}}\n",
+            "unknown keys",
+        ),
+    ],
+)
+def test_malformed_schema_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "schema.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_schema(tmp_path / "schema.yaml")

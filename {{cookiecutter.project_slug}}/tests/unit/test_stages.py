@@ -1,0 +1,89 @@
+"""The stages chained in a scratch workspace, as dvc.yaml runs them, with a quick search grid."""
+
+from pathlib import Path
+
+import joblib
+import pytest
+
+from {{ cookiecutter.package_name }}.config import Paths, load_params
+from {{ cookiecutter.package_name }}.errors import ConfigError, DataValidationError, GateError
+from {{ cookiecutter.package_name }}.io import file_sha256, load_table, read_json, write_table
+from {{ cookiecutter.package_name }}.pipeline import (
+    curate,
+    evaluate,
+    fairness,
+    ingest,
+    model_card,
+    split,
+    train,
+    validate,
+)
+from {{ cookiecutter.package_name }}.schema import load_schema
+from tests.conftest import edit_params
+
+pytestmark = pytest.mark.unit
+
+
+def _run_until_train(params) -> None:
+    for stage in (ingest, curate, validate, split, train):
+        stage.run(params)
+
+
+def test_stages_write_their_outputs(workspace: Path) -> None:
+    params = load_params()
+    manifest = ingest.run(params)
+    assert manifest["sha256"] == file_sha256(Paths.raw_data)
+    assert manifest["rows"] > 0
+    for stage in (curate, validate, split, train, evaluate, fairness, model_card):
+        stage.run(params)
+    rows = {path: len(load_table(str(path))) for path in (Paths.train_data, Paths.test_data)}
+    assert abs(rows[Paths.test_data] / sum(rows.values()) - params.split.test_size) < 0.01
+    metrics = read_json(Paths.metrics)
+    assert metrics["gate"]["passed"]
+    assert set(read_json(Paths.fairness)["features"]) == set(params.data.sensitive_features)
+    for name in ("roc.csv", "precision_recall.csv", "confusion.csv", "fairness.csv"):
+        assert (Paths.plots / name).stat().st_size > 0
+    card = Paths.model_card.read_text()
+    assert f"{metrics['model']['roc_auc']:.3f}" in card
+
+
+def test_invalid_data_stops_at_validate(workspace: Path) -> None:
+    params = load_params()
+    table = load_table(params.data.source, params.data.query)
+    dropped = load_schema(params.data.schema_file).feature_names[0]
+    write_table(table.drop(columns=[dropped]), "data/external/broken.csv")
+    params = edit_params(workspace, data__source="data/external/broken.csv", data__query=None)
+    ingest.run(params)
+    curate.run(params)
+    with pytest.raises(DataValidationError, match=f"missing column: '{dropped}'"):
+        validate.run(params)
+    assert not Paths.validated_data.exists()
+    assert read_json(Paths.validation_report)["passed"] is False
+
+
+def test_gate_failure_keeps_the_evidence_but_raises(workspace: Path) -> None:
+    params = edit_params(workspace, evaluate__thresholds={"roc_auc": 0.999})
+    _run_until_train(params)
+    with pytest.raises(GateError, match=r"roc_auc .* is below the threshold 0\.999"):
+        evaluate.run(params)
+    assert read_json(Paths.metrics)["gate"]["passed"] is False
+
+
+def test_fairness_gate_failure(workspace: Path) -> None:
+    params = edit_params(workspace, fairness__thresholds={"demographic_parity_difference": 0.0})
+    _run_until_train(params)
+    with pytest.raises(GateError, match="demographic_parity_difference"):
+        fairness.run(params)
+
+
+def test_bad_search_grid_leaves_the_previous_model(workspace: Path) -> None:
+    params = load_params()
+    _run_until_train(params)
+    before = file_sha256(Paths.model)
+    family = params.train.model
+    params = edit_params(workspace, train__search={family: {"no_such_parameter": [1]}})
+    with pytest.raises(ConfigError, match=f"train.search.{family}"):
+        train.run(params)
+    assert file_sha256(Paths.model) == before
+    assert joblib.load(Paths.model) is not None
+    assert not list(Paths.model.parent.glob(".*.tmp"))
