@@ -35,9 +35,7 @@ class Paths:
     model_card = Path("docs/model_card.md")
     problem = Path("docs/problem.md")
     registry = Path("reports/registry.json")
-    bentoml_home = Path(
-        ".bentoml"
-    )  # the project's BentoML store, unless BENTOML_HOME says otherwise
+    bentoml_home = Path(".bentoml")  # the project's model store, unless BENTOML_HOME is set
 
 
 class _Strict(BaseModel):

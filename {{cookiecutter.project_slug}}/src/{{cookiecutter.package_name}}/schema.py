@@ -125,7 +125,7 @@ class Schema:
                 None if spec.nullable else ...,
                 ge=spec.min if spec.type != "category" else None,
                 le=spec.max if spec.type != "category" else None,
-                allow_inf_nan=False if spec.type == "float" else None,  # NaN/inf would reach the model
+                allow_inf_nan=False if spec.type == "float" else None,  # no NaN/inf to the model
             )
             fields[spec.name] = (annotation, field)
         config = ConfigDict(extra="forbid")

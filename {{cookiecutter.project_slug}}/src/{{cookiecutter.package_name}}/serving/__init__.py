@@ -1,0 +1,1 @@
+"""Serving: the BentoML service, the model store it loads from, and the prediction log."""

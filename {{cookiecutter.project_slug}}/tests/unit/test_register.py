@@ -1,0 +1,123 @@
+"""The register stage: what lineage it records, and that it refuses a model that failed a gate."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+import yaml
+
+from {{ cookiecutter.package_name }}.config import Paths, load_params
+from {{ cookiecutter.package_name }}.errors import GateError
+from {{ cookiecutter.package_name }}.io import read_json, write_json
+from {{ cookiecutter.package_name }}.pipeline.register import UNCOMMITTED, git_state, lineage
+from {{ cookiecutter.package_name }}.serving.store import LINEAGE_FILE, MODEL_FILE, SCHEMA_FILE
+
+pytestmark = pytest.mark.unit
+
+DATA_HASH = "ab" * 32
+
+
+def passed_gate() -> dict[str, Any]:
+    return {"passed": True, "failures": []}
+
+
+@pytest.fixture
+def gated(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A workspace holding what the earlier stages leave for register (a stand-in model file)."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(workspace.parent))  # not inside any repo
+    Paths.model.parent.mkdir(parents=True)
+    joblib.dump({"stand-in": "model"}, Paths.model)
+    write_json(
+        {"sha256": DATA_HASH, "source": "data/external/x.csv", "kind": "file", "rows": 10},
+        Paths.raw_manifest,
+    )
+    write_json({"model": {"roc_auc": 0.81, "f1": 0.8}, "gate": passed_gate()}, Paths.metrics)
+    write_json(
+        {"features": {"sex": {"demographic_parity_difference": 0.1}}, "gate": passed_gate()},
+        Paths.fairness,
+    )
+    return workspace
+
+
+def test_lineage_records_code_data_params_and_results(gated: Path) -> None:
+    params = load_params()
+
+    record = lineage(params)
+
+    assert record["git"] == {"commit": UNCOMMITTED, "dirty": True}
+    assert record["data"]["sha256"] == DATA_HASH
+    assert record["params"]["train"]["model"] == params.train.model
+    assert record["params"]["serving"]["model_name"] == params.serving.model_name
+    assert record["evaluation"] == read_json(Paths.metrics)
+    assert record["fairness"] == read_json(Paths.fairness)
+    assert str(record["target"]["positive_label"]) == str(params.data.positive_label)
+    assert str(record["target"]["negative_label"]) != str(params.data.positive_label)
+
+
+def test_git_state_names_the_commit_and_whether_the_tree_changed(gated: Path) -> None:
+    def git(*args: str) -> str:
+        identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
+        return subprocess.run(
+            ["git", *identity, *args], check=True, capture_output=True, text=True
+        ).stdout
+
+    git("init", "-q")
+    assert git_state()["commit"] == UNCOMMITTED  # a repository without commits yet
+    git("add", "params.yaml")
+    git("commit", "-qm", "params")
+    head = git("rev-parse", "HEAD").strip()
+    assert git_state() == {"commit": head, "dirty": False}
+    Path("params.yaml").write_text(Path("params.yaml").read_text() + "\n# edited\n")
+    assert git_state() == {"commit": head, "dirty": True}
+
+
+@pytest.mark.parametrize("gate_file", [Paths.metrics, Paths.fairness])
+def test_refuses_a_model_that_failed_a_gate(gated: Path, gate_file: Path) -> None:
+    result = read_json(gate_file)
+    result["gate"] = {"passed": False, "failures": ["roc_auc 0.500 is below the threshold 0.700"]}
+    write_json(result, gate_file)
+
+    with pytest.raises(GateError, match=r"roc_auc 0\.500 is below") as refusal:
+        lineage(load_params())
+
+    assert str(gate_file) in str(refusal.value)
+    assert not Paths.registry.exists()
+
+
+def test_refuses_when_a_gate_result_is_missing(gated: Path) -> None:
+    write_json({"model": {"roc_auc": 0.81}}, Paths.metrics)  # written by an older evaluate stage
+    with pytest.raises(GateError, match="evaluate gate did not pass"):
+        lineage(load_params())
+
+
+def test_register_stage_saves_model_schema_and_lineage_in_the_project_store(gated: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "BENTOML_HOME"}
+    env["BENTOML_DO_NOT_TRACK"] = "true"
+    params = load_params()
+
+    done = subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}", "register"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr
+    entry = read_json(Paths.registry)
+    assert entry["tag"] == f"{params.serving.model_name}:{entry['version']}"
+    assert entry["data"]["sha256"] == DATA_HASH
+    stored = gated / ".bentoml" / "models" / params.serving.model_name / entry["version"]
+    assert (stored / MODEL_FILE).read_bytes() == Paths.model.read_bytes()
+    assert (stored / SCHEMA_FILE).read_text() == Path(params.data.schema_file).read_text()
+    assert read_json(stored / LINEAGE_FILE)["git"]["commit"] == UNCOMMITTED
+    info = yaml.safe_load((stored / "model.yaml").read_text())
+    assert info["labels"]["data_sha256"] == DATA_HASH
+    assert info["labels"]["git_commit"] == UNCOMMITTED
+    assert info["metadata"]["evaluation"]["gate"]["passed"] is True
