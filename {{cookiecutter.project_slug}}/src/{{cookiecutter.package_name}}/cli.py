@@ -1,4 +1,6 @@
-"""`python -m {{ cookiecutter.package_name }} <command>`: the entry point dvc.yaml and the Makefile call."""
+"""The entry point dvc.yaml and the Makefile call:
+`python -m {{ cookiecutter.package_name }} <command>`.
+"""
 
 from __future__ import annotations
 

@@ -7,7 +7,11 @@ import pytest
 
 from {{ cookiecutter.package_name }}.config import Paths
 from {{ cookiecutter.package_name }}.io import read_json
-from {{ cookiecutter.package_name }}.pipeline.fairness import add_derived_columns, assess, sensitive_columns
+from {{ cookiecutter.package_name }}.pipeline.fairness import (
+    add_derived_columns,
+    assess,
+    sensitive_columns,
+)
 from {{ cookiecutter.package_name }}.pipeline.train import binary_target
 
 pytestmark = pytest.mark.bias

@@ -3,7 +3,11 @@ import pytest
 
 from {{ cookiecutter.package_name }}.config import DerivedColumn
 from {{ cookiecutter.package_name }}.errors import ConfigError
-from {{ cookiecutter.package_name }}.pipeline.fairness import add_derived_columns, assess, sensitive_columns
+from {{ cookiecutter.package_name }}.pipeline.fairness import (
+    add_derived_columns,
+    assess,
+    sensitive_columns,
+)
 
 pytestmark = pytest.mark.unit
 

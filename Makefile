@@ -1,0 +1,68 @@
+# The template's own commands. A newcomer needs two: `make demo` and `make test`.
+# Prerequisites: python3 (>= 3.11, with venv), git, make. Everything else is installed
+# into .venv (the template's tools) or, by the generated project, into its own environment.
+.DEFAULT_GOAL := help
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# Installed when requirements-dev.txt is newer than this stamp (or .venv is missing).
+STAMP := $(VENV)/.installed-requirements-dev
+DEMO := demo
+PYTEST_ARGS ?=
+
+export DVC_NO_ANALYTICS := 1
+export DO_NOT_TRACK := 1
+export BENTOML_DO_NOT_TRACK := true
+
+.PHONY: help dev demo test test-quick lint format lock-dev clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "$(PYTHON) is older than 3.11: set PYTHON=python3.11 (or newer)" >&2; exit 1; }
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+dev: $(STAMP) ## create .venv with the template's pinned test tools
+
+demo: $(STAMP) ## bake the defaults into ./demo/ and run the generated project's setup and pipeline
+	rm -rf $(DEMO)
+	$(BIN)/cookiecutter --no-input --default-config --output-dir $(DEMO) .
+	@# The generated Makefile takes uv from PATH (the template's .venv has one; it goes last
+	@# on PATH) or installs its own copy. VIRTUAL_ENV must not point at the template's .venv.
+	project=$$(find $(DEMO) -mindepth 1 -maxdepth 1 -type d); \
+	env -u VIRTUAL_ENV PATH="$$PATH:$(BIN)" $(MAKE) --no-print-directory -C "$$project" setup pipeline; \
+	echo; \
+	echo "Demo project: $$project (model card: $$project/docs/model_card.md)"; \
+	echo "Next: cd $$project && make help"
+
+test: $(STAMP) ## lint the template's Python, then run the template's whole test suite
+	$(BIN)/ruff check hooks tests
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-quick: $(STAMP) ## the suite without the slow layers (no project environment, no image)
+	$(BIN)/python -m pytest -m "not e2e and not container" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) on hooks/tests, and the template's CI workflow
+	$(BIN)/ruff check hooks tests
+	$(BIN)/ruff format --check hooks tests
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/zizmor --offline --quiet .github/workflows/
+
+format: $(STAMP) ## ruff: fix what can be fixed in hooks/tests
+	$(BIN)/ruff check --fix hooks tests
+	$(BIN)/ruff format hooks tests
+
+lock-dev: $(STAMP) ## recompile requirements-dev.txt from requirements-dev.in
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --annotation-style line \
+		--custom-compile-command "make lock-dev" requirements-dev.in -o requirements-dev.txt
+
+clean: ## remove .venv, the shared project environment (.cache) and the demo
+	rm -rf $(VENV) .cache $(DEMO) .pytest_cache .ruff_cache
+	find hooks tests -name __pycache__ -type d -prune -exec rm -rf {} +

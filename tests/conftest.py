@@ -1,0 +1,366 @@
+"""Shared fixtures of the template's own test suite.
+
+Baking is cheap; installing the generated project's dependencies is not (about 1.2 GB, a
+minute). So every baked project that needs its tools shares ONE virtual environment,
+``<template>/.cache/project-env/<hash>``, created by the first ``make setup`` and reused by
+later ones and by later test sessions. The hash covers the template's ``pyproject.toml`` (and
+``uv.lock`` if the template ships one), so moving a pin builds a fresh environment. Each project
+still runs its own ``make setup`` (``uv sync`` with ``UV_PROJECT_ENVIRONMENT`` pointing at the
+shared environment): the command is exercised, but after the first time it only reinstalls the
+small project package.
+
+Because one environment serves several projects, commands run through ``Project.run`` put the
+project's own ``src/`` first on ``PYTHONPATH``: whichever project was installed last, the code
+that runs is the code of the project the command runs in.
+
+Fixtures others rely on (keep the contract):
+
+* ``default_project``: a project baked with every default, ``make setup`` and ``make pipeline``
+  done. Shared by the whole session: read it, never change it; copy it (``.copy(dest)``) to
+  change anything.
+* ``bake_project``: ``bake_project(extra_context=None, *, setup=False, pipeline=False)`` bakes a
+  fresh project into its own temporary directory and returns the same kind of object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+TEMPLATE_PROJECT = TEMPLATE / "{{cookiecutter.project_slug}}"
+CACHE = TEMPLATE / ".cache"
+ENVS = CACHE / "project-env"
+STALE_ENV_SECONDS = (
+    7 * 24 * 3600
+)  # shared environments of other pins unused this long are removed
+OUTPUT_TAIL = (
+    6000  # characters of a failed command's output shown in the assertion message
+)
+
+# Variables that must not leak from the outer `make test` or an activated environment into the
+# commands run in a baked project.
+LEAKY_VARIABLES = (
+    "MAKEFLAGS",
+    "MFLAGS",
+    "MAKELEVEL",
+    "MAKEOVERRIDES",
+    "VIRTUAL_ENV",
+    "PYTHONHOME",
+    "PYTHONPATH",
+    "CONDA_PREFIX",
+    "UV_PROJECT_ENVIRONMENT",
+    "PYTEST_ADDOPTS",
+    "PREDICTION_LOG",  # the generated service reads it: a shell value must not redirect logs
+)
+
+MARKERS = {
+    "e2e": "runs a baked project's pipeline or tools (slow: uses the shared project environment)",
+    "container": "builds or runs the generated project's container image",
+    "slow": "takes more than a few seconds even without the project environment",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+
+
+# --------------------------------------------------------------------------------------------
+# Baking
+
+
+def cookiecutter_defaults() -> dict[str, Any]:
+    """cookiecutter.json as data."""
+    return json.loads((TEMPLATE / "cookiecutter.json").read_text())
+
+
+def bake(output_dir: Path, extra_context: Mapping[str, str] | None = None) -> Path:
+    """Bake the template without prompts into output_dir; return the project directory.
+
+    A private cookiecutter config keeps the user's ~/.cookiecutterrc (default_context) out and
+    writes the replay file into output_dir instead of the home directory.
+    """
+    from cookiecutter.main import cookiecutter
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    user_dir = output_dir / ".cookiecutter-user"
+    user_dir.mkdir(exist_ok=True)
+    config_file = user_dir / "config.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "cookiecutters_dir": str(user_dir / "cookiecutters"),
+                "replay_dir": str(user_dir / "replay"),
+                "default_context": {},
+                "abbreviations": {},
+            }
+        )
+    )
+    project = cookiecutter(
+        str(TEMPLATE),
+        no_input=True,
+        extra_context=dict(extra_context or {}),
+        output_dir=str(output_dir),
+        config_file=str(config_file),
+    )
+    return Path(project)
+
+
+# --------------------------------------------------------------------------------------------
+# The shared project environment
+
+
+def find_uv() -> str:
+    """uv from the template's .venv (beside the running Python), else from PATH."""
+    beside = Path(sys.executable).parent / "uv"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("uv")
+    if found is None:
+        pytest.fail(
+            "uv is not installed: run the suite with `make test` (it installs uv)"
+        )
+    return found
+
+
+def environment_key() -> str:
+    """Hash of what decides the project environment's contents: the pins and the Python."""
+    digest = hashlib.sha256()
+    for name in ("pyproject.toml", "uv.lock", ".python-version"):
+        path = TEMPLATE_PROJECT / name
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"(absent)")
+    digest.update(str(cookiecutter_defaults().get("python_version")).encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ProjectEnvironment:
+    """One virtual environment shared by every baked project of a test session (and later ones)."""
+
+    path: Path
+    uv: str
+
+    @property
+    def bin(self) -> Path:
+        return self.path / "bin"
+
+    def variables(self, project: Path) -> dict[str, str]:
+        """The environment for a command run in `project`."""
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in LEAKY_VARIABLES
+        }
+        uv_dir = str(Path(self.uv).parent)
+        env["PATH"] = os.pathsep.join(
+            [str(self.bin), uv_dir, env.get("PATH", os.defpath)]
+        )
+        env.update(
+            {
+                "UV_PROJECT_ENVIRONMENT": str(self.path),
+                "VIRTUAL_ENV": str(self.path),  # so uv does not warn that it differs
+                "UV_PYTHON_DOWNLOADS": "never",  # no interpreter downloads here: fail clearly
+                "UV_NO_PROGRESS": "1",
+                "PYTHONPATH": str(
+                    project / "src"
+                ),  # this project's code, whichever is installed
+                "DVC_NO_ANALYTICS": "1",
+                "DO_NOT_TRACK": "1",
+                "BENTOML_DO_NOT_TRACK": "true",
+                "BENTOML_HOME": str(project / ".bentoml"),
+                # `git commit` in a baked project must not depend on the machine's git config.
+                "GIT_AUTHOR_NAME": "Template Tests",
+                "GIT_AUTHOR_EMAIL": "template-tests@example.com",
+                "GIT_COMMITTER_NAME": "Template Tests",
+                "GIT_COMMITTER_EMAIL": "template-tests@example.com",
+            }
+        )
+        return env
+
+
+def _prune_stale_environments(keep: Path) -> None:
+    if not ENVS.is_dir():
+        return
+    for other in ENVS.iterdir():
+        if other == keep or not other.is_dir():
+            continue
+        if time.time() - other.stat().st_mtime > STALE_ENV_SECONDS:
+            shutil.rmtree(other, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def project_environment() -> ProjectEnvironment:
+    """The shared environment; `make setup` of the first project creates it (uv sync)."""
+    path = ENVS / environment_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not (path / "pyvenv.cfg").is_file():
+        shutil.rmtree(path)  # an interrupted creation: start again
+    _prune_stale_environments(keep=path)
+    if path.exists():
+        os.utime(path)  # in use: not stale
+    return ProjectEnvironment(path=path, uv=find_uv())
+
+
+# --------------------------------------------------------------------------------------------
+# Running commands in a baked project
+
+
+def _tail(text: str) -> str:
+    """The end of a command's output, after the failure lines of any pytest run in it."""
+    tail = text if len(text) <= OUTPUT_TAIL else "...\n" + text[-OUTPUT_TAIL:]
+    failures = re.findall(r"^(?:FAILED|ERROR) .*$", text, flags=re.M)
+    if not failures:
+        return tail
+    listed = "\n".join(line[:300] for line in failures[:40])
+    return f"--- failed tests ---\n{listed}\n--- output ---\n{tail}"
+
+
+def run_command(
+    args: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    *,
+    check: bool = True,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, output (stdout and stderr, interleaved) captured as text in `.stdout`.
+
+    The command gets its own process group, so a timeout stops its children too (make, dvc and
+    the stage processes), not just the direct child.
+    """
+    started = time.monotonic()
+    process = subprocess.Popen(
+        list(args),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(
+            f"timed out after {timeout:.0f} s: {' '.join(args)}\n(in {cwd})\n{_tail(output)}"
+        ) from None
+    result = subprocess.CompletedProcess(list(args), process.returncode, output, None)
+    if check and result.returncode != 0:
+        elapsed = time.monotonic() - started
+        raise AssertionError(
+            f"exit {result.returncode} after {elapsed:.0f} s: {' '.join(args)}\n"
+            f"(in {cwd})\n--- output (tail) ---\n{_tail(output)}"
+        )
+    return result
+
+
+@dataclass
+class Project:
+    """A baked project and a way to run commands in it with the shared environment."""
+
+    path: Path
+    environment: ProjectEnvironment
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        variables = self.environment.variables(self.path)
+        variables.update(extra or {})
+        return variables
+
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 600,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the project directory.
+
+        ``run("dvc", "repro")`` runs the program with those arguments; a single argument with
+        a space, ``run("git add -A && git commit -qm x")``, runs through ``bash -c``. The shared
+        environment's bin comes first on PATH; `env` adds or overrides variables. Output
+        (stdout and stderr together) is in ``.stdout``. With check=True a non-zero exit raises
+        AssertionError showing the command and the tail of its output.
+        """
+        if not args:
+            raise ValueError("run() needs a command")
+        command = (
+            ["bash", "-c", args[0]] if len(args) == 1 and " " in args[0] else list(args)
+        )
+        return run_command(
+            command, self.path, self.env(env), check=check, timeout=timeout
+        )
+
+    def setup(self) -> Project:
+        """The project's own `make setup` (uv sync into the shared environment)."""
+        self.run("make", "setup", timeout=1200)
+        return self
+
+    def pipeline(self) -> Project:
+        """The project's own `make pipeline` (dvc repro)."""
+        self.run("make", "pipeline", timeout=1200)
+        return self
+
+    def copy(self, destination: Path) -> Project:
+        """A full copy (git repository, DVC cache, outputs) to change without touching this one.
+
+        Timestamps are kept, so DVC finds the outputs it knows and reruns only what changed.
+        """
+        shutil.copytree(self.path, destination, symlinks=True)
+        return Project(destination, self.environment)
+
+    def commit(self, message: str = "snapshot") -> None:
+        """Commit everything git sees (DVC outputs are ignored, dvc.lock is not)."""
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-q", "--no-verify", "--allow-empty", "-m", message)
+
+
+BakeProject = Callable[..., Project]
+
+
+@pytest.fixture(scope="session")
+def bake_project(
+    tmp_path_factory: pytest.TempPathFactory, project_environment: ProjectEnvironment
+) -> BakeProject:
+    """Factory: bake_project(extra_context=None, *, setup=False, pipeline=False) -> Project."""
+
+    def factory(
+        extra_context: Mapping[str, str] | None = None,
+        *,
+        setup: bool = False,
+        pipeline: bool = False,
+    ) -> Project:
+        project = Project(
+            bake(tmp_path_factory.mktemp("bake"), extra_context), project_environment
+        )
+        if setup or pipeline:
+            project.setup()
+        if pipeline:
+            project.pipeline()
+        return project
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def default_project(bake_project: BakeProject) -> Project:
+    """A default project after `make setup` and `make pipeline`. Shared: do not change it."""
+    return bake_project(pipeline=True)

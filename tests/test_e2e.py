@@ -1,0 +1,318 @@
+"""The generated project's whole lifecycle, end to end, on the default bake.
+
+`default_project` has run `make setup` and `make pipeline` once for the session. Tests here read
+it; those that change anything (experiments, broken data, a push) work on a copy, which carries
+the DVC cache along so only the stages downstream of the change run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import Project, cookiecutter_defaults
+
+pytestmark = pytest.mark.e2e
+
+SOURCE = Path("data/external/german_credit.csv")
+DEFAULT_FAMILY = cookiecutter_defaults()["model_family"][0]
+OTHER_FAMILIES = cookiecutter_defaults()["model_family"][1:]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_json(project: Project, relative: str) -> Any:
+    return json.loads((project.path / relative).read_text())
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def params_of(project: Project) -> dict[str, Any]:
+    return yaml.safe_load((project.path / "params.yaml").read_text())
+
+
+def stage_names(project: Project) -> list[str]:
+    return list(yaml.safe_load((project.path / "dvc.yaml").read_text())["stages"])
+
+
+# ---------------------------------------------------------------------------------------
+# Every stage's outputs exist and make sense
+
+
+def test_every_declared_output_exists(default_project: Project) -> None:
+    stages = yaml.safe_load((default_project.path / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        for section in ("outs", "metrics", "plots"):
+            for entry in stage.get(section, []):
+                out = next(iter(entry)) if isinstance(entry, dict) else entry
+                path = default_project.path / out
+                assert path.exists(), f"stage {name}: {out} missing"
+                if path.is_file():
+                    assert path.stat().st_size > 0, f"stage {name}: {out} is empty"
+
+
+def test_ingest_snapshot_and_manifest(default_project: Project) -> None:
+    raw = default_project.path / "data/raw/data.csv"
+    manifest = read_json(default_project, "data/raw/manifest.json")
+    assert manifest["rows"] == 1000
+    assert manifest["sha256"] == sha256(raw)
+    assert len(read_rows(raw)) == 1000
+    assert manifest["source"] == str(SOURCE)
+    assert "risk" in manifest["columns"]
+
+
+def test_curated_and_validated_data(default_project: Project) -> None:
+    curated = read_rows(default_project.path / "data/interim/curated.csv")
+    validated = read_rows(default_project.path / "data/interim/validated.csv")
+    assert 990 <= len(validated) == len(curated) <= 1000
+    # curate turned the source's missing-value token into real missing values
+    assert not any("not_known" in row.values() for row in curated)
+    assert any(row["saving_accounts"] == "" for row in validated)
+    report = read_json(default_project, "reports/validation.json")
+    assert report["passed"] is True
+    assert report["violations"] == []
+
+
+def test_split_sizes_follow_params(default_project: Project) -> None:
+    settings = params_of(default_project)["split"]
+    total = len(read_rows(default_project.path / "data/interim/validated.csv"))
+    train = read_rows(default_project.path / "data/processed/train.csv")
+    test = read_rows(default_project.path / "data/processed/test.csv")
+    reference = read_rows(default_project.path / "data/reference/reference.csv")
+    assert settings["test_size"] == 0.25
+    assert len(test) == math.ceil(total * settings["test_size"])
+    assert len(train) + len(test) == total
+    assert len(reference) == min(settings["reference_size"], len(train))
+
+    def shares(rows: list[dict[str, str]]) -> float:
+        return sum(row["risk"] == "1" for row in rows) / len(rows)
+
+    assert abs(shares(train) - shares(test)) < 0.02  # stratified
+
+
+def test_models_and_metrics(default_project: Project) -> None:
+    for name in ("baseline.joblib", "model.joblib"):
+        assert (default_project.path / "models" / name).stat().st_size > 0
+    metrics = read_json(default_project, "reports/metrics.json")
+    evaluate = params_of(default_project)["evaluate"]
+    primary = evaluate["primary_metric"]
+    assert metrics["gate"] == {"passed": True, "failures": []}
+    gain = metrics["model"][primary] - metrics["baseline"][primary]
+    assert gain >= evaluate["min_gain_over_baseline"]
+    for name, threshold in evaluate["thresholds"].items():
+        assert metrics["model"][name] >= threshold, name
+    assert metrics["model"]["cost"] <= metrics["baseline"]["cost"]
+    assert read_json(default_project, "reports/train.json")["model"] == DEFAULT_FAMILY
+
+
+def test_the_saved_model_reproduces_the_reported_metric(
+    default_project: Project,
+) -> None:
+    """Load models/model.joblib in the project's environment and score the test split."""
+    script = (
+        "import json, joblib, pandas as pd\n"
+        "from sklearn.metrics import roc_auc_score\n"
+        "test = pd.read_csv('data/processed/test.csv')\n"
+        "model = joblib.load('models/model.joblib')\n"
+        "proba = model.predict_proba(test.drop(columns=['risk']))[:, 1]\n"
+        "print(json.dumps({'roc_auc': roc_auc_score(test['risk'] == 1, proba)}))\n"
+    )
+    result = default_project.run("python", "-c", script)
+    measured = json.loads(result.stdout.strip().splitlines()[-1])["roc_auc"]
+    reported = read_json(default_project, "reports/metrics.json")["model"]["roc_auc"]
+    assert measured == pytest.approx(reported, abs=1e-9)
+
+
+def test_plots(default_project: Project) -> None:
+    plots = default_project.path / "reports/plots"
+    roc = read_rows(plots / "roc.csv")
+    assert {"fpr", "tpr"} <= set(roc[0])
+    fpr = [float(row["fpr"]) for row in roc]
+    assert fpr == sorted(fpr) and fpr[0] == 0.0 and fpr[-1] == 1.0
+    assert {"precision", "recall"} <= set(read_rows(plots / "precision_recall.csv")[0])
+    confusion = read_rows(plots / "confusion.csv")
+    assert (
+        len(confusion)
+        == read_json(default_project, "reports/metrics.json")["test_rows"]
+    )
+    groups = {row["group"] for row in read_rows(plots / "fairness.csv")}
+    assert {"sex=female", "sex=male"} <= groups
+
+
+def test_fairness_report(default_project: Project) -> None:
+    fairness = read_json(default_project, "reports/fairness.json")
+    assert set(fairness["features"]) >= {"sex", "age_group"}
+    assert set(fairness["features"]["sex"]["groups"]) == {"female", "male"}
+    labels = params_of(default_project)["data"]["derived_columns"]["age_group"][
+        "labels"
+    ]
+    assert set(fairness["features"]["age_group"]["groups"]) <= {*labels, "unknown"}
+    assert fairness["gate"]["passed"] is True
+    limits = params_of(default_project)["fairness"]["thresholds"]
+    for feature in ("sex", "age_group"):
+        for measure, limit in limits.items():
+            assert fairness["features"][feature][measure] <= limit
+
+
+def test_model_card_reports_the_metrics(default_project: Project) -> None:
+    card = (default_project.path / "docs/model_card.md").read_text()
+    metrics = read_json(default_project, "reports/metrics.json")["model"]
+    for name in ("roc_auc", "f1"):
+        assert re.search(rf"\|\s*{name}\s*\|\s*{metrics[name]:.3f}\s*\|", card), name
+    assert DEFAULT_FAMILY in card
+    assert "sex" in card and "age_group" in card
+    assert "Credit Risk Model" in card
+
+
+def test_dvc_status_is_clean_and_repro_runs_nothing(default_project: Project) -> None:
+    status = default_project.run("dvc", "status")
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    repro = default_project.run("dvc", "repro")
+    assert "Running stage" not in repro.stdout, repro.stdout
+    for stage in stage_names(default_project):
+        assert f"'{stage}' didn't change" in repro.stdout, (stage, repro.stdout)
+
+
+# ---------------------------------------------------------------------------------------
+# The generated project's own commands
+
+
+def test_generated_make_test_passes(default_project: Project) -> None:
+    result = default_project.run("make", "test", timeout=1500)
+    summary = result.stdout.strip().splitlines()[-5:]
+    assert re.search(r"\d+ passed", result.stdout), summary
+    assert not re.search(r"\d+ (failed|error)", result.stdout), summary
+
+
+def test_generated_make_lint_passes(default_project: Project) -> None:
+    default_project.run("make", "lint")
+
+
+# ---------------------------------------------------------------------------------------
+# Experiments and the DVC remote, on copies
+
+
+@pytest.mark.parametrize("family", OTHER_FAMILIES)
+def test_experiment_with_another_model_family(
+    family: str, default_project: Project, tmp_path: Path
+) -> None:
+    project = default_project.copy(tmp_path / default_project.path.name)
+    project.commit("pipeline results")
+    result = project.run(
+        "dvc", "exp", "run", "-S", f"train.model={family}", timeout=900
+    )
+    ran = re.findall(r"Running stage '(\w+)'", result.stdout)
+    assert "train" in ran and "ingest" not in ran, ran
+    assert read_json(project, "reports/train.json")["model"] == family
+    assert read_json(project, "reports/metrics.json")["gate"]["passed"] is True
+    assert read_json(project, "reports/fairness.json")["gate"]["passed"] is True
+    listed = project.run("dvc", "exp", "show", "--json").stdout
+    assert family in listed
+
+
+def test_push_to_the_default_local_remote(
+    default_project: Project, tmp_path: Path
+) -> None:
+    project = default_project.copy(tmp_path / default_project.path.name)
+    project.run("dvc", "push")
+    storage = tmp_path / f"{project.path.name}-dvc-storage"
+    assert storage.is_dir(), "the default remote is the project's sibling directory"
+    assert any(path.is_file() for path in storage.rglob("*"))
+    status = project.run("dvc", "status", "--cloud")
+    assert "in sync" in status.stdout, status.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# Broken data stops the pipeline at validate, and no model is touched
+
+
+def _source_rows(project: Project) -> tuple[list[str], list[dict[str, str]]]:
+    with (project.path / SOURCE).open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _as_csv(header: list[str], rows: list[dict[str, str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def missing_column(header: list[str], rows: list[dict[str, str]]) -> str:
+    kept = [name for name in header if name != "housing"]
+    return _as_csv(kept, [{key: row[key] for key in kept} for row in rows])
+
+
+def wrong_type(header: list[str], rows: list[dict[str, str]]) -> str:
+    rows[7]["age"] = "abc"
+    return _as_csv(header, rows)
+
+
+def unknown_category(header: list[str], rows: list[dict[str, str]]) -> str:
+    rows[3]["housing"] = "castle"
+    return _as_csv(header, rows)
+
+
+def out_of_range(header: list[str], rows: list[dict[str, str]]) -> str:
+    rows[11]["duration"] = "999"
+    return _as_csv(header, rows)
+
+
+def empty_file(header: list[str], rows: list[dict[str, str]]) -> str:
+    return ""
+
+
+def header_only(header: list[str], rows: list[dict[str, str]]) -> str:
+    return ",".join(header) + "\n"
+
+
+BROKEN = {
+    # case: (how to break the source, words the failure message must contain)
+    "missing-column": (missing_column, ["housing", "missing"]),
+    "wrong-type": (wrong_type, ["age", "abc", "type"]),
+    "unknown-category": (unknown_category, ["housing", "castle"]),
+    "out-of-range": (out_of_range, ["duration", "999"]),
+    "empty-file": (empty_file, ["empty"]),
+    "header-only": (header_only, ["empty", "no rows"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_data_stops_at_validate(
+    case: str, default_project: Project, tmp_path: Path
+) -> None:
+    project = default_project.copy(tmp_path / default_project.path.name)
+    model = project.path / "models/model.joblib"
+    model_before = (sha256(model), model.stat().st_mtime_ns)
+    models_before = sorted(path.name for path in model.parent.iterdir())
+
+    breaker, words = BROKEN[case]
+    header, rows = _source_rows(project)
+    (project.path / SOURCE).write_text(breaker(header, rows))
+
+    result = project.run("dvc", "repro", check=False)
+    output = result.stdout
+    assert result.returncode != 0, output
+    assert "validate failed" in output, output
+    for word in words:
+        assert word.lower() in output.lower(), f"{word!r} not in:\n{output}"
+    ran = re.findall(r"Running stage '(\w+)'", output)
+    assert ran == ["ingest", "curate", "validate"], ran
+    assert (sha256(model), model.stat().st_mtime_ns) == model_before
+    assert sorted(path.name for path in model.parent.iterdir()) == models_before
+    assert not (project.path / "data/interim/validated.csv").exists()
