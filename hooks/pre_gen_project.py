@@ -70,6 +70,8 @@ THIRD_PARTY_MODULES = frozenset(
 )
 
 SLUG_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+# Longer names push generated import lines past the line length the project lints at.
+MAX_NAME_LENGTH = 30
 PACKAGE_RE = re.compile(r"[a-z][a-z0-9_]*")
 OWNER_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 VERSION_RE = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
@@ -139,8 +141,8 @@ def check_project_slug(value: str) -> Problem:
     allowed = "use lowercase letters, digits and single dashes, starting with a letter"
     if not value:
         return f"is empty; {allowed}"
-    if len(value) > 64:
-        return f"is {len(value)} characters long; use at most 64"
+    if len(value) > MAX_NAME_LENGTH:
+        return f"is {len(value)} characters long; use at most {MAX_NAME_LENGTH}"
     if not SLUG_RE.fullmatch(value):
         return f"{value!r} is not a valid slug; {allowed} (e.g. credit-risk-model)"
     return None
@@ -157,6 +159,8 @@ def check_package_name(value: str) -> Problem:
         return f"{value!r} is not a lowercase ASCII name (PEP 8); {allowed}"
     if value in sys.stdlib_module_names or value in THIRD_PARTY_MODULES:
         return f"{value!r} would shadow the module of that name; choose another name"
+    if len(value) > MAX_NAME_LENGTH:
+        return f"is {len(value)} characters long; use at most {MAX_NAME_LENGTH}"
     return None
 
 

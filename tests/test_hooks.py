@@ -127,7 +127,13 @@ BAD_ANSWERS: list[tuple[str, dict[str, str], str, str]] = [
         "project_slug",
         "starting with a letter",
     ),
-    ("slug-too-long", {"project_slug": "a" * 65}, "project_slug", "at most 64"),
+    ("slug-too-long", {"project_slug": "a" * 31}, "project_slug", "at most 30"),
+    (
+        "package-too-long",
+        {"package_name": "p" * 31},
+        "package_name",
+        "at most 30",
+    ),
     # package_name
     ("pkg-keyword", {"package_name": "class"}, "package_name", "keyword"),
     (
