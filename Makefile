@@ -17,7 +17,7 @@ export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: help dev demo test test-quick lint format lock-dev clean
+.PHONY: help dev demo test lint bench clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -42,12 +42,8 @@ demo: $(STAMP) ## bake the defaults into ./demo/ and run the generated project's
 	echo "Demo project: $$project (model card: $$project/docs/model_card.md)"; \
 	echo "Next: cd $$project && make help"
 
-test: $(STAMP) ## lint the template's Python, then run the template's whole test suite
-	$(BIN)/ruff check hooks tests
+test: lint ## lint, then run the template's whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-
-test-quick: $(STAMP) ## the suite without the slow layers (no project environment, no image)
-	$(BIN)/python -m pytest -m "not e2e and not container" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) on hooks/tests, and the template's CI workflow
 	$(BIN)/ruff check hooks tests
@@ -55,13 +51,9 @@ lint: $(STAMP) ## ruff (lint + format check) on hooks/tests, and the template's 
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/zizmor --offline --quiet .github/workflows/
 
-format: $(STAMP) ## ruff: fix what can be fixed in hooks/tests
-	$(BIN)/ruff check --fix hooks tests
-	$(BIN)/ruff format hooks tests
-
-lock-dev: $(STAMP) ## recompile requirements-dev.txt from requirements-dev.in
-	$(BIN)/uv pip compile --quiet --python-version 3.11 --annotation-style line \
-		--custom-compile-command "make lock-dev" requirements-dev.in -o requirements-dev.txt
+bench: demo ## make demo, then time every pipeline stage and a no-op repro there (benchmarks/)
+	project=$$(find $(DEMO) -mindepth 1 -maxdepth 1 -type d); \
+	cd "$$project" && env -u VIRTUAL_ENV PATH="$$PATH:$(BIN)" uv run python $(CURDIR)/benchmarks/pipeline.py .
 
 clean: ## remove .venv, the shared project environment (.cache) and the demo
 	rm -rf $(VENV) .cache $(DEMO) .pytest_cache .ruff_cache

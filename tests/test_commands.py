@@ -1,0 +1,77 @@
+"""The template's own Makefile commands, each run for real: help, demo (+ bench), clean."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import TEMPLATE, ProjectEnvironment, run_command
+
+MAKEFILE = TEMPLATE / "Makefile"
+STAGES = (
+    "ingest",
+    "curate",
+    "validate",
+    "split",
+    "train",
+    "evaluate",
+    "fairness",
+    "model_card",
+    "register",
+)
+
+
+def advertised_targets() -> set[str]:
+    return set(re.findall(r"^([a-z-]+):.*## ", MAKEFILE.read_text(), flags=re.M))
+
+
+def test_help_lists_every_advertised_command(
+    project_environment: ProjectEnvironment,
+) -> None:
+    env = project_environment.variables(TEMPLATE)
+    shown = run_command(["make", "--no-print-directory", "help"], TEMPLATE, env).stdout
+    listed = set(re.findall(r"^\s+make (\S+)", shown, flags=re.M))
+    assert listed == advertised_targets()
+    assert {"demo", "test", "lint", "bench", "clean"} <= listed
+
+
+def test_clean_removes_what_the_commands_create(
+    tmp_path: Path, project_environment: ProjectEnvironment
+) -> None:
+    shutil.copy(MAKEFILE, tmp_path / "Makefile")
+    made = [".venv/bin", ".cache/project-env/x", "demo/p", "hooks/__pycache__", "tests"]
+    for relative in made:
+        (tmp_path / relative).mkdir(parents=True)
+    (tmp_path / "hooks" / "keep.py").write_text("")
+    run_command(["make", "clean"], tmp_path, project_environment.variables(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Makefile", "hooks", "tests"]
+    assert [p.name for p in (tmp_path / "hooks").iterdir()] == ["keep.py"]
+
+
+@pytest.mark.e2e
+def test_bench_runs_the_demo_then_times_every_stage(
+    tmp_path: Path, project_environment: ProjectEnvironment
+) -> None:
+    demo = tmp_path / "demo"
+    project = demo / "credit-risk-model"
+    env = project_environment.variables(project)
+    result = run_command(
+        ["make", "--no-print-directory", "bench", f"DEMO={demo}"],
+        TEMPLATE,
+        env,
+        timeout=900,
+    )
+    # make demo: the defaults baked and their lifecycle run
+    assert "Demo project:" in result.stdout
+    assert "Model card" in (project / "docs" / "model_card.md").read_text()
+    assert (project / "reports" / "registry.json").is_file()
+    # the benchmark: a row of figures per stage, then the totals
+    rows = {
+        match[0]: (float(match[1]), float(match[2]))
+        for match in re.findall(r"^(\w+)\s+([\d.]+)\s+([\d.]+)$", result.stdout, re.M)
+    }
+    assert set(rows) == set(STAGES)
+    assert all(seconds > 0 and peak_mib > 50 for seconds, peak_mib in rows.values())
+    assert re.search(r"^no-op repro\s+[\d.]+$", result.stdout, re.M)
