@@ -46,14 +46,16 @@ test: lint ## lint, then run the template's whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) on hooks/tests, and the template's CI workflow
-	$(BIN)/ruff check hooks tests
-	$(BIN)/ruff format --check hooks tests
+	$(BIN)/ruff check hooks tests benchmarks
+	$(BIN)/ruff format --check hooks tests benchmarks
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/zizmor --offline --quiet .github/workflows/
 
-bench: demo ## make demo, then time every pipeline stage and a no-op repro there (benchmarks/)
+bench: demo ## make demo, then time its pipeline stages and its service (benchmarks/)
 	project=$$(find $(DEMO) -mindepth 1 -maxdepth 1 -type d); \
-	cd "$$project" && env -u VIRTUAL_ENV PATH="$$PATH:$(BIN)" uv run python $(CURDIR)/benchmarks/pipeline.py .
+	cd "$$project" && export PATH="$$PATH:$(BIN)" && unset VIRTUAL_ENV && \
+	uv run python $(CURDIR)/benchmarks/pipeline.py . && \
+	uv run python $(CURDIR)/benchmarks/serving.py .
 
 clean: ## remove .venv, the shared project environment (.cache) and the demo
 	rm -rf $(VENV) .cache $(DEMO) .pytest_cache .ruff_cache

@@ -1,5 +1,5 @@
-"""Pipeline benchmark: wall time and peak memory of every DVC stage of a baked project, cold, and of a
-no-op `dvc repro`. Prints a table; no thresholds (figures go to benchmarks/RESULTS.md by hand).
+"""Pipeline benchmark: wall time and peak memory of every DVC stage of a baked project, cold,
+and of a no-op `dvc repro`. Prints a table; no thresholds (figures: benchmarks/RESULTS.md).
 
     python benchmarks/pipeline.py demo/credit-risk-model      # after `make demo`
 """
@@ -39,17 +39,25 @@ def run_stage(project: Path, package: str, command: str) -> tuple[float, float]:
     """Seconds and peak MiB of one stage."""
     code = STAGE_RUNNER.format(package=package, command=command)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"stage {command} failed:\n{done.stderr[-2000:]}")
-    peak = next(line for line in done.stderr.splitlines() if line.startswith("peak_kib"))
+    peak = next(
+        line for line in done.stderr.splitlines() if line.startswith("peak_kib")
+    )
     return seconds, int(peak.split()[1]) / 1024
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("project", type=Path, help="a baked project whose environment is active")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "project", type=Path, help="a baked project whose environment is active"
+    )
     project = parser.parse_args().project.resolve()
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 

@@ -67,3 +67,16 @@ def test_bench_runs_the_demo_then_times_every_stage(
     )
     assert all(seconds > 0 and peak_mib > 50 for seconds, peak_mib in rows.values())
     assert re.search(r"^no-op repro\s+[\d.]+$", result.stdout, re.M)
+    # the serving benchmark: both request sizes for both log sinks, and nothing dropped
+    latencies = re.findall(
+        r"^(one record|full batch)\s+(directory|sqlite)\s+(\d+)\s+([\d.]+)\s+([\d.]+)",
+        result.stdout,
+        re.M,
+    )
+    assert {(name, sink) for name, sink, *_ in latencies} == {
+        (name, sink)
+        for name in ("one record", "full batch")
+        for sink in ("directory", "sqlite")
+    }
+    logged = re.findall(r"logged (\d+) of (\d+) predictions", result.stdout)
+    assert len(logged) == 2 and all(done == expected for done, expected in logged)
