@@ -1,0 +1,61 @@
+"""The generated project's Makefile commands not covered elsewhere (setup, pipeline, test, lint,
+schema, build, serve and image have their own tests): help, test-unit, format, clean."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import Project
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def project(
+    default_project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> Project:
+    return default_project.copy(tmp_path_factory.mktemp("commands") / "project")
+
+
+def test_help_lists_every_advertised_command(project: Project) -> None:
+    makefile = (project.path / "Makefile").read_text()
+    advertised = set(re.findall(r"^([a-z-]+):.*## ", makefile, flags=re.M))
+    shown = project.run("make", "--no-print-directory", "help").stdout
+    assert set(re.findall(r"^\s+make (\S+)", shown, flags=re.M)) == advertised
+    assert advertised >= {
+        "setup",
+        "pipeline",
+        "schema",
+        "test",
+        "lint",
+        "build",
+        "serve",
+        "image",
+    }
+
+
+def test_unit_layer_runs_alone(project: Project) -> None:
+    result = project.run("make", "test-unit", timeout=900)
+    summary = re.search(r"(\d+) passed, (\d+) deselected", result.stdout)
+    assert summary, result.stdout[-2000:]
+    assert int(summary[1]) > 50 and int(summary[2]) > 0
+    assert " failed" not in result.stdout
+
+
+def test_format_leaves_a_generated_project_unchanged(project: Project) -> None:
+    before = project.run("git", "status", "--porcelain").stdout
+    project.run("make", "format")
+    assert project.run("git", "status", "--porcelain").stdout == before
+
+
+def test_clean_removes_caches_only(project: Project) -> None:
+    cache = project.path / "src" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    (project.path / ".pytest_cache").mkdir(exist_ok=True)
+    project.run("make", "clean")
+    assert not cache.exists() and not (project.path / ".pytest_cache").exists()
+    for kept in ("models/model.joblib", "data/raw/data.csv", "reports/metrics.json"):
+        assert (project.path / kept).is_file(), kept
+    assert Path(project.environment.path / "pyvenv.cfg").is_file()
