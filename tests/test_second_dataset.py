@@ -12,6 +12,7 @@ import contextlib
 import functools
 import http.server
 import json
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -187,3 +188,11 @@ def test_loader_reads_a_csv_url(churn_project: Project, tmp_path: Path) -> None:
     assert (kind, rows) == ("url", "1500")
     assert set(columns.split(",")) == {*FEATURES, "customer_id", "churned"}
     shutil.rmtree(served)
+
+
+def test_the_projects_own_suite_passes_on_the_new_data(churn_project: Project) -> None:
+    """The generated tests read the schema and params, not the German credit columns."""
+    result = churn_project.run("make", "test", timeout=1200)
+    summary = re.search(r"(\d+) passed", result.stdout)
+    assert summary and int(summary[1]) > 100, result.stdout[-2000:]
+    assert " failed" not in result.stdout and " error" not in result.stdout
