@@ -1,0 +1,223 @@
+"""The generated project's `make serve`, run for real: the service starts on loopback at the
+port given, becomes ready, answers a prediction like the model offline does, publishes its
+metrics, and is stopped afterwards with every process it started.
+
+BentoML's arbiter puts each worker in a session of its own, so ending the process group of
+`make serve` may leave a worker behind: the test finds what is left by a marker in the
+environment every process of the run inherits (or the project's path on its command line) and
+ends it too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Project
+
+pytestmark = pytest.mark.e2e
+
+READY_TIMEOUT = 120.0  # seconds: about 10 s here (uv run, imports, model load)
+STOP_TIMEOUT = 20.0  # seconds for a graceful stop before SIGKILL
+MARKER = (
+    "TEMPLATE_TESTS_SERVE_RUN"  # environment variable naming the processes of one run
+)
+
+# One record of the test split, the model's probability for it offline, and the labels.
+OFFLINE_PREDICTION = """
+import json, joblib
+from {package}.config import Paths, load_params
+from {package}.schema import load_schema
+params = load_params()
+schema = load_schema(params.data.schema_file)
+row = schema.read_csv(Paths.test_data)[schema.feature_names].head(1)
+probability = float(joblib.load(Paths.model).predict_proba(row)[0, 1])
+record = json.loads(row.to_json(orient="records"))[0]
+print(json.dumps({{
+    "record": record,
+    "probability": probability,
+    "positive_label": params.data.positive_label,
+    "labels": list(schema.target_values),
+}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def project(
+    default_project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> Project:
+    """A copy of the default project: serving writes its prediction log into the project."""
+    directory = tmp_path_factory.mktemp("serve") / default_project.path.name
+    return default_project.copy(directory)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def http(url: str, body: Any = None, timeout: float = 30) -> tuple[int, str]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def run_processes(marker: str, project: Path) -> list[int]:
+    """Pids of the processes of one serve run: those whose environment carries the marker, or
+    whose command line names the project (BentoML workers leave the process group)."""
+    found = []
+    needle = f"{MARKER}={marker}".encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        pid = int(proc.name)
+        if pid == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if needle in environ or str(project).encode() in cmdline:
+            found.append(pid)
+    return found
+
+
+def stop(process: subprocess.Popen[bytes], marker: str, project: Path) -> list[int]:
+    """End the process group of `make serve`, then any process of the run that outlived it;
+    return the pids that had to be ended that way."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_TIMEOUT)
+    # BentoML stops its workers on SIGTERM, but not at once: give them a moment.
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while run_processes(marker, project) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stragglers = run_processes(marker, project)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in run_processes(marker, project):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while run_processes(marker, project) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return stragglers
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net shows them) of the sockets listening on `port`."""
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                addresses.add(address)
+    return addresses
+
+
+@pytest.fixture
+def served(project: Project, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`make serve PORT=<free port>` running in the project: (its URL, its log file)."""
+    port = free_port()
+    marker = uuid.uuid4().hex
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            ["make", "serve", f"PORT={port}"],
+            cwd=project.path,
+            env=project.env({MARKER: marker}),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    stragglers: list[int] = []
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                if http(f"{url}/readyz", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None:
+                pytest.fail(
+                    f"make serve exited ({process.returncode}) before it was ready:\n"
+                    f"{log.read_text()[-4000:]}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"/readyz not 200 after {READY_TIMEOUT:.0f} s:\n"
+                    f"{log.read_text()[-4000:]}"
+                )
+            time.sleep(0.5)
+        listening = listening_addresses(port)
+        assert listening <= {"0100007F"}, (
+            f"port {port} is listened on beyond 127.0.0.1: {listening}"
+        )
+        yield url, log
+    finally:
+        stragglers = stop(process, marker, project.path)
+    left = run_processes(marker, project.path)
+    assert not left, f"processes of make serve survived SIGKILL: {left}"
+    # What a user's Ctrl-C on `make serve` relies on: the group's SIGTERM ends the workers too.
+    assert not stragglers, (
+        f"make serve left workers running after SIGTERM: {stragglers}"
+    )
+
+
+def test_make_serve_answers_on_loopback(
+    served: tuple[str, Path], project: Project
+) -> None:
+    url, log = served
+    package = project.path.name.replace("-", "_")
+    offline = json.loads(
+        project.run("python", "-c", OFFLINE_PREDICTION.format(package=package)).stdout
+    )
+    registered = json.loads((project.path / "reports" / "registry.json").read_text())
+
+    status, body = http(f"{url}/predict", {"records": [offline["record"]]})
+    assert status == 200, f"{body}\n{log.read_text()[-3000:]}"
+    [answer] = json.loads(body)
+    assert set(answer) == {"prediction_id", "label", "probability", "model_version"}
+    assert 0.0 <= answer["probability"] <= 1.0
+    assert answer["probability"] == pytest.approx(offline["probability"], abs=1e-9)
+    positive = str(offline["positive_label"])
+    [negative] = [str(v) for v in offline["labels"] if str(v) != positive]
+    expected = positive if answer["probability"] >= 0.5 else negative
+    assert str(answer["label"]) == expected, answer
+    assert uuid.UUID(answer["prediction_id"]).version == 4
+    assert answer["model_version"] == registered["tag"]
+
+    status, metrics = http(f"{url}/metrics")
+    assert status == 200 and "# TYPE" in metrics, metrics[:500]
