@@ -4,8 +4,8 @@ metrics, and is stopped afterwards with every process it started.
 
 BentoML's arbiter puts each worker in a session of its own, so ending the process group of
 `make serve` may leave a worker behind: the test finds what is left by a marker in the
-environment every process of the run inherits (or the project's path on its command line) and
-ends it too.
+environment every process of the run inherits (or a working directory in the project), ends it,
+and fails if a graceful stop of the group had left any.
 """
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ def http(url: str, body: Any = None, timeout: float = 30) -> tuple[int, str]:
 
 
 def run_processes(marker: str, project: Path) -> list[int]:
-    """Pids of the processes of one serve run: those whose environment carries the marker, or
-    whose command line names the project (BentoML workers leave the process group)."""
+    """Pids of the processes of one serve run, wherever their session: those whose environment
+    carries the marker or whose working directory is in the project (a worker's command line
+    names neither the project nor the port)."""
     found = []
     needle = f"{MARKER}={marker}".encode()
     for proc in Path("/proc").glob("[0-9]*"):
@@ -91,10 +92,10 @@ def run_processes(marker: str, project: Path) -> list[int]:
             continue
         try:
             environ = (proc / "environ").read_bytes().split(b"\0")
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            cwd = Path(os.readlink(proc / "cwd"))
         except OSError:  # gone meanwhile, or not ours to read
             continue
-        if needle in environ or str(project).encode() in cmdline:
+        if needle in environ or cwd == project or project in cwd.parents:
             found.append(pid)
     return found
 
@@ -109,7 +110,10 @@ def stop(process: subprocess.Popen[bytes], marker: str, project: Path) -> list[i
     try:
         process.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         process.wait(timeout=STOP_TIMEOUT)
     # BentoML stops its workers on SIGTERM, but not at once: give them a moment.
     deadline = time.monotonic() + STOP_TIMEOUT
@@ -161,7 +165,6 @@ def served(project: Project, tmp_path: Path) -> Iterator[tuple[str, Path]]:
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
-    stragglers: list[int] = []
     try:
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
@@ -190,7 +193,7 @@ def served(project: Project, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         stragglers = stop(process, marker, project.path)
     left = run_processes(marker, project.path)
     assert not left, f"processes of make serve survived SIGKILL: {left}"
-    # What a user's Ctrl-C on `make serve` relies on: the group's SIGTERM ends the workers too.
+    # Stopping `make serve` (SIGTERM to its process group) must end BentoML's workers too.
     assert not stragglers, (
         f"make serve left workers running after SIGTERM: {stragglers}"
     )
