@@ -90,6 +90,8 @@ def render(
         "",
         "## Limitations",
         "- Trained on historical decisions: it inherits their biases; review the fairness table.",
+        "- The fairness thresholds in `params.yaml` are starting points that the default data"
+        " passes; set them from the harm you can accept before the model decides anything.",
         "- Valid only for inputs that pass `schema.yaml`; the service refuses anything else.",
         "- Monitor drift: a model that passed here can still degrade on new applicants.",
         "",
