@@ -16,17 +16,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import TEMPLATE, Project, cookiecutter_defaults
+from loopback import free_port, http, offline_prediction, wait_until_ready
 
 pytestmark = pytest.mark.container
 
@@ -39,17 +35,6 @@ IMAGE_TIMEOUT = (
 READY_TIMEOUT = (
     300.0  # seconds: about 5 s here once built; a cold, busy runner needs more
 )
-
-OFFLINE_PREDICTION = """
-import json, joblib
-from {package}.config import Paths, load_params
-from {package}.schema import load_schema
-schema = load_schema(load_params().data.schema_file)
-row = schema.read_csv(Paths.test_data)[schema.feature_names].head(1)
-probability = float(joblib.load(Paths.model).predict_proba(row)[0, 1])
-record = json.loads(row.to_json(orient="records"))[0]
-print(json.dumps({{"record": record, "probability": probability}}))
-"""
 
 
 def missing_tools() -> list[str]:
@@ -78,12 +63,6 @@ def container_tools() -> None:
     pytest.skip(f"{reason} (set {REQUIRE}=1 to fail instead of skipping)")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def run(*args: str | Path, timeout: float) -> str:
     """Run a command outside the project; fail with its output when it fails."""
     done = subprocess.run(
@@ -100,18 +79,6 @@ def run(*args: str | Path, timeout: float) -> str:
             f"exit {done.returncode}: {' '.join(map(str, args))}\n{done.stdout[-6000:]}"
         )
     return done.stdout
-
-
-def http(url: str, body: Any = None, timeout: float = 30) -> tuple[int, str]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def without_docker(directory: Path, path: str) -> str:
@@ -196,12 +163,7 @@ def container_processes(container: str) -> list[tuple[int, int, str]]:
 def test_image_serves_the_model_as_a_non_root_user(
     image: str, default_project: Project, tmp_path: Path
 ) -> None:
-    package = default_project.path.name.replace("-", "_")
-    offline = json.loads(
-        default_project.run(
-            "python", "-c", OFFLINE_PREDICTION.format(package=package)
-        ).stdout
-    )
+    offline = offline_prediction(default_project)
     registered = json.loads(
         (default_project.path / "reports" / "registry.json").read_text()
     )
@@ -210,17 +172,7 @@ def test_image_serves_the_model_as_a_non_root_user(
     container = run(IMAGE_RUN, "start", image, str(port), log, timeout=300).strip()
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                if http(f"{url}/readyz", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                tail = log.read_text()[-4000:]
-                pytest.fail(f"/readyz not 200 after {READY_TIMEOUT:.0f} s:\n{tail}")
-            time.sleep(1)
+        wait_until_ready(url, READY_TIMEOUT, log)
 
         status, body = http(f"{url}/predict", {"records": [offline["record"]]})
         assert status == 200, body

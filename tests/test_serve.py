@@ -13,18 +13,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import Project
+from loopback import free_port, http, offline_prediction, wait_until_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -34,24 +31,6 @@ MARKER = (
     "TEMPLATE_TESTS_SERVE_RUN"  # environment variable naming the processes of one run
 )
 
-# One record of the test split, the model's probability for it offline, and the labels.
-OFFLINE_PREDICTION = """
-import json, joblib
-from {package}.config import Paths, load_params
-from {package}.schema import load_schema
-params = load_params()
-schema = load_schema(params.data.schema_file)
-row = schema.read_csv(Paths.test_data)[schema.feature_names].head(1)
-probability = float(joblib.load(Paths.model).predict_proba(row)[0, 1])
-record = json.loads(row.to_json(orient="records"))[0]
-print(json.dumps({{
-    "record": record,
-    "probability": probability,
-    "positive_label": params.data.positive_label,
-    "labels": list(schema.target_values),
-}}))
-"""
-
 
 @pytest.fixture(scope="module")
 def project(
@@ -60,24 +39,6 @@ def project(
     """A copy of the default project: serving writes its prediction log into the project."""
     directory = tmp_path_factory.mktemp("serve") / default_project.path.name
     return default_project.copy(directory)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def http(url: str, body: Any = None, timeout: float = 30) -> tuple[int, str]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def run_processes(marker: str, project: Path) -> list[int]:
@@ -100,6 +61,16 @@ def run_processes(marker: str, project: Path) -> list[int]:
     return found
 
 
+def wait_until_gone(
+    marker: str, project: Path, seconds: float, interval: float
+) -> list[int]:
+    """Wait up to `seconds` for the run's processes to end; return those still there."""
+    deadline = time.monotonic() + seconds
+    while (left := run_processes(marker, project)) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return left
+
+
 def stop(process: subprocess.Popen[bytes], marker: str, project: Path) -> list[int]:
     """End the process group of `make serve`, then any process of the run that outlived it;
     return the pids that had to be ended that way."""
@@ -116,19 +87,14 @@ def stop(process: subprocess.Popen[bytes], marker: str, project: Path) -> list[i
             pass
         process.wait(timeout=STOP_TIMEOUT)
     # BentoML stops its workers on SIGTERM, but not at once: give them a moment.
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while run_processes(marker, project) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    stragglers = run_processes(marker, project)
+    stragglers = wait_until_gone(marker, project, STOP_TIMEOUT, interval=0.5)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in run_processes(marker, project):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 5
-        while run_processes(marker, project) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until_gone(marker, project, 5, interval=0.2)
     return stragglers
 
 
@@ -166,24 +132,7 @@ def served(project: Project, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                if http(f"{url}/readyz", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None:
-                pytest.fail(
-                    f"make serve exited ({process.returncode}) before it was ready:\n"
-                    f"{log.read_text()[-4000:]}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"/readyz not 200 after {READY_TIMEOUT:.0f} s:\n"
-                    f"{log.read_text()[-4000:]}"
-                )
-            time.sleep(0.5)
+        wait_until_ready(url, READY_TIMEOUT, log, process)
         listening = listening_addresses(port)
         assert listening <= {"0100007F"}, (
             f"port {port} is listened on beyond 127.0.0.1: {listening}"
@@ -203,10 +152,7 @@ def test_make_serve_answers_on_loopback(
     served: tuple[str, Path], project: Project
 ) -> None:
     url, log = served
-    package = project.path.name.replace("-", "_")
-    offline = json.loads(
-        project.run("python", "-c", OFFLINE_PREDICTION.format(package=package)).stdout
-    )
+    offline = offline_prediction(project)
     registered = json.loads((project.path / "reports" / "registry.json").read_text())
 
     status, body = http(f"{url}/predict", {"records": [offline["record"]]})
