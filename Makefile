@@ -17,7 +17,7 @@ export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: help dev demo test lint bench clean
+.PHONY: help dev demo test lint bench clean lock
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -56,6 +56,23 @@ bench: demo ## make demo, then time its pipeline stages and its service (benchma
 	cd "$$project" && export PATH="$$PATH:$(BIN)" && unset VIRTUAL_ENV && \
 	uv run python $(CURDIR)/benchmarks/pipeline.py . && \
 	uv run python $(CURDIR)/benchmarks/serving.py .
+
+# The generated project's uv.lock, one per offered Python (the wheels differ): baked defaults,
+# `uv lock`, and the project's name put back as the template variable. Run after moving a pin in
+# {{cookiecutter.project_slug}}/pyproject.toml; tests/test_lock.py fails until you do.
+PYTHONS := 3.11 3.12 3.13
+DEFAULT_SLUG := credit-risk-model
+lock: $(STAMP) ## regenerate the generated project's uv.lock (templates/uv-<python>.lock)
+	scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	for version in $(PYTHONS); do \
+	  touch templates/uv-$$version.lock; \
+	  $(BIN)/cookiecutter --no-input --default-config --output-dir "$$scratch/$$version" . \
+	    python_version=$$version; \
+	  (cd "$$scratch/$$version/$(DEFAULT_SLUG)" && rm -f uv.lock && $(BIN)/uv lock --quiet); \
+	  sed 's/^name = "$(DEFAULT_SLUG)"$$/name = "{{ cookiecutter.project_slug }}"/' \
+	    "$$scratch/$$version/$(DEFAULT_SLUG)/uv.lock" > templates/uv-$$version.lock; \
+	  grep -q '^name = "{{ cookiecutter.project_slug }}"$$' templates/uv-$$version.lock; \
+	done
 
 clean: ## remove .venv, the shared project environment (.cache) and the demo
 	rm -rf $(VENV) .cache $(DEMO) .pytest_cache .ruff_cache

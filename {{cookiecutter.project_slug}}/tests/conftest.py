@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Params, Paths, load_params
 from {{ cookiecutter.package_name }}.schema import Schema, load_schema
 
@@ -90,3 +91,9 @@ def pipeline_outputs() -> Path:
             f"pipeline outputs missing: {missing}; run `make pipeline` first", pytrace=False
         )
     return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def bundle(pipeline_outputs: Path) -> ModelBundle:
+    """The model bundle the train stage wrote."""
+    return load_bundle(pipeline_outputs / Paths.model)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from {{ cookiecutter.package_name }}.config import load_params
-from {{ cookiecutter.package_name }}.errors import PipelineError
+from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
 
 STAGES = (
     "ingest",
@@ -26,23 +26,42 @@ STAGES = (
 
 
 def generate_schema() -> str:
-    """Draft schema.yaml from the configured source, for a person to review before committing."""
+    """Draft schema.yaml from the configured source, for a person to review before committing.
+    Everything that validate would refuse, and the params.yaml change for each, is reported in
+    one pass; then nothing is written."""
     from pathlib import Path
 
-    from {{ cookiecutter.package_name }}.io import load_table, write_text
+    from {{ cookiecutter.package_name }}.io import load_table, redact, write_text
     from {{ cookiecutter.package_name }}.pipeline.curate import curate
+    from {{ cookiecutter.package_name }}.pipeline.validate import quality_violations
     from {{ cookiecutter.package_name }}.schema import infer_schema
 
     params = load_params()
-    target = Path(params.data.schema_file)
-    table, _ = curate(
-        load_table(params.data.source, params.data.query),
-        params.curate.missing_tokens,
-        params.data.drop_columns,
+    data = params.data
+    target = Path(data.schema_file)
+    table, report = curate(
+        load_table(data.source, data.query), params.curate.missing_tokens, data.drop_columns
     )
-    schema = infer_schema(table, params.data.target)
+    schema, problems = infer_schema(table, data.target)
+    problems += quality_violations(table, data, params.validate_, report["duplicate_share"])
+    derived_sources = {name: spec.source for name, spec in data.derived_columns.items()}
+    for key, names in (
+        ("data.sensitive_features", [derived_sources.get(n, n) for n in data.sensitive_features]),
+        ("data.not_model_inputs", data.not_model_inputs),
+    ):
+        problems += [
+            f"{key}: '{name}' is not a column of the data"
+            for name in names
+            if name not in table.columns
+        ]
+    if problems:
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        raise ConfigError(
+            f"{target} not written: {len(problems)} problem(s) to solve in params.yaml first:\n"
+            f"{listed}"
+        )
     header = (
-        f"# Data contract for {params.data.source},"
+        f"# Data contract for {redact(data.source)},"
         f" drafted by `make schema` from {len(table)} rows.\n"
         "# Review it: widen ranges and add categories the data did not show but may, then commit.\n"
     )

@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from {{ cookiecutter.package_name }}.errors import ConfigError
 
@@ -69,6 +76,7 @@ class DataConfig(_Strict):
     positive_label: int | str
     drop_columns: list[str] = []
     sensitive_features: list[str] = []
+    not_model_inputs: list[str] = []  # measured for fairness, never given to the model
     derived_columns: dict[str, DerivedColumn] = {}
 
 
@@ -88,12 +96,29 @@ class SplitConfig(_Strict):
     reference_size: int = Field(gt=0)
 
 
+MINIMIZE_COST = "minimize_cost"
+
+
 class TrainConfig(_Strict):
     model: ModelFamily
-    baseline: Literal["most_frequent", "prior", "stratified"] = "most_frequent"
+    baseline: Literal["most_frequent", "prior", "stratified"] = "prior"
     cv_folds: int = Field(ge=2, le=20)
     scoring: str
     search: dict[ModelFamily, dict[str, list[Any]]]
+    # "minimize_cost": chosen by cross-validation on the training split to minimise the expected
+    # cost of evaluate.cost_matrix; or a number in (0, 1) to pin the cut-off.
+    decision_threshold: float | Literal["minimize_cost"] = MINIMIZE_COST
+
+    @field_validator("decision_threshold", mode="before")
+    @classmethod
+    def _threshold_or_minimize_cost(cls, value: Any) -> Any:
+        if value == MINIMIZE_COST:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise ValueError(
+                f"must be '{MINIMIZE_COST}' or a number between 0 and 1, got {value!r}"
+            )
+        return float(value)
 
     @model_validator(mode="after")
     def _search_for_model(self) -> TrainConfig:
@@ -122,7 +147,6 @@ class FairnessConfig(_Strict):
 
 
 class ServingConfig(_Strict):
-    model_name: str = Field(pattern=r"^[a-z0-9_][a-z0-9_.-]*$")
     max_records: int = Field(gt=0, le=10_000)
     prediction_log: str = Field(min_length=1)
 
@@ -138,12 +162,23 @@ class Params(_Strict):
     serving: ServingConfig
 
     @model_validator(mode="after")
-    def _derived_columns_are_usable(self) -> Params:
-        for name, column in self.data.derived_columns.items():
-            if name in self.data.drop_columns or column.source == self.data.target:
+    def _columns_are_usable(self) -> Params:
+        data = self.data
+        for name, column in data.derived_columns.items():
+            if name in data.drop_columns or column.source == data.target:
                 raise ValueError(
                     f"data.derived_columns.{name}: cannot derive from '{column.source}'"
                 )
+        misplaced = [
+            name
+            for name in data.not_model_inputs
+            if name == data.target or name in data.drop_columns or name in data.derived_columns
+        ]
+        if misplaced:
+            raise ValueError(
+                f"data.not_model_inputs: {misplaced} must be data columns the model could use"
+                " (not the target, a dropped column or a derived one)"
+            )
         return self
 
 

@@ -1,5 +1,12 @@
-"""The one loader for tabular sources (file, URL, SQL) and atomic writers: ingest and monitoring
-both read through `load_table`, and no stage ever leaves a half-written output behind."""
+"""The one loader for tabular sources (file, URL, SQL) and the writers of stage outputs: ingest
+and monitoring both read through `load_table`, and a stage's files are replaced all together or
+not at all, so no stage ever leaves a half-written or half-updated output behind.
+
+Credentials never live in params.yaml: a source may name environment variables as `${NAME}`
+(`postgresql://app:${DB_PASSWORD}@db/credit`, `https://host/x.csv?token=${DATA_TOKEN}`), which
+are filled in only when the table is read. Whatever a source holds, `redact` is what any output
+(manifest, reports, model metadata, messages) shows of it.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,12 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pandas as pd
 
@@ -30,13 +38,70 @@ def source_kind(source: str) -> str:
     return "database"
 
 
+HIDDEN = "***"
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve(source: str, key: str = "data.source") -> str:
+    """`source` with each `${NAME}` replaced by that environment variable's value."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in os.environ:
+            raise DataSourceError(
+                f"{key} names the environment variable {name}, which is not set"
+                f" (export {name}=... or, in CI, add it as a repository secret)"
+            )
+        return os.environ[name]
+
+    return _PLACEHOLDER.sub(value, source)
+
+
+def _secrets(source: str) -> list[str]:
+    """The parts of a source that must never be shown: password, query values, fragment."""
+    try:
+        parts = urlsplit(source)
+        password = parts.password
+    except ValueError:  # not a URL at all (e.g. a malformed port): show nothing of it
+        return [source]
+    found = [password] if password else []
+    found += [value for _, value in parse_qsl(parts.query, keep_blank_values=False)]
+    if parts.fragment:
+        found.append(parts.fragment)
+    return [secret for secret in found if secret and secret != HIDDEN]
+
+
 def redact(source: str) -> str:
-    """The source without its password, safe to write into manifests and logs."""
-    parts = urlsplit(source)
-    if parts.password is None:
-        return source
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The source with its password, query values and fragment hidden (placeholders such as
+    `${DB_PASSWORD}` are kept: they are names, not secrets): safe for manifests and logs."""
+    try:
+        parts = urlsplit(source)
+        password = parts.password
+    except ValueError:
+        return HIDDEN
+    if not _secrets(_PLACEHOLDER.sub("", source)):
+        return source  # nothing to hide: leave it exactly as written
+    netloc = parts.netloc
+    if password and not _PLACEHOLDER.fullmatch(password):
+        user = parts.username or ""
+        netloc = f"{user}:{HIDDEN}@{netloc.rpartition('@')[2]}"
+    query = "&".join(
+        f"{name}={value if _PLACEHOLDER.fullmatch(value) else HIDDEN}"
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    fragment = HIDDEN if parts.fragment else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=fragment))
+
+
+def scrub(text: str, *sources: str) -> str:
+    """`text` (an error message, say) with every secret of the given sources hidden, in the
+    sources as written and as resolved from the environment."""
+    for source in sources:
+        with contextlib.suppress(DataSourceError):
+            source = resolve(source)
+        for secret in sorted(_secrets(source), key=len, reverse=True):
+            text = text.replace(secret, HIDDEN)
+    return text
 
 
 def _reader_for(path: str) -> Any:
@@ -51,9 +116,11 @@ def _reader_for(path: str) -> Any:
 
 
 def load_table(source: str, query: str | None = None) -> pd.DataFrame:
-    """Load a table from a CSV/Parquet path, an http(s) URL, or a SQL query on a database URL."""
+    """Load a table from a CSV/Parquet path, an http(s) URL, or a SQL query on a database URL.
+    `${NAME}` placeholders in `source` are filled in from the environment."""
     kind = source_kind(source)
     shown = redact(source)
+    source = resolve(source)
     try:
         if kind == "file":
             path = Path(urlsplit(source).path) if source.startswith("file:") else Path(source)
@@ -68,8 +135,8 @@ def load_table(source: str, query: str | None = None) -> pd.DataFrame:
         raise
     except pd.errors.EmptyDataError:
         return pd.DataFrame()  # an empty file is data too: validation says what is wrong with it
-    except Exception as error:  # any reader failure becomes one clear message
-        raise DataSourceError(f"cannot read {shown}: {error}") from error
+    except Exception as error:  # any reader failure becomes one clear message, secrets hidden
+        raise DataSourceError(f"cannot read {shown}: {scrub(str(error), source)}") from None
     return table
 
 
@@ -86,41 +153,83 @@ def _read_sql(url: str, query: str | None) -> pd.DataFrame:
         engine.dispose()
 
 
-@contextlib.contextmanager
-def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        yield Path(temporary)
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
+class StageOutputs:
+    """The files one stage writes, staged as temporary files beside their targets and moved
+    into place together by `stage_outputs` once the stage's work has succeeded."""
 
+    def __init__(self) -> None:
+        self._staged: dict[Path, Path] = {}
 
-def write_table(table: pd.DataFrame, path: Path | str) -> None:
-    """Write CSV or Parquet (by suffix) atomically."""
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        if path.suffix.lower() in (".parquet", ".pq"):
+    def path(self, target: Path | str) -> Path:
+        """A temporary file that becomes `target` when the stage succeeds."""
+        target = Path(target)
+        if target in self._staged:
+            raise ValueError(f"{target} is written twice by one stage")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+        )
+        os.close(handle)
+        self._staged[target] = Path(temporary)
+        return Path(temporary)
+
+    def table(self, table: pd.DataFrame, target: Path | str) -> None:
+        """CSV or Parquet, by the target's suffix."""
+        temporary = self.path(target)
+        if Path(target).suffix.lower() in (".parquet", ".pq"):
             table.to_parquet(temporary, index=False)
         else:
             table.to_csv(temporary, index=False)
 
+    def json(self, data: Any, target: Path | str) -> None:
+        """JSON with sorted keys, so that reruns give identical files."""
+        self.path(target).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+    def text(self, text: str, target: Path | str) -> None:
+        self.path(target).write_text(text)
+
+    def _commit(self) -> None:
+        for target, temporary in self._staged.items():
+            os.replace(temporary, target)
+        self._staged.clear()
+
+    def _discard(self) -> None:
+        for temporary in self._staged.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temporary)
+        self._staged.clear()
+
+
+@contextlib.contextmanager
+def stage_outputs() -> Iterator[StageOutputs]:
+    """Write a stage's files all together: if the block fails, every previous file stays as it
+    was and no temporary file is left; if it succeeds, each file is replaced (one rename each,
+    after all were written), so the files never mix an old and a new run."""
+    outputs = StageOutputs()
+    try:
+        yield outputs
+    except BaseException:
+        outputs._discard()
+        raise
+    outputs._commit()
+
+
+def write_table(table: pd.DataFrame, path: Path | str) -> None:
+    """Write CSV or Parquet (by suffix) atomically."""
+    with stage_outputs() as outputs:
+        outputs.table(table, path)
+
 
 def write_json(data: Any, path: Path | str) -> None:
     """Write JSON atomically, keys sorted so that reruns give identical files."""
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    with stage_outputs() as outputs:
+        outputs.json(data, path)
 
 
 def write_text(text: str, path: Path | str) -> None:
     """Write text atomically."""
-    with atomic_path(path) as temporary:
-        temporary.write_text(text)
+    with stage_outputs() as outputs:
+        outputs.text(text, path)
 
 
 def read_json(path: Path | str) -> Any:

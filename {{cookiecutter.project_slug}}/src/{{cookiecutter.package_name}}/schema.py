@@ -69,6 +69,12 @@ class Schema:
     def categorical_features(self) -> list[str]:
         return [column.name for column in self.columns if column.type == "category"]
 
+    def subset(self, names: tuple[str, ...] | list[str]) -> Schema:
+        """The same schema restricted to the named feature columns (the model's inputs)."""
+        return Schema(
+            self.target, self.target_values, tuple(c for c in self.columns if c.name in names)
+        )
+
     def column(self, name: str) -> ColumnSpec:
         for column in self.columns:
             if column.name == name:
@@ -108,8 +114,9 @@ class Schema:
         )
         return pa.DataFrameSchema(columns, strict=True, coerce=True, ordered=False)
 
-    def request_model(self, name: str = "Record") -> Any:
-        """A pydantic model of one request record: the feature columns, their types and bounds."""
+    def request_model(self, name: str = "Record", optional: tuple[str, ...] = ()) -> Any:
+        """A pydantic model of one request record: the feature columns, their types and bounds;
+        the `optional` ones (measured, not model inputs) may be left out."""
         from pydantic import ConfigDict, Field, create_model
 
         fields: dict[str, Any] = {}
@@ -119,10 +126,10 @@ class Schema:
                 annotation = Literal[tuple(spec.categories)]  # type: ignore[valid-type]
             else:
                 annotation = int if spec.type == "integer" else float
-            if spec.nullable:
+            if spec.nullable or spec.name in optional:
                 annotation = annotation | None
             field = Field(
-                None if spec.nullable else ...,
+                None if spec.nullable or spec.name in optional else ...,
                 ge=spec.min if spec.type != "category" else None,
                 le=spec.max if spec.type != "category" else None,
                 allow_inf_nan=False if spec.type == "float" else None,  # no NaN/inf to the model
@@ -184,16 +191,22 @@ def load_schema(path: Path | str) -> Schema:
     return Schema(target=target_name, target_values=target_values, columns=specs)
 
 
-def infer_schema(table: pd.DataFrame, target: str, max_categories: int = 50) -> Schema:
-    """Draft a schema from data (observed types, ranges, categories), for a person to review."""
+def infer_schema(
+    table: pd.DataFrame, target: str, max_categories: int = 50
+) -> tuple[Schema, list[str]]:
+    """Draft a schema from data (observed types, ranges, categories), for a person to review,
+    and the problems found on the way (free-text or id columns, left out of the draft), each
+    with the params.yaml change that solves it."""
     if target not in table.columns:
         raise ConfigError(
-            f"target column '{target}' is not in the data (columns: {list(table.columns)})"
+            f"data.target: column '{target}' is not in the data (columns: {list(table.columns)})"
         )
     values = sorted(table[target].dropna().unique().tolist(), key=str)
     if len(values) != 2:
-        raise ConfigError(f"target '{target}' must have exactly two classes, found {values[:10]}")
-    columns = []
+        raise ConfigError(
+            f"data.target: '{target}' must have exactly two classes, found {values[:10]}"
+        )
+    columns, problems = [], []
     for name in table.columns.drop(target):
         series = table[name]
         nullable = bool(series.isna().any())
@@ -201,11 +214,11 @@ def infer_schema(table: pd.DataFrame, target: str, max_categories: int = 50) -> 
         if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
             categories = sorted(present.astype(str).unique().tolist())
             if len(categories) > max_categories:
-                raise ConfigError(
-                    f"column '{name}' has {len(categories)} distinct text values"
-                    " (free text or an id?):"
-                    " add it to data.drop_columns"
+                problems.append(
+                    f"column '{name}' has {len(categories)} distinct text values (free text or"
+                    f" an id?), more than a category may hold: add '{name}' to data.drop_columns"
                 )
+                continue
             columns.append(ColumnSpec(name, "category", nullable, categories=tuple(categories)))
             continue
         integral = bool((present == present.round()).all())
@@ -223,4 +236,4 @@ def infer_schema(table: pd.DataFrame, target: str, max_categories: int = 50) -> 
             )
         )
     target_values = tuple(value.item() if hasattr(value, "item") else value for value in values)
-    return Schema(target=target, target_values=target_values, columns=tuple(columns))
+    return Schema(target=target, target_values=target_values, columns=tuple(columns)), problems

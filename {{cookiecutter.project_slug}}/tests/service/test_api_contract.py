@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from .conftest import as_records
+
 pytestmark = pytest.mark.service
 
 
@@ -26,13 +28,15 @@ def test_valid_batch_gets_one_prediction_per_record(
     assert response.status_code == 200, response.text
     answers = response.json()
     assert len(answers) == 2
-    target = service.TARGET
+    bundle = service.BUNDLE
     for answer in answers:
         assert set(answer) == {"prediction_id", "label", "probability", "model_version"}
         assert uuid.UUID(answer["prediction_id"]).version == 4
         assert 0.0 <= answer["probability"] <= 1.0
         expected = (
-            target["positive_label"] if answer["probability"] >= 0.5 else target["negative_label"]
+            bundle.positive_label
+            if answer["probability"] >= bundle.threshold
+            else (bundle.negative_label)
         )
         assert answer["label"] == expected
         assert answer["model_version"] == str(service.MODEL.stored.tag)
@@ -40,7 +44,7 @@ def test_valid_batch_gets_one_prediction_per_record(
 
 
 def test_a_full_batch_is_accepted(client: Any, service: ModuleType, valid_record: dict) -> None:
-    limit = service.PARAMS.serving.max_records
+    limit = service.SETTINGS.max_records
     response = predict(client, {"records": [valid_record] * limit})
     assert response.status_code == 200, response.text
     assert len(response.json()) == limit
@@ -65,8 +69,12 @@ def invalid_cases(
     schema = service.SCHEMA
     numeric = [column for column in schema.columns if column.type != "category"]
     categorical = [column for column in schema.columns if column.type == "category"]
-    required = next(column.name for column in schema.columns if not column.nullable)
-    limit = service.PARAMS.serving.max_records
+    required = next(
+        column.name
+        for column in schema.columns
+        if not column.nullable and column.name in service.BUNDLE.features
+    )
+    limit = service.SETTINGS.max_records
     cases: dict[str, tuple[dict[str, Any], str]] = {
         "missing field": (
             {"json": {"records": [{k: v for k, v in record.items() if k != required}]}},
@@ -152,8 +160,14 @@ def test_invalid_request_is_refused_with_the_field_named(
     assert named in response.text, f"{case}: {named!r} not in {response.text}"
 
 
-def test_second_record_errors_point_at_that_record(client: Any, valid_record: dict) -> None:
-    name = next(iter(valid_record))
+def test_second_record_errors_point_at_that_record(
+    client: Any, service: ModuleType, valid_record: dict
+) -> None:
+    name = next(
+        column.name
+        for column in service.SCHEMA.columns
+        if not column.nullable and column.name in service.BUNDLE.features
+    )
     broken = {k: v for k, v in valid_record.items() if k != name}
     response = predict(client, {"records": [valid_record, broken]})
     assert response.status_code == 400
@@ -164,7 +178,7 @@ def test_feedback_is_accepted_for_a_prediction(
     client: Any, service: ModuleType, valid_record: dict
 ) -> None:
     prediction_id = predict(client, {"records": [valid_record]}).json()[0]["prediction_id"]
-    label = service.TARGET["negative_label"]
+    label = service.BUNDLE.negative_label
     response = client.post("/feedback", json={"prediction_id": prediction_id, "label": label})
     assert response.status_code == 200, response.text
     assert response.json() == {"prediction_id": prediction_id, "label": label, "recorded": True}
@@ -183,10 +197,31 @@ def test_invalid_feedback_is_refused(
     client: Any, service: ModuleType, body: dict, named: str
 ) -> None:
     if "label" in body and body["label"] is None:
-        body = {**body, "label": service.TARGET["positive_label"]}
+        body = {**body, "label": service.BUNDLE.positive_label}
     response = client.post("/feedback", json=body)
     assert 400 <= response.status_code < 500, response.text
     assert named in response.text
+
+
+def test_measured_only_attributes_may_be_sent_and_never_change_the_answer(
+    client: Any, service: ModuleType, test_split: Any
+) -> None:
+    measured = service.BUNDLE.measured_only
+    if not measured:
+        pytest.skip("every attribute is a model input (data.not_model_inputs is empty)")
+    records = as_records(test_split[service.SCHEMA.feature_names].head(20))
+    variants = [records, [{k: v for k, v in r.items() if k not in measured} for r in records]]
+    for name in measured:
+        column = service.SCHEMA.column(name)
+        if column.type == "category":
+            for category in column.categories:
+                variants.append([{**record, name: category} for record in records])
+    answers = []
+    for variant in variants:
+        response = predict(client, {"records": variant})
+        assert response.status_code == 200, response.text
+        answers.append([(a["label"], a["probability"]) for a in response.json()])
+    assert all(answer == answers[0] for answer in answers)
 
 
 def test_health_and_readiness(client: Any) -> None:

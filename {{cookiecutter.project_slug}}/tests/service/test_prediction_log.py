@@ -4,6 +4,7 @@ here, through the PREDICTION_LOG override), in the layout monitoring reads."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }}.serving.prediction_log import PredictionSink
+from {{ cookiecutter.package_name }}.serving.prediction_log import PredictionSink, join_feedback
 
 pytestmark = pytest.mark.service
 
@@ -59,7 +60,7 @@ def test_feedback_is_logged(
     prediction_id = client.post("/predict", json={"records": [valid_record]}).json()[0][
         "prediction_id"
     ]
-    label = service.TARGET["positive_label"]
+    label = service.BUNDLE.positive_label
     assert (
         client.post("/feedback", json={"prediction_id": prediction_id, "label": label}).status_code
         == 200
@@ -68,3 +69,24 @@ def test_feedback_is_logged(
     feedback = eventually(log_sink.read_feedback, {prediction_id})
 
     assert feedback["label"].tolist() == [str(label)]
+
+
+def test_feedback_for_an_unknown_prediction_is_recorded_and_counted_unmatched(
+    client: Any, service: ModuleType, log_sink: PredictionSink, valid_record: dict
+) -> None:
+    """Stated behaviour: /feedback records any well-formed id (checking would read the log on
+    every call); joining feedback to predictions counts the ones that match nothing."""
+    known = client.post("/predict", json={"records": [valid_record]}).json()[0]["prediction_id"]
+    unknown = str(uuid.uuid4())
+    label = service.BUNDLE.negative_label
+    for prediction_id in (known, unknown):
+        response = client.post("/feedback", json={"prediction_id": prediction_id, "label": label})
+        assert response.status_code == 200, response.text
+        assert response.json()["recorded"] is True
+
+    eventually(log_sink.read_feedback, {known, unknown})
+    predictions = eventually(log_sink.read_predictions, {known})
+    joined, unmatched = join_feedback(predictions, log_sink.read_feedback())
+    assert unmatched >= 1
+    assert joined.set_index("prediction_id").loc[known, "true_label"] == str(label)
+    assert unknown not in set(joined["prediction_id"])

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.io import load_table, write_table
 from {{ cookiecutter.package_name }}.schema import load_schema
 from tests.conftest import edit_params
 
@@ -36,6 +37,28 @@ def test_schema_command_drafts_a_loadable_schema(
     assert "Review it" in capsys.readouterr().out
     drafted = load_schema("schema.yaml")
     assert drafted.feature_names
+
+
+def test_schema_command_lists_every_problem_with_its_params_change(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = edit_params(workspace)
+    table = load_table(params.data.source, params.data.query)
+    table["notes"] = [f"free text {i}" for i in range(len(table))]
+    table["referral"] = ["friend" if i % 5 == 0 else None for i in range(len(table))]
+    write_table(table, "data/external/wider.csv")
+    edit_params(workspace, data__source="data/external/wider.csv")
+    before = Path("schema.yaml").read_text()
+
+    assert main(["schema"]) == 1
+
+    error = capsys.readouterr().err
+    assert "2 problem(s)" in error
+    assert "add 'notes' to data.drop_columns" in error
+    assert "'referral': 80.0% missing" in error and "add 'referral' to data.drop_columns" in error
+    assert Path("schema.yaml").read_text() == before  # nothing written
+    edit_params(workspace, data__drop_columns=["notes", "referral"])
+    assert main(["schema"]) == 0
 
 
 def test_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,6 +15,10 @@ def test_project_params_load(params) -> None:
     assert params.data.sensitive_features
 
 
+def test_a_pinned_threshold_is_a_number(workspace: Path) -> None:
+    assert edit_params(workspace, train__decision_threshold=0.7).train.decision_threshold == 0.7
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -34,6 +38,10 @@ def test_project_params_load(params) -> None:
             "one label per bin",
         ),
         ({"serving__max_records": 0}, "serving.max_records"),
+        ({"train__decision_threshold": 1.5}, "train.decision_threshold"),
+        ({"train__decision_threshold": "lowest_cost"}, "minimize_cost"),
+        ({"train__decision_threshold": True}, "train.decision_threshold"),
+        ({"data__not_model_inputs": ["risk"]}, "data.not_model_inputs"),
     ],
 )
 def test_bad_params_name_the_key(workspace: Path, change: dict, message: str) -> None:

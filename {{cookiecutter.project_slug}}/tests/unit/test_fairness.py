@@ -1,33 +1,9 @@
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }}.config import DerivedColumn
-from {{ cookiecutter.package_name }}.errors import ConfigError
-from {{ cookiecutter.package_name }}.pipeline.fairness import (
-    add_derived_columns,
-    assess,
-    sensitive_columns,
-)
+from {{ cookiecutter.package_name }}.pipeline.fairness import assess
 
 pytestmark = pytest.mark.unit
-
-
-def test_derived_columns_bin_with_left_closed_intervals() -> None:
-    derived = {
-        "age_group": DerivedColumn(
-            source="age", bins=[0, 25, 45, 200], labels=["<25", "25-44", "45+"]
-        )
-    }
-    table = add_derived_columns(pd.DataFrame({"age": [19, 25, 44, 45, None]}), derived)
-    assert table["age_group"].tolist() == ["<25", "25-44", "25-44", "45+", "unknown"]
-
-
-def test_unknown_columns_are_config_errors() -> None:
-    derived = {"band": DerivedColumn(source="income", bins=[0, 1], labels=["low"])}
-    with pytest.raises(ConfigError, match=r"data\.derived_columns\.band: source column 'income'"):
-        add_derived_columns(pd.DataFrame({"age": [1]}), derived)
-    with pytest.raises(ConfigError, match=r"data\.sensitive_features: \['race'\]"):
-        sensitive_columns(pd.DataFrame({"sex": ["f"]}), ["sex", "race"])
 
 
 def test_assess_measures_known_disparities() -> None:

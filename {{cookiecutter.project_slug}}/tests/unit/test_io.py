@@ -9,11 +9,13 @@ import pytest
 
 from {{ cookiecutter.package_name }}.errors import DataSourceError
 from {{ cookiecutter.package_name }}.io import (
-    atomic_path,
     file_sha256,
     load_table,
+    read_json,
     redact,
+    scrub,
     source_kind,
+    stage_outputs,
     write_json,
     write_table,
 )
@@ -36,11 +38,6 @@ TABLE = pd.DataFrame({"age": [30, 41], "housing": ["own", "rent"], "risk": [1, 0
 )
 def test_source_kind(source: str, kind: str) -> None:
     assert source_kind(source) == kind
-
-
-def test_redact_hides_password_only() -> None:
-    assert redact("postgresql://ana:s3cret@db:5432/credit") == "postgresql://ana:***@db:5432/credit"
-    assert redact("sqlite:///data/x.db") == "sqlite:///data/x.db"
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -103,14 +100,64 @@ def test_empty_file_loads_as_empty_table(tmp_path: Path) -> None:
     assert load_table(str(path)).empty
 
 
-def test_atomic_path_keeps_old_file_when_writing_fails(tmp_path: Path) -> None:
-    target = tmp_path / "model.bin"
-    target.write_text("good model")
-    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
-        temporary.write_text("half written")
-        raise RuntimeError("crash while writing")
-    assert target.read_text() == "good model"
-    assert list(tmp_path.iterdir()) == [target]
+def test_a_failed_stage_leaves_every_previous_file(tmp_path: Path) -> None:
+    first, second = tmp_path / "model.bin", tmp_path / "report.json"
+    first.write_text("good model")
+    second.write_text("good report")
+    with pytest.raises(RuntimeError), stage_outputs() as outputs:
+        outputs.text("new model", first)  # written in full ...
+        outputs.path(second).write_text("half a rep")
+        raise RuntimeError("crash while writing the second file")  # ... yet not put in place
+    assert (first.read_text(), second.read_text()) == ("good model", "good report")
+    assert sorted(tmp_path.iterdir()) == [first, second]  # no temporary file left
+
+
+def test_a_successful_stage_replaces_all_its_files(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "table.csv", tmp_path / "b.json"
+    with stage_outputs() as outputs:
+        outputs.table(TABLE, first)
+        outputs.json({"rows": len(TABLE)}, second)
+        assert not first.exists() and not second.exists()  # nothing moves before the end
+    assert load_table(str(first)).shape == TABLE.shape
+    assert read_json(second) == {"rows": len(TABLE)}
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ("data/external/x.csv", "data/external/x.csv"),
+        ("sqlite:///data/x.db", "sqlite:///data/x.db"),
+        ("postgresql://app:pw@db:5432/credit", "postgresql://app:***@db:5432/credit"),
+        ("postgresql://app:${DB_PASSWORD}@db/credit", "postgresql://app:${DB_PASSWORD}@db/credit"),
+        ("https://host/x.csv?token=abc&sig=def", "https://host/x.csv?token=***&sig=***"),
+        ("https://host/x.csv?token=${TOKEN}", "https://host/x.csv?token=${TOKEN}"),
+        ("https://user:pw@host/x.csv#key", "https://user:***@host/x.csv#***"),
+    ],
+)
+def test_redact_hides_passwords_query_values_and_fragments(source: str, shown: str) -> None:
+    assert redact(source) == shown
+
+
+def test_placeholders_are_filled_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_table(TABLE, tmp_path / "table.csv")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    assert load_table("${DATA_DIR}/table.csv").shape == TABLE.shape
+    monkeypatch.delenv("DATA_DIR")
+    with pytest.raises(DataSourceError, match="environment variable DATA_DIR, which is not set"):
+        load_table("${DATA_DIR}/table.csv")
+
+
+def test_read_errors_never_show_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_PASSWORD", "hunter2")
+    source = "postgresql://app:${DB_PASSWORD}@127.0.0.1:9/credit?sslkey=k3y"
+    assert scrub(f"failed: {source.replace('${DB_PASSWORD}', 'hunter2')}", source) == (
+        "failed: postgresql://app:***@127.0.0.1:9/credit?sslkey=***"
+    )
+    with pytest.raises(DataSourceError) as caught:
+        load_table("sqlite:///no/such/dir/x.db?password=hunter2", "SELECT 1")
+    assert "hunter2" not in str(caught.value)
 
 
 def test_write_json_is_stable_and_hash_follows_content(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def test_inferred_schema_round_trips_through_yaml(tmp_path: Path) -> None:
             "churned": ["yes", "no", "no", "yes"],
         }
     )
-    schema = infer_schema(table, "churned")
+    schema, _ = infer_schema(table, "churned")
     (tmp_path / "schema.yaml").write_text(schema.to_yaml())
     assert load_schema(tmp_path / "schema.yaml") == schema
     assert schema.column("income").type == "float" and schema.column("income").nullable
@@ -85,14 +85,40 @@ def test_inferred_schema_round_trips_through_yaml(tmp_path: Path) -> None:
     assert schema.target_values == ("no", "yes")
 
 
-def test_inference_refuses_free_text_and_non_binary_targets() -> None:
-    table = pd.DataFrame({"note": [f"text {i}" for i in range(60)], "y": [0, 1] * 30})
-    with pytest.raises(ConfigError, match=r"'note'.*drop_columns"):
-        infer_schema(table, "y")
-    with pytest.raises(ConfigError, match="exactly two classes"):
+def test_inference_lists_free_text_columns_and_refuses_non_binary_targets() -> None:
+    table = pd.DataFrame(
+        {
+            "note": [f"text {i}" for i in range(60)],
+            "code": [f"id-{i}" for i in range(60)],
+            "region": ["north", "south"] * 30,
+            "y": [0, 1] * 30,
+        }
+    )
+    schema, problems = infer_schema(table, "y")
+    assert schema.feature_names == ["region"]  # the free-text columns are left out of the draft
+    assert [problem.split(":")[-1].strip() for problem in problems] == [
+        "add 'note' to data.drop_columns",
+        "add 'code' to data.drop_columns",
+    ]
+    with pytest.raises(ConfigError, match=r"data\.target: 'y' must have exactly two classes"):
         infer_schema(pd.DataFrame({"x": [1, 2, 3], "y": [0, 1, 2]}), "y")
-    with pytest.raises(ConfigError, match="'label' is not in the data"):
+    with pytest.raises(ConfigError, match=r"data\.target: column 'label' is not in the data"):
         infer_schema(pd.DataFrame({"x": [1]}), "label")
+
+
+def test_request_model_may_leave_out_the_optional_columns(schema) -> None:
+    required = _first(schema, lambda c: not c.nullable).name
+    record = {k: v for k, v in valid_record(schema).items() if k != required}
+    with pytest.raises(ValidationError):
+        schema.request_model()(**record)
+    assert schema.request_model(optional=(required,))(**record).model_dump()[required] is None
+
+
+def test_subset_keeps_the_named_columns_and_the_target(schema) -> None:
+    names = schema.feature_names[:2]
+    subset = schema.subset(names)
+    assert subset.feature_names == names
+    assert (subset.target, subset.target_values) == (schema.target, schema.target_values)
 
 
 @pytest.mark.parametrize(

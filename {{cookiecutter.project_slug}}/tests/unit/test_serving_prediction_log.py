@@ -15,6 +15,7 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
     PredictionLog,
     PredictionSink,
     SqlSink,
+    join_feedback,
     open_sink,
     utc_now,
 )
@@ -157,3 +158,27 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> No
     assert log.dropped >= 3
     release.set()
     log.close()
+
+
+def test_join_gives_the_newest_label_and_counts_unmatched_feedback() -> None:
+    predictions = pd.DataFrame({"prediction_id": ["a", "b"], "label": ["1", "0"]})
+    feedback = pd.DataFrame(
+        {
+            "prediction_id": ["a", "a", "zzz"],
+            "timestamp": pd.to_datetime(["2026-01-02", "2026-01-01", "2026-01-01"], utc=True),
+            "label": ["0", "1", "1"],
+        }
+    )
+    joined, unmatched = join_feedback(predictions, feedback)
+    assert joined["true_label"].tolist()[0] == "0"  # the newest word on "a"
+    assert pd.isna(joined["true_label"].tolist()[1])  # no feedback for "b"
+    assert unmatched == 1  # "zzz" was never predicted
+
+
+def test_a_log_location_may_name_an_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOG_DIR", str(tmp_path / "from-env"))
+    sink = open_sink("${LOG_DIR}/predictions", base_dir=tmp_path)
+    assert isinstance(sink, DirectorySink)
+    assert sink.directory == tmp_path / "from-env" / "predictions"

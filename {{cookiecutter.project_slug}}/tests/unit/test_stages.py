@@ -5,6 +5,7 @@ from pathlib import Path
 import joblib
 import pytest
 
+from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.errors import ConfigError, DataValidationError, GateError
 from {{ cookiecutter.package_name }}.io import file_sha256, load_table, read_json, write_table
@@ -64,7 +65,7 @@ def test_invalid_data_stops_at_validate(workspace: Path) -> None:
 def test_gate_failure_keeps_the_evidence_but_raises(workspace: Path) -> None:
     params = edit_params(workspace, evaluate__thresholds={"roc_auc": 0.999})
     _run_until_train(params)
-    with pytest.raises(GateError, match=r"roc_auc .* is below the threshold 0\.999"):
+    with pytest.raises(GateError, match=r"roc_auc .* below evaluate\.thresholds\.roc_auc 0\.999"):
         evaluate.run(params)
     assert read_json(Paths.metrics)["gate"]["passed"] is False
 
@@ -85,5 +86,46 @@ def test_bad_search_grid_leaves_the_previous_model(workspace: Path) -> None:
     with pytest.raises(ConfigError, match=f"train.search.{family}"):
         train.run(params)
     assert file_sha256(Paths.model) == before
-    assert joblib.load(Paths.model) is not None
+    assert isinstance(joblib.load(Paths.model), ModelBundle)
     assert not list(Paths.model.parent.glob(".*.tmp"))
+
+
+def test_a_stage_failing_mid_write_leaves_all_its_previous_files(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train writes three files; a crash while writing the second leaves all three as they were."""
+    params = load_params()
+    _run_until_train(params)
+    files = (Paths.baseline_model, Paths.model, Paths.train_report)
+    before = {path: file_sha256(path) for path in files}
+    params = edit_params(workspace, split__seed=params.split.seed + 1)  # a different model
+    saves = []
+
+    def save_then_crash(self: ModelBundle, path: Path) -> None:
+        saves.append(path)
+        if len(saves) == 2:
+            raise OSError("disk full")
+        joblib.dump(self, path)
+
+    monkeypatch.setattr(ModelBundle, "save", save_then_crash)
+    with pytest.raises(OSError, match="disk full"):
+        train.run(params)
+    assert {path: file_sha256(path) for path in files} == before
+    assert not list(Paths.model.parent.glob(".*.tmp"))
+
+
+def test_threshold_minimises_cost_on_training_rows_or_is_pinned(workspace: Path) -> None:
+    params = load_params()
+    _run_until_train(params)
+    chosen = load_bundle(Paths.model)
+    report = read_json(Paths.train_report)["decision_threshold"]
+    assert chosen.threshold_source == "minimize_cost" and 0 < chosen.threshold < 1
+    assert report["value"] == chosen.threshold and report["cv_cost_per_prediction"] > 0
+    evaluate.run(params)
+    metrics = read_json(Paths.metrics)
+    assert metrics["model"]["cost"] <= metrics["model_at_default_threshold"]["cost"]
+
+    pinned = edit_params(workspace, train__decision_threshold=0.35)
+    train.run(pinned)
+    assert load_bundle(Paths.model).threshold == 0.35
+    assert load_bundle(Paths.model).threshold_source == "params"

@@ -70,7 +70,7 @@ def test_empty_data_is_a_violation(table, schema, params) -> None:
 
 def test_quality_rules(curated, schema, params) -> None:
     rules = params.validate_
-    column = _first(schema, lambda c: c.nullable or True).name
+    column = schema.feature_names[0]
     sparse = curated.copy()
     sparse[column] = sparse[column].where(sparse.index % 10 == 0)  # 90% missing
     violations, _ = validate(
@@ -79,6 +79,7 @@ def test_quality_rules(curated, schema, params) -> None:
     text = "\n".join(violations)
     assert "duplicate rows" in text and "validate.max_duplicate_share" in text
     assert f"column '{column}': 90.0% missing" in text
+    assert f"add '{column}' to data.drop_columns" in text
 
     target = schema.target
     positive = curated[curated[target].astype(str) == str(params.data.positive_label)]

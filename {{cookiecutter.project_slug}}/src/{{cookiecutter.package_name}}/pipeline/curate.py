@@ -9,7 +9,7 @@ import pandas as pd
 
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import ConfigError
-from {{ cookiecutter.package_name }}.io import load_table, write_json, write_table
+from {{ cookiecutter.package_name }}.io import load_table, stage_outputs
 
 
 def _as_numbers_if_possible(series: pd.Series) -> pd.Series:
@@ -58,6 +58,7 @@ def curate(
 def run(params: Params) -> dict[str, Any]:
     raw = load_table(str(Paths.raw_data))
     table, report = curate(raw, params.curate.missing_tokens, params.data.drop_columns)
-    write_table(table, Paths.curated_data)
-    write_json(report, Paths.curate_report)
+    with stage_outputs() as outputs:
+        outputs.table(table, Paths.curated_data)
+        outputs.json(report, Paths.curate_report)
     return report

@@ -1,46 +1,64 @@
-"""Stage 6, evaluate: test-split metrics for the model and the baseline, DVC plots, and a gate
-that stops the pipeline when the model misses a threshold or does not beat the baseline."""
+"""Stage 6, evaluate: test-split metrics for the model and the baseline, each at the decision
+threshold its bundle carries (and the model's at 0.5 too, to show what the cost-based cut-off
+saves), DVC plots, and a gate that stops the pipeline when the model misses a threshold, does
+not beat the baseline, or costs more than it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import CostMatrix, EvaluateConfig, Params, Paths
 from {{ cookiecutter.package_name }}.errors import GateError
-from {{ cookiecutter.package_name }}.io import write_json, write_table
-from {{ cookiecutter.package_name }}.pipeline.train import binary_target
-from {{ cookiecutter.package_name }}.schema import load_schema
+from {{ cookiecutter.package_name }}.io import StageOutputs, stage_outputs
+
+DEFAULT_THRESHOLD = 0.5  # the cut-off a classifier uses when nobody chose one: for comparison
 
 
 def classification_metrics(
-    y_true: np.ndarray, proba: np.ndarray, cost: CostMatrix
+    y_true: np.ndarray, proba: np.ndarray, decisions: np.ndarray, cost: CostMatrix
 ) -> dict[str, float]:
-    """Standard metrics at a 0.5 threshold, plus the business cost of the mistakes."""
-    y_pred = (proba >= 0.5).astype(int)
-    _, fp, fn, _ = skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
+    """Standard metrics of the decisions, ROC AUC of the probabilities, and the business cost
+    of the mistakes (`cost_matrix.fp` per false positive, `.fn` per false negative)."""
+    _, fp, fn, tp = skm.confusion_matrix(y_true, decisions, labels=[0, 1]).ravel()
     total_cost = float(fp * cost.fp + fn * cost.fn)
     return {
-        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "precision": float(skm.precision_score(y_true, y_pred, zero_division=0)),
-        "recall": float(skm.recall_score(y_true, y_pred, zero_division=0)),
-        "f1": float(skm.f1_score(y_true, y_pred, zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y_true, decisions)),
+        "precision": float(skm.precision_score(y_true, decisions, zero_division=0)),
+        "recall": float(skm.recall_score(y_true, decisions, zero_division=0)),
+        "f1": float(skm.f1_score(y_true, decisions, zero_division=0)),
         "roc_auc": float(skm.roc_auc_score(y_true, proba)),
+        "false_positives": int(fp),
+        "false_negatives": int(fn),
+        "positive_rate": float((tp + fp) / len(y_true)),
         "cost": total_cost,
         "cost_per_prediction": total_cost / len(y_true),
     }
 
 
+def scored(
+    bundle: ModelBundle, table: pd.DataFrame, cost: CostMatrix, threshold: float | None = None
+) -> dict[str, Any]:
+    """The bundle's metrics on `table`, at its own threshold unless another is given."""
+    y_true = bundle.is_positive(table[bundle.target]).to_numpy()
+    proba = bundle.probabilities(table)
+    cut = bundle.threshold if threshold is None else threshold
+    decisions = (proba >= cut).astype(int)
+    return {"threshold": cut, **classification_metrics(y_true, proba, decisions, cost)}
+
+
 def gate_failures(
     model: dict[str, float], baseline: dict[str, float], config: EvaluateConfig
 ) -> list[str]:
-    """Why the model must not ship: missed thresholds, no gain over the baseline, higher cost."""
+    """Why the model must not ship: missed thresholds, no gain over the baseline, higher cost.
+    Each reason names the params.yaml key that sets the limit."""
     failures = [
-        f"{name} {model[name]:.3f} is below the threshold {threshold:.3f}"
+        f"{name} {model[name]:.3f} is below evaluate.thresholds.{name} {threshold:.3f}"
+        f" (set it to what your problem needs)"
         for name, threshold in config.thresholds.items()
         if model[name] < threshold
     ]
@@ -53,61 +71,53 @@ def gate_failures(
         )
     if model["cost"] > baseline["cost"]:
         failures.append(
-            f"cost {model['cost']:.0f} is higher than the baseline's {baseline['cost']:.0f}"
+            f"cost {model['cost']:g} is higher than the baseline's {baseline['cost']:g}"
+            " (evaluate.cost_matrix): the model decides worse than a rule without features"
         )
     return failures
 
 
-def write_plots(y_true: np.ndarray, proba: np.ndarray, labels: tuple[str, str]) -> None:
-    """ROC, precision-recall and confusion data in the shapes `dvc plots` expects."""
+def write_plots(outputs: StageOutputs, bundle: ModelBundle, table: pd.DataFrame) -> None:
+    """ROC, precision-recall and confusion (at the bundle's threshold) for `dvc plots`."""
+    y_true = bundle.is_positive(table[bundle.target]).to_numpy()
+    proba = bundle.probabilities(table)
     fpr, tpr, roc_thresholds = skm.roc_curve(y_true, proba)
-    write_table(
-        pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)}).round(
-            4
-        ),
-        Paths.plots / "roc.csv",
-    )
+    roc = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)})
+    outputs.table(roc.round(4), Paths.plots / "roc.csv")
     precision, recall, pr_thresholds = skm.precision_recall_curve(y_true, proba)
-    write_table(
-        pd.DataFrame(
-            {"recall": recall[:-1], "precision": precision[:-1], "threshold": pr_thresholds}
-        ).round(4),
-        Paths.plots / "precision_recall.csv",
+    curve = pd.DataFrame(
+        {"recall": recall[:-1], "precision": precision[:-1], "threshold": pr_thresholds}
     )
-    names = np.array(labels)
-    confusion = pd.DataFrame(
-        {"actual": names[y_true], "predicted": names[(proba >= 0.5).astype(int)]}
-    )
-    write_table(confusion, Paths.plots / "confusion.csv")
+    outputs.table(curve.round(4), Paths.plots / "precision_recall.csv")
+    names = np.array([str(bundle.negative_label), str(bundle.positive_label)])
+    confusion = pd.DataFrame({"actual": names[y_true], "predicted": names[bundle.decide(proba)]})
+    outputs.table(confusion, Paths.plots / "confusion.csv")
 
 
 def run(params: Params) -> dict[str, Any]:
-    schema = load_schema(params.data.schema_file)
-    test = schema.read_csv(Paths.test_data)
-    features = test[schema.feature_names]
-    y_true = binary_target(test[schema.target], params.data.positive_label).to_numpy()
+    model, baseline = load_bundle(Paths.model), load_bundle(Paths.baseline_model)
+    test = model.schema.read_csv(Paths.test_data)
     config = params.evaluate
 
-    model_proba = joblib.load(Paths.model).predict_proba(features)[:, 1]
-    baseline_proba = joblib.load(Paths.baseline_model).predict_proba(features)[:, 1]
-    model_metrics = classification_metrics(y_true, model_proba, config.cost_matrix)
-    baseline_metrics = classification_metrics(y_true, baseline_proba, config.cost_matrix)
+    model_metrics = scored(model, test, config.cost_matrix)
+    baseline_metrics = scored(baseline, test, config.cost_matrix)
     failures = gate_failures(model_metrics, baseline_metrics, config)
-
-    negative = next(
-        str(v) for v in schema.target_values if str(v) != str(params.data.positive_label)
-    )
-    write_plots(y_true, model_proba, (negative, str(params.data.positive_label)))
     result = {
         "model": model_metrics,
+        "model_at_default_threshold": scored(model, test, config.cost_matrix, DEFAULT_THRESHOLD),
         "baseline": baseline_metrics,
         "delta_vs_baseline": {
-            name: model_metrics[name] - baseline_metrics[name] for name in model_metrics
+            name: model_metrics[name] - baseline_metrics[name]
+            for name in model_metrics
+            if name != "threshold"
         },
+        "decision": {"threshold": model.threshold, "chosen_by": model.threshold_source},
         "test_rows": len(test),
         "gate": {"passed": not failures, "failures": failures},
     }
-    write_json(result, Paths.metrics)
+    with stage_outputs() as outputs:  # the evidence is written even when the gate fails
+        write_plots(outputs, model, test)
+        outputs.json(result, Paths.metrics)
     if failures:
         raise GateError("evaluate", failures)
     return result

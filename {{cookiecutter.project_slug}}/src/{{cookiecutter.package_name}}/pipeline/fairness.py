@@ -1,20 +1,20 @@
-"""Stage 7, fairness: per-group metrics for each sensitive feature and the disparities between
-groups (fairlearn), gated by the maximum differences in params.yaml."""
+"""Stage 7, fairness: per-group metrics of the model's decisions (at its bundle's threshold)
+for each sensitive attribute and the disparities between groups (fairlearn), gated by the
+maximum differences in params.yaml. Attributes that are measured but not model inputs are
+assessed the same way."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import joblib
 import pandas as pd
 from fairlearn import metrics as flm
 from sklearn.metrics import accuracy_score
 
-from {{ cookiecutter.package_name }}.config import DerivedColumn, Params, Paths
-from {{ cookiecutter.package_name }}.errors import ConfigError, GateError
-from {{ cookiecutter.package_name }}.io import write_json, write_table
-from {{ cookiecutter.package_name }}.pipeline.train import binary_target
-from {{ cookiecutter.package_name }}.schema import load_schema
+from {{ cookiecutter.package_name }}.bundle import load_bundle
+from {{ cookiecutter.package_name }}.config import Params, Paths
+from {{ cookiecutter.package_name }}.errors import GateError
+from {{ cookiecutter.package_name }}.io import stage_outputs
 
 GROUP_METRICS = {
     "count": flm.count,
@@ -29,29 +29,6 @@ DISPARITIES = {
     "equalized_odds_difference": flm.equalized_odds_difference,
     "equalized_odds_ratio": flm.equalized_odds_ratio,
 }
-
-
-def add_derived_columns(table: pd.DataFrame, derived: dict[str, DerivedColumn]) -> pd.DataFrame:
-    """Add the binned columns declared in data.derived_columns (e.g. age_group from age)."""
-    table = table.copy()
-    for name, spec in derived.items():
-        if spec.source not in table.columns:
-            raise ConfigError(
-                f"data.derived_columns.{name}: source column '{spec.source}' is not in the data"
-            )
-        binned = pd.cut(table[spec.source], bins=spec.bins, labels=spec.labels, right=False)
-        table[name] = binned.astype("string").fillna("unknown").astype(str)
-    return table
-
-
-def sensitive_columns(table: pd.DataFrame, names: list[str]) -> dict[str, pd.Series]:
-    """The sensitive feature columns, missing values as their own group."""
-    missing = [name for name in names if name not in table.columns]
-    if missing:
-        raise ConfigError(
-            f"data.sensitive_features: {missing} are neither data columns nor data.derived_columns"
-        )
-    return {name: table[name].astype("string").fillna("unknown").astype(str) for name in names}
 
 
 def assess(y_true: pd.Series, y_pred: Any, groups: pd.Series) -> dict[str, Any]:
@@ -71,29 +48,36 @@ def assess(y_true: pd.Series, y_pred: Any, groups: pd.Series) -> dict[str, Any]:
 
 
 def run(params: Params) -> dict[str, Any]:
-    schema = load_schema(params.data.schema_file)
-    test = add_derived_columns(schema.read_csv(Paths.test_data), params.data.derived_columns)
-    y_true = binary_target(test[schema.target], params.data.positive_label)
-    y_pred = joblib.load(Paths.model).predict(test[schema.feature_names])
+    bundle = load_bundle(Paths.model)
+    test = bundle.schema.read_csv(Paths.test_data)
+    y_true = bundle.is_positive(test[bundle.target])
+    y_pred = bundle.decide(bundle.probabilities(test))
 
     results: dict[str, Any] = {}
     failures: list[str] = []
     rows = []
-    for feature, groups in sensitive_columns(test, params.data.sensitive_features).items():
+    for feature, groups in bundle.sensitive_groups(test).items():
         results[feature] = assessment = assess(y_true, y_pred, groups)
+        assessment["role"] = bundle.role(feature)
         for measure, limit in params.fairness.thresholds.items():
             if assessment[measure] > limit:
                 failures.append(
-                    f"{feature}: {measure} {assessment[measure]:.3f} exceeds {limit:.3f}"
+                    f"{feature}: {measure} {assessment[measure]:.3f} exceeds"
+                    f" fairness.thresholds.{measure} {limit:.3f}"
                 )
         rows += [
             {"feature": feature, "group": f"{feature}={group}", **metrics}
             for group, metrics in assessment["groups"].items()
         ]
-    write_table(pd.DataFrame(rows).round(4), Paths.plots / "fairness.csv")
-    summary = {"features": results, "thresholds": dict(params.fairness.thresholds)}
-    summary["gate"] = {"passed": not failures, "failures": failures}
-    write_json(summary, Paths.fairness)
+    summary = {
+        "features": results,
+        "thresholds": dict(params.fairness.thresholds),
+        "decision_threshold": bundle.threshold,
+        "gate": {"passed": not failures, "failures": failures},
+    }
+    with stage_outputs() as outputs:  # the evidence is written even when the gate fails
+        outputs.table(pd.DataFrame(rows).round(4), Paths.plots / "fairness.csv")
+        outputs.json(summary, Paths.fairness)
     if failures:
         raise GateError("fairness", failures)
     return summary

@@ -10,22 +10,23 @@ from {{ cookiecutter.package_name }}.io import (
     load_table,
     redact,
     source_kind,
-    write_json,
-    write_table,
+    stage_outputs,
 )
 
 
 def run(params: Params) -> dict[str, Any]:
     """Read `data.source` (and `data.query`) and write the raw copy and its manifest."""
     table = load_table(params.data.source, params.data.query)
-    write_table(table, Paths.raw_data)
-    manifest = {
-        "source": redact(params.data.source),
-        "kind": source_kind(params.data.source),
-        "query": params.data.query,
-        "rows": len(table),
-        "columns": [str(column) for column in table.columns],
-        "sha256": file_sha256(Paths.raw_data),
-    }
-    write_json(manifest, Paths.raw_manifest)
+    with stage_outputs() as outputs:
+        raw = outputs.path(Paths.raw_data)
+        table.to_csv(raw, index=False)
+        manifest = {
+            "source": redact(params.data.source),
+            "kind": source_kind(params.data.source),
+            "query": params.data.query,
+            "rows": len(table),
+            "columns": [str(column) for column in table.columns],
+            "sha256": file_sha256(raw),
+        }
+        outputs.json(manifest, Paths.raw_manifest)
     return manifest

@@ -5,21 +5,69 @@ from __future__ import annotations
 
 from typing import Any
 
-from {{ cookiecutter.package_name }}.config import Params, Paths
-from {{ cookiecutter.package_name }}.io import read_json, write_text
+from {{ cookiecutter.package_name }}.config import MINIMIZE_COST, Params, Paths
+from {{ cookiecutter.package_name }}.io import read_json, stage_outputs
 
-METRICS = ("roc_auc", "f1", "precision", "recall", "accuracy", "cost")
+METRICS = ("roc_auc", "f1", "precision", "recall", "accuracy", "positive_rate", "cost")
 
 
 def _metrics_table(metrics: dict[str, Any], thresholds: dict[str, float]) -> list[str]:
-    lines = ["| metric | model | baseline | threshold |", "|---|---|---|---|"]
+    at_default = metrics["model_at_default_threshold"]
+    lines = [
+        f"| metric | model (cut-off {metrics['model']['threshold']:.2f}) | model at"
+        f" {at_default['threshold']:.2f} | baseline | gate |",
+        "|---|---|---|---|---|",
+    ]
     for name in METRICS:
         threshold = thresholds.get(name)
-        limit = f"{threshold:.3f}" if threshold is not None else "-"
+        limit = f">= {threshold:.3f}" if threshold is not None else "-"
+        if name == "cost":
+            limit = "<= baseline"
+        values = (metrics["model"][name], at_default[name], metrics["baseline"][name])
         lines.append(
-            f"| {name} | {metrics['model'][name]:.3f} | {metrics['baseline'][name]:.3f} | {limit} |"
+            f"| {name} | " + " | ".join(f"{value:.3f}" for value in values) + f" | {limit} |"
         )
     return lines
+
+
+def _decision(params: Params, train: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    """The decision rule and what its threshold means in business terms."""
+    data, cost = params.data, params.evaluate.cost_matrix
+    decision, model = train["decision_threshold"], metrics["model"]
+    at_default, baseline = metrics["model_at_default_threshold"], metrics["baseline"]
+    positive = f"`{data.target} = {data.positive_label!r}`"
+    if decision["source"] == MINIMIZE_COST:
+        how = (
+            f"chosen by {decision['cv_folds']}-fold cross-validation on the training split only"
+            " as the cut-off with the lowest expected cost of mistakes"
+            f" ({decision['cv_cost_per_prediction']:.3f} per decision in cross-validation)"
+        )
+    else:
+        how = "pinned in params.yaml (`train.decision_threshold`)"
+    break_even = cost.fp / (cost.fp + cost.fn) if cost.fp + cost.fn else 0.5
+    return [
+        f"- The model decides {positive} when its probability of it is at least"
+        f" **{decision['value']:.2f}**, and the other class below; {how}.",
+        f"- Costs (`evaluate.cost_matrix`): deciding {positive} wrongly (a false positive) costs"
+        f" {cost.fp:g}, missing a true one (a false negative) costs {cost.fn:g}. With perfectly"
+        f" calibrated probabilities the break-even cut-off would be {cost.fp:g}/({cost.fp:g} +"
+        f" {cost.fn:g}) = {break_even:.2f}; the chosen one is where this model's probabilities"
+        " give the lowest cost.",
+        f"- On the test split it decides {positive} for {model['positive_rate']:.1%} of cases"
+        f" at a cost of {model['cost']:g} ({model['false_positives']} false positives,"
+        f" {model['false_negatives']} false negatives). At the default cut-off"
+        f" {at_default['threshold']:.2f} the same model would cost {at_default['cost']:g}"
+        f" ({at_default['false_positives']} false positives); the baseline costs"
+        f" {baseline['cost']:g}.",
+    ]
+
+
+def _inputs(train: dict[str, Any], fairness: dict[str, Any]) -> list[str]:
+    roles = [f"`{name}` ({result['role']})" for name, result in fairness["features"].items()]
+    return [
+        f"- Model inputs: {', '.join(f'`{name}`' for name in train['inputs'])}.",
+        f"- Sensitive attributes: {', '.join(roles) or 'none declared'}.",
+    ]
 
 
 def _fairness_table(fairness: dict[str, Any]) -> list[str]:
@@ -54,7 +102,6 @@ def render(
     fairness: dict[str, Any],
 ) -> str:
     """The model card as Markdown."""
-    cost = params.evaluate.cost_matrix
     lines = [
         "# Model card: {{ cookiecutter.project_name }}",
         "",
@@ -66,8 +113,13 @@ def render(
         f" grid search on `{train['cv_scoring']}`"
         f" (mean {train['cv_score_mean']:.3f} ± {train['cv_score_std']:.3f}).",
         f"- Best parameters: `{train['best_params']}`",
-        f"- Baseline: `DummyClassifier(strategy={params.train.baseline!r})`.",
+        f"- Baseline: `DummyClassifier(strategy={params.train.baseline!r})`, the best decision"
+        " without features.",
         f"- Predicts `{params.data.target} = {params.data.positive_label!r}` (the positive class).",
+        *_inputs(train, fairness),
+        "",
+        "## Decision",
+        *_decision(params, train, metrics),
         "",
         "## Data",
         f"- Source: `{manifest['source']}` ({manifest['kind']}), {manifest['rows']} rows,"
@@ -76,13 +128,13 @@ def render(
         f" (stratified split, test share {params.split.test_size}).",
         "",
         "## Performance on the test split",
-        f"Cost of mistakes: false positive {cost.fp:g}, false negative {cost.fn:g}.",
-        "",
         *_metrics_table(metrics, params.evaluate.thresholds),
         "",
         f"Evaluation gate: {'passed' if metrics['gate']['passed'] else 'FAILED'}.",
         "",
         "## Fairness",
+        f"Decisions at the cut-off {fairness['decision_threshold']:.2f}, on the test split.",
+        "",
         *_fairness_table(fairness),
         "",
         f"Fairness gate: {'passed' if fairness['gate']['passed'] else 'FAILED'}"
@@ -107,5 +159,6 @@ def run(params: Params) -> str:
         read_json(Paths.metrics),
         read_json(Paths.fairness),
     )
-    write_text(card, Paths.model_card)
+    with stage_outputs() as outputs:
+        outputs.text(card, Paths.model_card)
     return card

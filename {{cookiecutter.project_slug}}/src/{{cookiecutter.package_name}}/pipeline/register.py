@@ -1,6 +1,7 @@
-"""Stage 9, register: put the gated model into the project's BentoML model store with its lineage
-(code version, data hash, params, evaluation and fairness results) and its schema, so that any
-served prediction can be traced back to exactly what produced it."""
+"""Stage 9, register: put the gated model bundle into the project's BentoML model store with its
+lineage (code version, data hash, params, evaluation and fairness results) and the serving
+settings, so that any served prediction can be traced back to exactly what produced it. Data
+source credentials never reach the store: sources are recorded redacted."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import GateError, PipelineError
-from {{ cookiecutter.package_name }}.io import read_json, write_json
-from {{ cookiecutter.package_name }}.schema import load_schema
+from {{ cookiecutter.package_name }}.io import read_json, redact, stage_outputs, write_json
 from {{ cookiecutter.package_name }}.serving.store import (
+    BUNDLE_FILE,
     LINEAGE_FILE,
-    MODEL_FILE,
+    MODEL_NAME,
     SCHEMA_FILE,
+    SERVING_FILE,
     use_project_store,
 )
 
@@ -71,39 +74,42 @@ def gate_failures(metrics: dict[str, Any], fairness: dict[str, Any]) -> list[str
     return failures
 
 
-def negative_label(target_values: tuple[Any, ...], positive_label: Any) -> Any:
-    """The schema's other target value: what class 0 means when the service answers."""
-    others = [value for value in target_values if str(value) != str(positive_label)]
-    if len(others) != 1:
-        raise PipelineError(
-            f"data.positive_label {positive_label!r} is not one of the schema's target values"
-            f" {list(target_values)}"
-        )
-    return others[0]
+def public_params(params: Params) -> dict[str, Any]:
+    """params.yaml as recorded in lineage: every source and log location redacted."""
+    dump = params.model_dump(mode="json", by_alias=True)
+    dump["data"]["source"] = redact(params.data.source)
+    dump["serving"]["prediction_log"] = redact(params.serving.prediction_log)
+    return dump
 
 
-def lineage(params: Params) -> dict[str, Any]:
+def lineage(params: Params, bundle: ModelBundle) -> dict[str, Any]:
     """Everything needed to reproduce and judge the model, read from the pipeline's own outputs."""
-    for path in (Paths.model, Paths.raw_manifest, Paths.metrics, Paths.fairness):
+    for path in (Paths.raw_manifest, Paths.metrics, Paths.fairness):
         if not Path(path).is_file():
             raise PipelineError(f"{path} is missing: run the earlier stages first (make pipeline)")
     metrics, fairness = read_json(Paths.metrics), read_json(Paths.fairness)
     failures = gate_failures(metrics, fairness)
     if failures:
         raise GateError("register", [*failures, "refusing to register a model that failed a gate"])
-    schema = load_schema(params.data.schema_file)
     manifest = read_json(Paths.raw_manifest)
     return {
         "git": git_state(),
-        "data": {key: manifest.get(key) for key in ("sha256", "source", "kind", "rows")},
-        "params": params.model_dump(mode="json", by_alias=True),
+        "data": {
+            "sha256": manifest.get("sha256"),
+            "source": redact(str(manifest.get("source", ""))),
+            "kind": manifest.get("kind"),
+            "rows": manifest.get("rows"),
+        },
+        "params": public_params(params),
         "evaluation": metrics,
         "fairness": fairness,
         "target": {
-            "name": schema.target,
-            "positive_label": params.data.positive_label,
-            "negative_label": negative_label(schema.target_values, params.data.positive_label),
+            "name": bundle.target,
+            "positive_label": bundle.positive_label,
+            "negative_label": bundle.negative_label,
         },
+        "decision": {"threshold": bundle.threshold, "chosen_by": bundle.threshold_source},
+        "inputs": list(bundle.features),
         "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -125,28 +131,34 @@ def labels_for(record: dict[str, Any]) -> dict[str, str]:
         "git_dirty": str(record["git"]["dirty"]).lower(),
         "data_sha256": str(record["data"]["sha256"]),
         "model_family": record["params"]["train"]["model"],
+        "decision_threshold": f"{record['decision']['threshold']:.4f}",
         primary: f"{record['evaluation']['model'][primary]:.4f}",
         "gates": "passed",
     }
 
 
 def register(params: Params) -> dict[str, Any]:
-    """Save the model, its schema and its lineage as a new version in the BentoML store."""
-    record = lineage(params)
+    """Save the bundle, its schema, the serving settings and the lineage as a new version."""
+    bundle = load_bundle(Paths.model)
+    record = lineage(params, bundle)
+    serving = params.serving.model_dump(mode="json")
+    serving["prediction_log"] = params.serving.prediction_log  # used as is: ${NAME} stays a name
     use_project_store()
     import bentoml  # after use_project_store: BentoML reads BENTOML_HOME when first used
 
-    name = params.serving.model_name
-    with bentoml.models.create(
-        name, labels=labels_for(record), metadata=_without_nulls(record)
-    ) as model:
-        shutil.copyfile(Paths.model, model.path_of(MODEL_FILE))
-        shutil.copyfile(params.data.schema_file, model.path_of(SCHEMA_FILE))
+    metadata = _without_nulls(
+        {**record, "serving": {**serving, "prediction_log": redact(serving["prediction_log"])}}
+    )
+    with bentoml.models.create(MODEL_NAME, labels=labels_for(record), metadata=metadata) as model:
+        shutil.copyfile(Paths.model, model.path_of(BUNDLE_FILE))
+        Path(model.path_of(SCHEMA_FILE)).write_text(bundle.schema.to_yaml())
+        write_json(serving, model.path_of(SERVING_FILE))
         write_json(record, model.path_of(LINEAGE_FILE))
-    return {"tag": str(model.tag), "name": name, "version": model.tag.version, **record}
+    return {"tag": str(model.tag), "name": MODEL_NAME, "version": model.tag.version, **record}
 
 
 def run(params: Params) -> dict[str, Any]:
     entry = register(params)
-    write_json(entry, Paths.registry)
+    with stage_outputs() as outputs:
+        outputs.json(entry, Paths.registry)
     return entry

@@ -7,7 +7,7 @@ from typing import Any
 from sklearn.model_selection import train_test_split
 
 from {{ cookiecutter.package_name }}.config import Params, Paths
-from {{ cookiecutter.package_name }}.io import write_table
+from {{ cookiecutter.package_name }}.io import stage_outputs
 from {{ cookiecutter.package_name }}.schema import load_schema
 
 
@@ -22,7 +22,8 @@ def run(params: Params) -> dict[str, Any]:
     )
     size = min(params.split.reference_size, len(train))
     reference = train.sample(n=size, random_state=params.split.seed)
-    write_table(train, Paths.train_data)
-    write_table(test, Paths.test_data)
-    write_table(reference, Paths.reference_data)
+    with stage_outputs() as outputs:
+        outputs.table(train, Paths.train_data)
+        outputs.table(test, Paths.test_data)
+        outputs.table(reference, Paths.reference_data)
     return {"train": len(train), "test": len(test), "reference": len(reference)}

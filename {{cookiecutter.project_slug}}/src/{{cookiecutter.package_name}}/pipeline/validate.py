@@ -9,7 +9,7 @@ import pandas as pd
 
 from {{ cookiecutter.package_name }}.config import DataConfig, Params, Paths, ValidateConfig
 from {{ cookiecutter.package_name }}.errors import DataValidationError
-from {{ cookiecutter.package_name }}.io import load_table, read_json, write_json, write_table
+from {{ cookiecutter.package_name }}.io import load_table, read_json, stage_outputs
 from {{ cookiecutter.package_name }}.schema import Schema, load_schema
 
 MAX_EXAMPLES = 5
@@ -80,7 +80,8 @@ def quality_violations(
         if share > rules.max_missing_share:
             violations.append(
                 f"column '{column}': {share:.1%} missing, more than validate.max_missing_share"
-                f" {rules.max_missing_share:.1%}"
+                f" {rules.max_missing_share:.1%}: add '{column}' to data.drop_columns"
+                " (or raise validate.max_missing_share)"
             )
     if data.target in table.columns:
         labels = table[data.target].dropna().astype(str)
@@ -116,9 +117,10 @@ def run(params: Params) -> dict[str, Any]:
     duplicate_share = read_json(Paths.curate_report)["duplicate_share"]
     violations, typed = validate(table, schema, params, duplicate_share)
     report = {"passed": not violations, "rows": len(table), "violations": violations}
-    write_json(report, Paths.validation_report)
+    with stage_outputs() as outputs:  # the report is the evidence, written even on failure
+        outputs.json(report, Paths.validation_report)
+        if typed is not None:
+            outputs.table(typed, Paths.validated_data)
     if violations:
         raise DataValidationError(violations)
-    assert typed is not None
-    write_table(typed, Paths.validated_data)
     return report

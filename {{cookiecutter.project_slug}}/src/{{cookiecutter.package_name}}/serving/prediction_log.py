@@ -25,7 +25,12 @@ Record layout, the same in every sink (labels are text, compared as text like th
 
 `read_predictions()` returns one row per prediction with `features` spread into one column per
 feature; `read_feedback()` one row per feedback record (a prediction may get several: the latest
-timestamp is the newest word). Both return `timestamp` as a UTC datetime.
+timestamp is the newest word). Both return `timestamp` as a UTC datetime. `join_feedback()`
+gives each prediction its newest true label and counts the feedback that matches no prediction
+(the service records feedback for any well-formed id).
+
+A location may name environment variables as `${NAME}` (a database password, say), filled in
+when the sink opens.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from {{ cookiecutter.package_name }}.io import source_kind
+from {{ cookiecutter.package_name }}.io import resolve, source_kind
 
 logger = logging.getLogger(__name__)
 
@@ -183,12 +188,31 @@ def open_sink(target: str | None = None, base_dir: Path | str | None = None) -> 
     used as given.
     """
     override = os.environ.get(ENV_VAR)
-    if not override and target and base_dir is not None:
-        target = _anchored(target, Path(base_dir))
-    target = override or target
+    if override:
+        target = resolve(override, key=ENV_VAR)
+    elif target:
+        target = resolve(target, key="serving.prediction_log")
+        if base_dir is not None:
+            target = _anchored(target, Path(base_dir))
     if not target:
         raise ValueError(f"no prediction log configured: set serving.prediction_log or {ENV_VAR}")
     return SqlSink(target) if source_kind(target) == "database" else DirectorySink(target)
+
+
+def join_feedback(predictions: pd.DataFrame, feedback: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Each prediction with its newest feedback label in `true_label` (missing when none came),
+    and how many feedback records name a prediction id that is not in `predictions`."""
+    known = set(predictions["prediction_id"])
+    matched = feedback["prediction_id"].isin(known)
+    newest = (
+        feedback[matched]
+        .sort_values("timestamp")
+        .drop_duplicates("prediction_id", keep="last")
+        .set_index("prediction_id")["label"]
+    )
+    joined = predictions.copy()
+    joined["true_label"] = joined["prediction_id"].map(newest)
+    return joined, int((~matched).sum())
 
 
 def _anchored(target: str, base_dir: Path) -> str:

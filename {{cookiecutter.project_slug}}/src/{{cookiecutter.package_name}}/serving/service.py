@@ -1,5 +1,7 @@
 """The BentoML service: batch predictions and feedback, validated against the schema the model
-was trained under (carried inside the registered model), with every prediction logged.
+was trained under and decided at the threshold train chose, both carried by the registered model
+bundle, with every prediction logged. Attributes that are measured but not model inputs may be
+sent (they are logged, for monitoring fairness) and never reach the model.
 
 Run it with `make serve` (project dir) or from the built bento/image. BentoML adds `/healthz`,
 `/readyz`, `/livez` and `/metrics` (Prometheus) by itself.
@@ -7,34 +9,22 @@ Run it with `make serve` (project dir) or from the built bento/image. BentoML ad
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import bentoml
-import joblib
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from {{ cookiecutter.package_name }}.config import PARAMS_FILE, Params, load_params
+from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
+from {{ cookiecutter.package_name }}.config import ServingConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError
-from {{ cookiecutter.package_name }}.schema import Schema, load_schema
 from {{ cookiecutter.package_name }}.serving.prediction_log import PredictionLog, open_sink, utc_now
-from {{ cookiecutter.package_name }}.serving.store import MODEL_FILE, SCHEMA_FILE
+from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME, SERVING_FILE
 
-DECISION_THRESHOLD = 0.5  # the cut-off the evaluate stage scored the model at
 JSON_ROUTES = ("/predict", "/feedback")
-
-
-def find_project() -> Path:
-    """The directory holding params.yaml: the working directory (the project, or the bento's
-    `src` while BentoML imports the service), else beside the package (project `src/` layout,
-    or the bento's flat `src/`)."""
-    package_dir = Path(__file__).resolve().parents[1]
-    for directory in (Path.cwd(), package_dir.parent, package_dir.parent.parent):
-        if (directory / PARAMS_FILE).is_file():
-            return directory.resolve()
-    raise ConfigError(f"{PARAMS_FILE} not found in the working directory or beside {package_dir}")
 
 
 def registered_model(name: str) -> Any:
@@ -49,14 +39,18 @@ def registered_model(name: str) -> Any:
     return reference
 
 
-PROJECT_DIR = find_project()
-PARAMS: Params = load_params(PROJECT_DIR / PARAMS_FILE)
-MODEL = registered_model(PARAMS.serving.model_name)
-SCHEMA: Schema = load_schema(MODEL.stored.path_of(SCHEMA_FILE))
-TARGET = MODEL.stored.info.metadata["target"]
+# The working directory when the service is imported: the project for `make serve`, the bento's
+# `src` in a bento or image. A relative prediction log location is taken from there.
+BASE_DIR = Path.cwd()
+MODEL = registered_model(MODEL_NAME)
+BUNDLE: ModelBundle = load_bundle(MODEL.stored.path_of(BUNDLE_FILE))
+SETTINGS = ServingConfig.model_validate(
+    json.loads(Path(MODEL.stored.path_of(SERVING_FILE)).read_text())
+)
+SCHEMA = BUNDLE.schema
 
-Record = SCHEMA.request_model("Record")
-Records = Annotated[list[Record], Field(min_length=1, max_length=PARAMS.serving.max_records)]  # type: ignore[valid-type]
+Record = SCHEMA.request_model("Record", optional=BUNDLE.measured_only)
+Records = Annotated[list[Record], Field(min_length=1, max_length=SETTINGS.max_records)]  # type: ignore[valid-type]
 TargetLabel = Literal[tuple(SCHEMA.target_values)]  # type: ignore[valid-type]
 
 
@@ -79,7 +73,8 @@ class Prediction(BaseModel):
     prediction_id: str = Field(description="uuid4; quote it when sending feedback")
     label: int | str = Field(description="the predicted label, one of the schema's target values")
     probability: float = Field(
-        description=f"probability that the label is {TARGET['positive_label']!r}"
+        description=f"probability that the label is {BUNDLE.positive_label!r}; the label is"
+        f" {BUNDLE.positive_label!r} when it is at least {BUNDLE.threshold:.4g}"
     )
     model_version: str = Field(description="the BentoML model tag that answered")
 
@@ -117,30 +112,29 @@ class ModelService:
     model_ref = MODEL  # a class attribute: `bentoml build` pins this model version into the bento
 
     def __init__(self) -> None:
-        stored = self.model_ref
-        self.model = joblib.load(stored.path_of(MODEL_FILE))
-        self.model_version = str(stored.tag)
-        self.log = PredictionLog(open_sink(PARAMS.serving.prediction_log, base_dir=PROJECT_DIR))
+        self.bundle = BUNDLE
+        self.model_version = str(self.model_ref.tag)
+        self.log = PredictionLog(open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR))
 
     @bentoml.api(input_spec=PredictRequest)
     def predict(self, records: Records) -> list[Prediction]:
         """Score a batch of 1 to `serving.max_records` records, each with the schema's features."""
         rows = [record.model_dump() for record in records]
-        features = pd.DataFrame(rows, columns=SCHEMA.feature_names).astype(
-            {name: SCHEMA.dtypes[name] for name in SCHEMA.feature_names}
+        inputs = list(self.bundle.features)  # measured-only attributes are logged, never used
+        features = pd.DataFrame(rows, columns=inputs).astype(
+            {name: SCHEMA.dtypes[name] for name in inputs}
         )
-        probabilities = self.model.predict_proba(features)[:, 1]
+        probabilities = self.bundle.probabilities(features)
+        decisions = self.bundle.decide(probabilities)
         timestamp = utc_now()
         predictions = [
             Prediction(
                 prediction_id=str(uuid.uuid4()),
-                label=TARGET["positive_label"]
-                if p >= DECISION_THRESHOLD
-                else TARGET["negative_label"],
-                probability=float(p),
+                label=self.bundle.label(decision),
+                probability=float(probability),
                 model_version=self.model_version,
             )
-            for p in probabilities
+            for probability, decision in zip(probabilities, decisions, strict=True)
         ]
         self.log.log_predictions(
             [
@@ -159,7 +153,9 @@ class ModelService:
 
     @bentoml.api(input_spec=FeedbackRequest)
     def feedback(self, prediction_id: uuid.UUID, label: TargetLabel) -> FeedbackReceipt:  # type: ignore[valid-type]
-        """Record the true label of an earlier prediction, for monitoring to compare."""
+        """Record the true label of an earlier prediction, for monitoring to compare. Any
+        well-formed id is recorded (checking it would read the log on every call); feedback
+        whose id was never issued is counted as unmatched when monitoring joins the two."""
         self.log.log_feedback(
             {"prediction_id": str(prediction_id), "timestamp": utc_now(), "label": str(label)}
         )

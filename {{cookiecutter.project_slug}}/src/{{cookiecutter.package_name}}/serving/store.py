@@ -8,8 +8,10 @@ from pathlib import Path
 
 from {{ cookiecutter.package_name }}.config import Paths
 
-MODEL_FILE = "model.joblib"  # the scikit-learn Pipeline, raw schema columns in
-SCHEMA_FILE = "schema.yaml"  # the data contract the model was trained under
+MODEL_NAME = "{{ cookiecutter.package_name }}"  # the registered model's name; versions are tags
+BUNDLE_FILE = "bundle.joblib"  # the model bundle train wrote (pipeline, schema, labels, threshold)
+SCHEMA_FILE = "schema.yaml"  # the bundle's schema, readable without Python, for people
+SERVING_FILE = "serving.json"  # params.yaml's `serving` section at registration
 LINEAGE_FILE = (
     "lineage.json"  # the full lineage, nulls included (BentoML metadata cannot hold them)
 )

@@ -1,0 +1,140 @@
+"""The model bundle: the one artifact the train stage writes and every later reader (evaluate,
+fairness, register, the service, monitoring) loads. It carries what a decision needs (the fitted
+pipeline, its inputs, the labels, the cost-based threshold) and what judging it needs (the
+schema it was trained under, the sensitive attributes), so nothing is restated elsewhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
+from {{ cookiecutter.package_name }}.schema import Schema
+
+BUNDLE_FORMAT = 1  # bumped when the fields change: an older file is refused, not misread
+UNKNOWN_GROUP = "unknown"  # a missing sensitive value is a group of its own, never dropped
+
+
+def binary_target(labels: pd.Series, positive_label: Any) -> pd.Series:
+    """1 where the label is the positive class, else 0 (labels compared as text)."""
+    return (labels.astype(str) == str(positive_label)).astype(int)
+
+
+def negative_label_of(schema: Schema, positive_label: Any) -> Any:
+    """The schema's other target value: what a decision of 0 means."""
+    others = [value for value in schema.target_values if str(value) != str(positive_label)]
+    if len(others) != 1:
+        raise ConfigError(
+            f"data.positive_label {positive_label!r} is not one of the schema's target values"
+            f" {list(schema.target_values)} ({schema.target})"
+        )
+    return others[0]
+
+
+@dataclass(frozen=True)
+class DerivedGroup:
+    """A sensitive attribute binned from a column, e.g. age groups from age."""
+
+    source: str
+    bins: tuple[float, ...]
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A fitted model and the contract every stage and the service decide by."""
+
+    pipeline: Any  # a fitted scikit-learn classifier that takes `features` as columns
+    schema: Schema
+    features: tuple[str, ...]
+    positive_label: Any
+    negative_label: Any
+    threshold: float  # decide positive when the positive-class probability is >= threshold
+    threshold_source: str  # how the threshold was set: "minimize_cost" or "params"
+    family: str
+    sensitive_features: tuple[str, ...] = ()
+    derived_groups: dict[str, DerivedGroup] = field(default_factory=dict)
+    format: int = BUNDLE_FORMAT
+
+    @property
+    def target(self) -> str:
+        return self.schema.target
+
+    @property
+    def measured_only(self) -> tuple[str, ...]:
+        """Schema columns that are never model inputs (kept for fairness measurement)."""
+        return tuple(name for name in self.schema.feature_names if name not in self.features)
+
+    def role(self, attribute: str) -> str:
+        """Whether a sensitive attribute reaches the model, in words (for reports and the card)."""
+        if attribute in self.derived_groups:
+            source = self.derived_groups[attribute].source
+            reaches = "a model input" if source in self.features else "not a model input"
+            return f"derived from {source}, {reaches}"
+        return "a model input" if attribute in self.features else "measured only, not a model input"
+
+    def probabilities(self, table: pd.DataFrame) -> np.ndarray:
+        """Probability of the positive class for each row; only the model's inputs are used."""
+        return self.pipeline.predict_proba(table[list(self.features)])[:, 1]
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """1 (positive) where the probability reaches the threshold, else 0."""
+        return (np.asarray(probabilities) >= self.threshold).astype(int)
+
+    def label(self, decision: int) -> Any:
+        """The schema's label for a decision of 1 or 0."""
+        return self.positive_label if decision else self.negative_label
+
+    def is_positive(self, labels: pd.Series) -> pd.Series:
+        """True labels as 1 (positive class) and 0."""
+        return binary_target(labels, self.positive_label)
+
+    def sensitive_groups(self, table: pd.DataFrame) -> dict[str, pd.Series]:
+        """Each sensitive attribute's group per row (derived ones binned from their source)."""
+        groups = {}
+        for name in self.sensitive_features:
+            if name in self.derived_groups:
+                spec = self.derived_groups[name]
+                if spec.source not in table.columns:
+                    raise ConfigError(
+                        f"data.derived_columns.{name}: source column '{spec.source}' is not in"
+                        " the data"
+                    )
+                column = pd.cut(
+                    table[spec.source], bins=list(spec.bins), labels=list(spec.labels), right=False
+                )
+            elif name in table.columns:
+                column = table[name]
+            else:
+                raise ConfigError(
+                    f"data.sensitive_features: '{name}' is neither a data column nor one of"
+                    " data.derived_columns"
+                )
+            groups[name] = column.astype("string").fillna(UNKNOWN_GROUP).astype(str)
+        return groups
+
+    def save(self, path: Path | str) -> None:
+        joblib.dump(self, path)
+
+
+def load_bundle(path: Path | str) -> ModelBundle:
+    """Read a bundle the train stage wrote; anything else is refused with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} is missing: run the train stage first (make pipeline)")
+    bundle = joblib.load(path)
+    if not isinstance(bundle, ModelBundle):
+        raise PipelineError(
+            f"{path} holds a {type(bundle).__name__}, not a model bundle: rerun the train stage"
+        )
+    if bundle.format != BUNDLE_FORMAT:
+        raise PipelineError(
+            f"{path} is bundle format {bundle.format}, this code reads {BUNDLE_FORMAT}:"
+            " rerun the train stage"
+        )
+    return bundle
