@@ -58,8 +58,9 @@ bench: demo ## make demo, then time its pipeline stages and its service (benchma
 	uv run python $(CURDIR)/benchmarks/serving.py .
 
 # The generated project's uv.lock, one per offered Python (the wheels differ): baked defaults,
-# `uv lock`, and the project's name put back as the template variable. Run after moving a pin in
-# {{cookiecutter.project_slug}}/pyproject.toml; tests/test_lock.py fails until you do.
+# `uv lock` (keeping the locked versions that still satisfy the pins), and the project's name
+# put back as the template variable. Run after moving a pin in
+# {{cookiecutter.project_slug}}/pyproject.toml; tests/test_bake.py fails until you do.
 PYTHONS := 3.11 3.12 3.13
 DEFAULT_SLUG := credit-risk-model
 lock: $(STAMP) ## regenerate the generated project's uv.lock (templates/uv-<python>.lock)
@@ -68,7 +69,7 @@ lock: $(STAMP) ## regenerate the generated project's uv.lock (templates/uv-<pyth
 	  touch templates/uv-$$version.lock; \
 	  $(BIN)/cookiecutter --no-input --default-config --output-dir "$$scratch/$$version" . \
 	    python_version=$$version; \
-	  (cd "$$scratch/$$version/$(DEFAULT_SLUG)" && rm -f uv.lock && $(BIN)/uv lock --quiet); \
+	  (cd "$$scratch/$$version/$(DEFAULT_SLUG)" && { [ -s uv.lock ] || rm -f uv.lock; } && $(BIN)/uv lock --quiet); \
 	  sed 's/^name = "$(DEFAULT_SLUG)"$$/name = "{{ cookiecutter.project_slug }}"/' \
 	    "$$scratch/$$version/$(DEFAULT_SLUG)/uv.lock" > templates/uv-$$version.lock; \
 	  grep -q '^name = "{{ cookiecutter.project_slug }}"$$' templates/uv-$$version.lock; \

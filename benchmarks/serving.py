@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import joblib
 import yaml
 
 REQUESTS = {"one record": 200, "full batch": 30}
@@ -59,13 +58,13 @@ def run_sink(project: Path, sink: str) -> None:
         service = importlib.import_module(f"{package}.serving.service")
         from starlette.testclient import TestClient
 
-        schema, max_records = service.SCHEMA, service.PARAMS.serving.max_records
+        schema, max_records = service.SCHEMA, service.SETTINGS.max_records
         test_rows = schema.read_csv("data/processed/test.csv")[schema.feature_names]
         batches = {
             "one record": test_rows.head(1),
             "full batch": test_rows.head(max_records),
         }
-        model = joblib.load("models/model.joblib")
+        bundle = service.BUNDLE  # what the service decides with: the registered bundle
         with TestClient(service.ModelService.to_asgi()) as client:
             for name, rows in batches.items():
                 body = json.dumps(
@@ -82,7 +81,7 @@ def run_sink(project: Path, sink: str) -> None:
 
                 p50, p95 = measure(request, REQUESTS[name])
                 bare, _ = measure(
-                    lambda rows=rows: model.predict_proba(rows), REQUESTS[name]
+                    lambda rows=rows: bundle.probabilities(rows), REQUESTS[name]
                 )
                 print(
                     f"{name:<12} {sink:<10} {len(rows):>5} {p50:>8.1f} {p95:>8.1f} {bare:>13.1f}"

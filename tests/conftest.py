@@ -31,7 +31,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -125,19 +124,6 @@ def bake(output_dir: Path, extra_context: Mapping[str, str] | None = None) -> Pa
 # The shared project environment
 
 
-def find_uv() -> str:
-    """uv from the template's .venv (beside the running Python), else from PATH."""
-    beside = Path(sys.executable).parent / "uv"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("uv")
-    if found is None:
-        pytest.fail(
-            "uv is not installed: run the suite with `make test` (it installs uv)"
-        )
-    return found
-
-
 def environment_key() -> str:
     """Hash of what decides the project environment's contents: the pins and the Python."""
     digest = hashlib.sha256()
@@ -154,27 +140,32 @@ class ProjectEnvironment:
     """One virtual environment shared by every baked project of a test session (and later ones)."""
 
     path: Path
-    uv: str
 
     @property
     def bin(self) -> Path:
         return self.path / "bin"
 
-    def variables(self, project: Path) -> dict[str, str]:
-        """The environment for a command run in `project`."""
+    def variables(self, project: Path, *, activated: bool = True) -> dict[str, str]:
+        """The environment for a command run in `project`: a user's PATH (see `user_path`),
+        with the project environment's bin first when `activated` (as after
+        `source .venv/bin/activate`), never for `make` (the project's Makefile must find or
+        install uv by itself)."""
         env = {
             key: value
             for key, value in os.environ.items()
             if key not in LEAKY_VARIABLES
         }
-        uv_dir = str(Path(self.uv).parent)
-        env["PATH"] = os.pathsep.join(
-            [str(self.bin), uv_dir, env.get("PATH", os.defpath)]
-        )
+        path = user_path()
+        if activated:
+            path = os.pathsep.join([str(self.bin), path])
+            env["VIRTUAL_ENV"] = str(self.path)
+        env["PATH"] = path
         env.update(
             {
+                # The one deviation from a user's shell: every baked project's environment
+                # is this shared one (uv and the Makefile honour the variable as they would
+                # .venv), so that its 1.2 GB are installed once.
                 "UV_PROJECT_ENVIRONMENT": str(self.path),
-                "VIRTUAL_ENV": str(self.path),  # so uv does not warn that it differs
                 "UV_PYTHON_DOWNLOADS": "never",  # no interpreter downloads here: fail clearly
                 "UV_NO_PROGRESS": "1",
                 "PYTHONPATH": str(
@@ -192,6 +183,21 @@ class ProjectEnvironment:
             }
         )
         return env
+
+
+def user_path() -> str:
+    """This machine's PATH as a user's shell has it: without the template's .venv (the test
+    runner's own tools) and without any directory holding a `uv` (most users have none; the
+    project's Makefile installs its own)."""
+    own_tools = (TEMPLATE / ".venv" / "bin").resolve()
+    kept = []
+    for entry in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        if not entry or Path(entry).resolve() == own_tools:
+            continue
+        if (Path(entry) / "uv").exists():
+            continue
+        kept.append(entry)
+    return os.pathsep.join(kept)
 
 
 def _prune_stale_environments(keep: Path) -> None:
@@ -214,7 +220,7 @@ def project_environment() -> ProjectEnvironment:
     _prune_stale_environments(keep=path)
     if path.exists():
         os.utime(path)  # in use: not stale
-    return ProjectEnvironment(path=path, uv=find_uv())
+    return ProjectEnvironment(path=path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,8 +286,10 @@ class Project:
     path: Path
     environment: ProjectEnvironment
 
-    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        variables = self.environment.variables(self.path)
+    def env(
+        self, extra: Mapping[str, str] | None = None, *, activated: bool = True
+    ) -> dict[str, str]:
+        variables = self.environment.variables(self.path, activated=activated)
         variables.update(extra or {})
         return variables
 
@@ -295,9 +303,10 @@ class Project:
         """Run a command in the project directory.
 
         ``run("dvc", "repro")`` runs the program with those arguments; a single argument with
-        a space, ``run("git add -A && git commit -qm x")``, runs through ``bash -c``. The shared
-        environment's bin comes first on PATH; `env` adds or overrides variables. Output
-        (stdout and stderr together) is in ``.stdout``. With check=True a non-zero exit raises
+        a space, ``run("git add -A && git commit -qm x")``, runs through ``bash -c``. `make`
+        runs with a user's plain PATH (no uv, no project environment); anything else as in
+        an activated project environment. `env` adds or overrides variables. Output (stdout
+        and stderr together) is in ``.stdout``. With check=True a non-zero exit raises
         AssertionError showing the command and the tail of its output.
         """
         if not args:
@@ -305,8 +314,13 @@ class Project:
         command = (
             ["bash", "-c", args[0]] if len(args) == 1 and " " in args[0] else list(args)
         )
+        activated = command[0] != "make"
         return run_command(
-            command, self.path, self.env(env), check=check, timeout=timeout
+            command,
+            self.path,
+            self.env(env, activated=activated),
+            check=check,
+            timeout=timeout,
         )
 
     def setup(self) -> Project:

@@ -1,14 +1,20 @@
-"""Talking to a generated project's service on 127.0.0.1, shared by the tests that run it
-(`make serve` in test_serve.py, the container image in test_container.py)."""
+"""Loopback helpers shared by the tests that serve on 127.0.0.1: talking to a generated
+project's service (`make serve` in test_serve.py, the container image in test_container.py)
+and serving files to it (a data source behind an http URL)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +23,19 @@ from conftest import Project
 
 LOG_TAIL = 4000  # characters of the server's log shown when it does not become ready
 
-# One record of the test split, the model's probability for it offline, and the labels.
+# One record of the test split, the model bundle's probability and decided label for it offline.
 OFFLINE_PREDICTION = """
-import json, joblib
-from {package}.config import Paths, load_params
-from {package}.schema import load_schema
-params = load_params()
-schema = load_schema(params.data.schema_file)
-row = schema.read_csv(Paths.test_data)[schema.feature_names].head(1)
-probability = float(joblib.load(Paths.model).predict_proba(row)[0, 1])
+import json
+from {package}.bundle import load_bundle
+from {package}.config import Paths
+bundle = load_bundle(Paths.model)
+row = bundle.schema.read_csv(Paths.test_data)[bundle.schema.feature_names].head(1)
+probability = float(bundle.probabilities(row)[0])
 record = json.loads(row.to_json(orient="records"))[0]
 print(json.dumps({{
     "record": record,
     "probability": probability,
-    "positive_label": params.data.positive_label,
-    "labels": list(schema.target_values),
+    "label": bundle.label(bundle.decide([probability])[0]),
 }}))
 """
 
@@ -83,8 +87,29 @@ def wait_until_ready(
 
 
 def offline_prediction(project: Project) -> dict[str, Any]:
-    """The model's answer for one test-split record, computed in the project without serving:
-    {"record", "probability", "positive_label", "labels"}."""
+    """The model bundle's answer for one test-split record, computed in the project without
+    serving: {"record", "probability", "label"}."""
     package = project.path.name.replace("-", "_")
     script = OFFLINE_PREDICTION.format(package=package)
     return json.loads(project.run("python", "-c", script).stdout)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path) -> Iterator[str]:
+    """Serve a directory on a loopback port from a thread; yield the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.timeout = 5
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

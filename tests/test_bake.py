@@ -9,6 +9,7 @@ each option must show up where it is used.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -471,6 +472,8 @@ def test_python_version(case: str, baked: dict[str, Path]) -> None:
         ".", ""
     )
     assert (project / ".python-version").read_text().strip() == version
+    lock = tomllib.loads((project / "uv.lock").read_text())
+    assert lock["requires-python"] == f">={version}"
     for path in workflows(project):
         text = path.read_text()
         for match in re.finditer(r"python-version:\s*['\"]?([0-9.]+)", text):
@@ -556,8 +559,10 @@ def test_project_name_flows_into_slug_and_package(baked: dict[str, Path]) -> Non
     assert pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == [
         f"src/{package}"
     ]
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    assert params["serving"]["model_name"] == package
+    store = (project / "src" / package / "serving" / "store.py").read_text()
+    assert f'MODEL_NAME = "{package}"' in store
+    lock = tomllib.loads((project / "uv.lock").read_text())
+    assert slug in {entry["name"] for entry in lock["package"]}
     readme = (project / "README.md").read_text()
     assert (
         readme.splitlines()[0].lstrip("# ").strip() == "Regional Loan Default Warning2"
@@ -569,6 +574,24 @@ def test_project_name_flows_into_slug_and_package(baked: dict[str, Path]) -> Non
             if old in text:
                 stale.append(f"{path.relative_to(project)}: {old}")
     assert not stale, "the default name is left in:\n" + "\n".join(stale)
+
+
+@case_ids
+def test_uv_lock_is_current(case: str, baked: dict[str, Path]) -> None:
+    """The shipped uv.lock satisfies the baked pyproject.toml (`make setup` syncs --locked);
+    after moving a pin, `make lock` regenerates templates/uv-<python>.lock."""
+    result = subprocess.run(
+        [tool("uv"), "lock", "--check"],
+        cwd=baked[case],
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"uv.lock is stale (run `make lock`):\n{result.stderr}"
+    )
 
 
 def test_the_baked_project_is_a_git_repository(baked: dict[str, Path]) -> None:

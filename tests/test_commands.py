@@ -20,7 +20,7 @@ def advertised_targets() -> set[str]:
 def test_help_lists_every_advertised_command(
     project_environment: ProjectEnvironment,
 ) -> None:
-    env = project_environment.variables(TEMPLATE)
+    env = project_environment.variables(TEMPLATE, activated=False)
     shown = run_command(["make", "--no-print-directory", "help"], TEMPLATE, env).stdout
     listed = set(re.findall(r"^\s+make (\S+)", shown, flags=re.M))
     assert listed == advertised_targets()
@@ -35,7 +35,11 @@ def test_clean_removes_what_the_commands_create(
     for relative in made:
         (tmp_path / relative).mkdir(parents=True)
     (tmp_path / "hooks" / "keep.py").write_text("")
-    run_command(["make", "clean"], tmp_path, project_environment.variables(tmp_path))
+    run_command(
+        ["make", "clean"],
+        tmp_path,
+        project_environment.variables(tmp_path, activated=False),
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Makefile", "hooks", "tests"]
     assert [p.name for p in (tmp_path / "hooks").iterdir()] == ["keep.py"]
 
@@ -46,7 +50,7 @@ def test_bench_runs_the_demo_then_times_every_stage(
 ) -> None:
     demo = tmp_path / "demo"
     project = demo / "credit-risk-model"
-    env = project_environment.variables(project)
+    env = project_environment.variables(project, activated=False)
     result = run_command(
         ["make", "--no-print-directory", "bench", f"DEMO={demo}"],
         TEMPLATE,
@@ -80,3 +84,38 @@ def test_bench_runs_the_demo_then_times_every_stage(
     }
     logged = re.findall(r"logged (\d+) of (\d+) predictions", result.stdout)
     assert len(logged) == 2 and all(done == expected for done, expected in logged)
+
+
+@pytest.mark.e2e
+def test_lock_regenerates_the_committed_locks(
+    tmp_path: Path, project_environment: ProjectEnvironment
+) -> None:
+    """`make lock` in a copy of the template keeps the shipped uv.lock files as they are when
+    the pins have not moved (uv keeps locked versions that still satisfy them)."""
+    copy = tmp_path / "template"
+    shutil.copytree(
+        TEMPLATE, copy, ignore=shutil.ignore_patterns(".venv", ".cache", ".git", "demo")
+    )
+    env = project_environment.variables(copy, activated=False)
+    run_command(
+        [
+            "make",
+            "--no-print-directory",
+            "lock",
+            "STAMP=",
+            f"BIN={TEMPLATE / '.venv' / 'bin'}",
+        ],
+        copy,
+        env,
+        timeout=600,
+    )
+    shipped = sorted((TEMPLATE / "templates").glob("uv-*.lock"))
+    assert [path.name for path in shipped] == [
+        "uv-3.11.lock",
+        "uv-3.12.lock",
+        "uv-3.13.lock",
+    ]
+    for lock in shipped:
+        assert (copy / "templates" / lock.name).read_text() == lock.read_text(), (
+            lock.name
+        )

@@ -101,7 +101,7 @@ def image(
     work = tmp_path_factory.mktemp("container")
     slug = default_project.path.name
     project = default_project.copy(work / slug)
-    path = without_docker(work / "no-docker", project.env()["PATH"])
+    path = without_docker(work / "no-docker", project.env(activated=False)["PATH"])
     output = project.run(
         "make", "image", env={"PATH": path}, timeout=IMAGE_TIMEOUT
     ).stdout
@@ -178,6 +178,7 @@ def test_image_serves_the_model_as_a_non_root_user(
         assert status == 200, body
         [answer] = json.loads(body)
         assert answer["probability"] == pytest.approx(offline["probability"], abs=1e-9)
+        assert answer["label"] == offline["label"]
         assert answer["model_version"] == registered["tag"]
 
         processes = container_processes(container)

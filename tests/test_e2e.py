@@ -118,22 +118,50 @@ def test_models_and_metrics(default_project: Project) -> None:
     assert read_json(default_project, "reports/train.json")["model"] == DEFAULT_FAMILY
 
 
-def test_the_saved_model_reproduces_the_reported_metric(
+def test_the_saved_bundle_reproduces_the_reported_metrics(
     default_project: Project,
 ) -> None:
     """Load models/model.joblib in the project's environment and score the test split."""
+    package = default_project.path.name.replace("-", "_")
     script = (
-        "import json, joblib, pandas as pd\n"
+        "import json, pandas as pd\n"
         "from sklearn.metrics import roc_auc_score\n"
+        f"from {package}.bundle import load_bundle\n"
+        "bundle = load_bundle('models/model.joblib')\n"
         "test = pd.read_csv('data/processed/test.csv')\n"
-        "model = joblib.load('models/model.joblib')\n"
-        "proba = model.predict_proba(test.drop(columns=['risk']))[:, 1]\n"
-        "print(json.dumps({'roc_auc': roc_auc_score(test['risk'] == 1, proba)}))\n"
+        "proba = bundle.probabilities(test)\n"
+        "print(json.dumps({'roc_auc': roc_auc_score(test['risk'] == 1, proba),"
+        " 'threshold': bundle.threshold, 'inputs': list(bundle.features)}))\n"
     )
     result = default_project.run("python", "-c", script)
-    measured = json.loads(result.stdout.strip().splitlines()[-1])["roc_auc"]
-    reported = read_json(default_project, "reports/metrics.json")["model"]["roc_auc"]
-    assert measured == pytest.approx(reported, abs=1e-9)
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    metrics = read_json(default_project, "reports/metrics.json")
+    assert measured["roc_auc"] == pytest.approx(metrics["model"]["roc_auc"], abs=1e-9)
+    assert measured["threshold"] == metrics["decision"]["threshold"]
+    assert "sex" not in measured["inputs"] and "age" in measured["inputs"]
+
+
+def test_the_decision_threshold_comes_from_the_cost_matrix(
+    default_project: Project,
+) -> None:
+    """The cut-off minimises the cost of mistakes: cheaper than 0.5 and than the baseline."""
+    metrics = read_json(default_project, "reports/metrics.json")
+    train = read_json(default_project, "reports/train.json")
+    cost = params_of(default_project)["evaluate"]["cost_matrix"]
+    assert cost["fp"] > cost["fn"]  # the shipped costs call for a high cut-off
+    assert metrics["decision"]["chosen_by"] == "minimize_cost"
+    threshold = metrics["decision"]["threshold"]
+    assert train["decision_threshold"]["value"] == threshold
+    assert 0.5 < threshold < 1
+    model, at_half = metrics["model"], metrics["model_at_default_threshold"]
+    assert at_half["threshold"] == 0.5
+    assert model["cost"] < at_half["cost"]
+    assert model["cost"] < metrics["baseline"]["cost"]
+    assert model["false_positives"] < at_half["false_positives"]
+    card = (default_project.path / "docs/model_card.md").read_text()
+    assert f"at least **{threshold:.2f}**" in card
+    assert f"would cost {at_half['cost']:g}" in card
+    assert "`sex` (measured only, not a model input)" in card
 
 
 def test_plots(default_project: Project) -> None:
@@ -316,3 +344,47 @@ def test_broken_data_stops_at_validate(
     assert (sha256(model), model.stat().st_mtime_ns) == model_before
     assert sorted(path.name for path in model.parent.iterdir()) == models_before
     assert not (project.path / "data/interim/validated.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# Lineage and outputs, on copies
+
+
+def test_editing_the_schema_makes_train_and_everything_after_it_stale(
+    default_project: Project, tmp_path: Path
+) -> None:
+    project = default_project.copy(tmp_path / default_project.path.name)
+    schema_file = project.path / "schema.yaml"
+    schema = yaml.safe_load(schema_file.read_text())
+    schema["columns"]["duration"]["max"] = (
+        240  # a wider range: the same data still passes
+    )
+    schema_file.write_text(yaml.safe_dump(schema, sort_keys=False))
+    status = project.run("dvc", "status", "--json").stdout
+    changed = set(json.loads(status.strip().splitlines()[-1]))
+    assert {"validate", "split", "train"} <= changed, changed
+    assert "ingest" not in changed and "curate" not in changed
+
+
+def test_a_failed_stage_leaves_no_half_new_outputs_and_the_last_good_ones_restore(
+    default_project: Project, tmp_path: Path
+) -> None:
+    """Under `dvc repro`, DVC removes a stage's outputs before running it (their last good
+    versions stay in its cache); the stage writes all of its files only once its work has
+    succeeded. So a train that fails leaves no model at all, never an old one beside a new
+    report, and `dvc checkout` brings back exactly the last good model."""
+    project = default_project.copy(tmp_path / default_project.path.name)
+    models = project.path / "models"
+    good = {path.name: sha256(path) for path in models.glob("*.joblib")}
+    params = params_of(project)
+    params["train"]["search"][DEFAULT_FAMILY] = {"no_such_parameter": [1]}
+    (project.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    result = project.run("dvc", "repro", check=False)
+
+    assert result.returncode != 0
+    assert f"train.search.{DEFAULT_FAMILY}" in result.stdout, result.stdout[-2000:]
+    assert list(models.glob("*.joblib")) == [], "no model, old or new"
+    assert "train" in json.loads(project.run("dvc", "status", "--json").stdout)
+    project.run("dvc", "checkout", "models/model.joblib", "models/baseline.joblib")
+    assert {path.name: sha256(path) for path in models.glob("*.joblib")} == good

@@ -1,27 +1,27 @@
 """Pointing a generated project at another binary-classification table takes params.yaml
-changes and `make schema`, no code edits.
+changes and `make schema`, no code edits, and the project's messages say which changes.
 
 The second table is a synthetic customer-churn extract (tests/data/make_churn_data.py) in a
-SQLite database: other columns, an id to drop, a text target ("yes"/"no"), missing values, and
-`gender` plus a derived age band as the sensitive attributes.
+SQLite database: other columns, an id and a free-text column, a column mostly missing, a text
+target ("yes"/"no"), missing values, and `gender` plus a derived age band as the sensitive
+attributes. The test starts from what a user knows (where the data is, the target, the costs,
+the sensitive attributes), then does exactly what each refusal says: `make schema` lists every
+column to drop in one pass, and the evaluate gate names the thresholds that only the user can
+set for their problem.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import json
 import re
 import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from conftest import BakeProject, Project
+from loopback import serve_directory
 
 pytestmark = pytest.mark.e2e
 
@@ -39,15 +39,17 @@ FEATURES = {
 
 
 def point_at_churn_data(params: dict[str, Any]) -> dict[str, Any]:
-    """The only changes the project needs: params.yaml's data section and the thresholds."""
+    """What a user sets first: the data section and the cost of mistakes. Nothing about which
+    columns to drop or which metric levels to demand: the project's messages say that."""
     params["data"].update(
         {
             "source": f"sqlite:///{DATABASE}",
             "query": "SELECT * FROM customers",
             "target": "churned",
             "positive_label": "yes",
-            "drop_columns": ["customer_id"],
+            "drop_columns": [],
             "sensitive_features": ["gender", "age_band"],
+            "not_model_inputs": ["gender"],
             "derived_columns": {
                 "age_band": {
                     "source": "age",
@@ -57,25 +59,86 @@ def point_at_churn_data(params: dict[str, Any]) -> dict[str, Any]:
             },
         }
     )
-    params["evaluate"]["thresholds"] = {"roc_auc": 0.75, "f1": 0.55}
-    params["evaluate"]["cost_matrix"] = {
-        "fp": 1,
-        "fn": 1,
-    }  # a retention offer vs. a lost customer
+    # a retention offer to a customer who would have stayed vs. a customer lost
+    params["evaluate"]["cost_matrix"] = {"fp": 1, "fn": 3}
     return params
 
 
-@pytest.fixture(scope="module")
-def churn_project(bake_project: BakeProject) -> Project:
-    project = bake_project()
+# What this user decides for their problem when the gate asks (any key it names).
+USER_THRESHOLDS = {"roc_auc": 0.75, "precision": 0.5, "recall": 0.5, "f1": 0.5}
+
+
+def edit(project: Project, change: Any) -> None:
     params_file = project.path / "params.yaml"
-    params = point_at_churn_data(yaml.safe_load(params_file.read_text()))
+    params = change(yaml.safe_load(params_file.read_text()))
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def first_refusals(bake_project: BakeProject) -> tuple[Project, dict[str, str]]:
+    """The churn project after following every message: (project, each refusal's output)."""
+    project = bake_project()
+    edit(project, point_at_churn_data)
     project.setup()
     project.run("python", str(GENERATOR), DATABASE)
+    refusals = {}
+
+    schema = project.run("make", "schema", check=False)
+    assert schema.returncode != 0, "make schema should refuse the raw table"
+    refusals["schema"] = schema.stdout
+    to_drop = re.findall(r"add '(\w+)' to data\.drop_columns", schema.stdout)
+
+    def drop(params: dict[str, Any]) -> dict[str, Any]:
+        params["data"]["drop_columns"] = sorted(set(to_drop))
+        return params
+
+    edit(project, drop)
     project.run("make", "schema")
+
+    first = project.run("make", "pipeline", check=False, timeout=1200)
+    refusals["pipeline"] = first.stdout
+    named = set(re.findall(r"below evaluate\.thresholds\.(\w+) ", first.stdout))
+
+    def set_thresholds(params: dict[str, Any]) -> dict[str, Any]:
+        for key in named:
+            params["evaluate"]["thresholds"][key] = USER_THRESHOLDS[key]
+        return params
+
+    edit(project, set_thresholds)
     project.run("make", "pipeline", timeout=1200)
-    return project
+    return project, refusals
+
+
+@pytest.fixture(scope="module")
+def churn_project(first_refusals: tuple[Project, dict[str, str]]) -> Project:
+    return first_refusals[0]
+
+
+def test_make_schema_names_every_column_to_drop_in_one_pass(
+    first_refusals: tuple[Project, dict[str, str]],
+) -> None:
+    _, refusals = first_refusals
+    message = refusals["schema"]
+    assert "3 problem(s) to solve in params.yaml first" in message, message[-2000:]
+    assert "'customer_id' has 1500 distinct text values" in message
+    assert "'agent_notes' has 1500 distinct text values" in message
+    assert re.search(r"'referral_code': 8\d\.\d% missing", message)
+    for column in ("customer_id", "agent_notes", "referral_code"):
+        assert f"add '{column}' to data.drop_columns" in message
+
+
+def test_the_gate_names_the_threshold_the_user_sets(
+    first_refusals: tuple[Project, dict[str, str]],
+) -> None:
+    project, refusals = first_refusals
+    message = refusals["pipeline"]
+    assert "evaluate failed" in message, message[-2000:]
+    named = set(re.findall(r"below evaluate\.thresholds\.(\w+) ", message))
+    assert named, message[-2000:]
+    thresholds = yaml.safe_load((project.path / "params.yaml").read_text())["evaluate"]
+    assert {key: thresholds["thresholds"][key] for key in named} == {
+        key: USER_THRESHOLDS[key] for key in named
+    }
 
 
 def read_json(project: Project, relative: str) -> Any:
@@ -83,7 +146,8 @@ def read_json(project: Project, relative: str) -> Any:
 
 
 def test_no_code_was_edited(churn_project: Project, bake_project: BakeProject) -> None:
-    """Every file of a fresh bake is unchanged, except params.yaml and schema.yaml."""
+    """Every file of a fresh bake is unchanged, except params.yaml and schema.yaml (the
+    project's generated files and the data it writes aside)."""
     fresh = bake_project().path
     edited = []
     for path in fresh.rglob("*"):
@@ -148,27 +212,6 @@ def test_every_stage_passed(churn_project: Project) -> None:
 # The same loader reads an http(s) URL
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve_directory(directory: Path) -> Iterator[str]:
-    """Serve a directory on a loopback port from a thread; yield the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.timeout = 5
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
 def test_loader_reads_a_csv_url(churn_project: Project, tmp_path: Path) -> None:
     served = tmp_path / "served"
     served.mkdir()
@@ -186,7 +229,13 @@ def test_loader_reads_a_csv_url(churn_project: Project, tmp_path: Path) -> None:
         result = churn_project.run("python", "-c", script, timeout=120)
     kind, rows, columns = result.stdout.strip().splitlines()[-1].split(" ")
     assert (kind, rows) == ("url", "1500")
-    assert set(columns.split(",")) == {*FEATURES, "customer_id", "churned"}
+    assert set(columns.split(",")) == {
+        *FEATURES,
+        "customer_id",
+        "agent_notes",
+        "referral_code",
+        "churned",
+    }
     shutil.rmtree(served)
 
 

@@ -4,9 +4,10 @@ Run with the generated project's environment (it has numpy and pandas):
 
     python make_churn_data.py OUT.db [OUT.csv]
 
-Deterministic (numpy seed), 1,500 rows. Unlike the German credit data it has an id column to
-drop, float and integer features, a sensitive attribute `gender`, a text target `churned`
-("yes"/"no", positive "yes") with a learnable signal, and a few missing values.
+Deterministic (numpy seed), 1,500 rows. Unlike the German credit data it has an id column and a
+free-text column (`agent_notes`) that cannot be features, a column that is mostly missing
+(`referral_code`), float and integer features, a sensitive attribute `gender`, a text target
+`churned` ("yes"/"no", positive "yes") with a learnable signal, and a few missing values.
 """
 
 from __future__ import annotations
@@ -60,6 +61,19 @@ def make_table(rows: int = ROWS, seed: int = SEED) -> pd.DataFrame:
             "monthly_charges": monthly,
             "support_calls": calls,
             "payment_method": payment,
+            "agent_notes": [
+                f"call {index}: {topic}"
+                for index, topic in enumerate(
+                    rng.choice(
+                        ["billing", "speed", "moving", "price", "outage"], size=rows
+                    )
+                )
+            ],
+            "referral_code": np.where(
+                rng.random(rows) < 0.15,
+                rng.choice(["FRIEND", "PARTNER"], size=rows),
+                None,
+            ),
             "churned": np.where(churned, "yes", "no"),
         }
     )
