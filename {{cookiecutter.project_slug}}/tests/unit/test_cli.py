@@ -57,7 +57,7 @@ def test_schema_command_lists_every_problem_with_its_params_change(
     assert "add 'notes' to data.drop_columns" in error
     assert "'referral': 80.0% missing" in error and "add 'referral' to data.drop_columns" in error
     assert Path("schema.yaml").read_text() == before  # nothing written
-    edit_params(workspace, data__drop_columns=["notes", "referral"])
+    edit_params(workspace, data__drop_columns=[*params.data.drop_columns, "notes", "referral"])
     assert main(["schema"]) == 0
 
 

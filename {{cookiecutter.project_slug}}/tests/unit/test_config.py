@@ -15,6 +15,11 @@ def test_project_params_load(params) -> None:
     assert params.data.sensitive_features
 
 
+def test_the_target_cannot_be_a_measured_only_column(workspace: Path, params) -> None:
+    with pytest.raises(ConfigError, match=r"data\.not_model_inputs"):
+        edit_params(workspace, data__not_model_inputs=[params.data.target])
+
+
 def test_a_pinned_threshold_is_a_number(workspace: Path) -> None:
     assert edit_params(workspace, train__decision_threshold=0.7).train.decision_threshold == 0.7
 
@@ -41,7 +46,6 @@ def test_a_pinned_threshold_is_a_number(workspace: Path) -> None:
         ({"train__decision_threshold": 1.5}, "train.decision_threshold"),
         ({"train__decision_threshold": "lowest_cost"}, "minimize_cost"),
         ({"train__decision_threshold": True}, "train.decision_threshold"),
-        ({"data__not_model_inputs": ["risk"]}, "data.not_model_inputs"),
     ],
 )
 def test_bad_params_name_the_key(workspace: Path, change: dict, message: str) -> None:

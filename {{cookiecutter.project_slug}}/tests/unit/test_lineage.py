@@ -2,7 +2,7 @@
 included, is a dependency of that stage in dvc.yaml, and nothing else is. Checked against a real
 run of every stage in a scratch workspace: each stage runs as `python -m <package> <stage>` in a
 fresh process (forked after the heavy third-party imports), which records the files it opens for
-reading and the package modules it imports."""
+reading (SQLite databases included) and the package modules it imports."""
 
 import ast
 import json
@@ -37,7 +37,9 @@ for stage in sys.argv[2:]:
         before, opened = set(sys.modules), set()
 
         def record(event, args):
-            if event != "open" or not isinstance(args[0], (str, bytes, os.PathLike)):
+            if event == "sqlite3.connect" and isinstance(args[0], (str, os.PathLike)):
+                args = (args[0], "r")  # a SQLite source: the database file is read
+            elif event != "open" or not isinstance(args[0], (str, bytes, os.PathLike)):
                 return
             mode, flags = args[1], args[2] if len(args) > 2 else 0
             reads = (mode is None and not flags & writing) or (
