@@ -22,6 +22,7 @@ STAGES = (
     "fairness",
     "model_card",
     "register",
+    "reference",
 )
 
 
@@ -76,12 +77,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stage in STAGES:
         commands.add_parser(stage.replace("_", "-"), help=f"run the {stage} stage")
     commands.add_parser("schema", help="draft schema.yaml from the data source (review it after)")
+    commands.add_parser("monitor", help="compare the current window with the reference (gate)")
+    simulate = commands.add_parser("simulate", help="send simulated traffic (see monitoring)")
+    simulate.add_argument("--url", help="a running service, e.g. http://127.0.0.1:3000")
+    simulate.add_argument("--drift", action="store_true", help="shift monitor.simulate.drift")
+    ui = commands.add_parser("monitor-ui", help="browse the monitoring workspace (evidently ui)")
+    ui.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
 
     try:
         if args.command == "schema":
             print(generate_schema())
             return 0
+        if args.command == "monitor":
+            from {{ cookiecutter.package_name }}.monitoring import report
+
+            print(report.summary_markdown(report.run(load_params())))
+            return 0
+        if args.command == "simulate":
+            from {{ cookiecutter.package_name }}.monitoring import simulate as simulator
+
+            done = simulator.run(load_params(), url=args.url, drift=args.drift)
+            shifted = ", ".join(done["drift"]) or "none"
+            print(
+                f"sent {done['requests']} simulated requests to {done['to']}"
+                f" ({done['feedback']} with feedback; shifted: {shifted})"
+            )
+            return 0
+        if args.command == "monitor-ui":
+            import os
+
+            workspace = load_params().monitor.workspace
+            ui_args = ["evidently", "ui", "--workspace", workspace, "--host", "127.0.0.1"]
+            os.execvp("evidently", [*ui_args, "--port", str(args.port)])
         stage = args.command.replace("-", "_")
         module = importlib.import_module(f"{{ cookiecutter.package_name }}.pipeline.{stage}")
         module.run(load_params())

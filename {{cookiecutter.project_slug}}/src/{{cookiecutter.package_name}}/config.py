@@ -32,7 +32,7 @@ class Paths:
     validation_report = Path("reports/validation.json")
     train_data = Path("data/processed/train.csv")
     test_data = Path("data/processed/test.csv")
-    reference_data = Path("data/reference/reference.csv")
+    reference_data = Path("data/reference/reference.csv")  # the test split, scored by the bundle
     baseline_model = Path("models/baseline.joblib")
     model = Path("models/model.joblib")
     train_report = Path("reports/train.json")
@@ -43,6 +43,7 @@ class Paths:
     problem = Path("docs/problem.md")
     registry = Path("reports/registry.json")
     bentoml_home = Path(".bentoml")  # the project's model store, unless BENTOML_HOME is set
+    monitoring = Path("reports/monitoring")  # one folder per monitoring run, and index.html
 
 
 class _Strict(BaseModel):
@@ -93,7 +94,6 @@ class ValidateConfig(_Strict):
 class SplitConfig(_Strict):
     test_size: float = Field(gt=0, lt=1)
     seed: int
-    reference_size: int = Field(gt=0)
 
 
 MINIMIZE_COST = "minimize_cost"
@@ -151,6 +151,49 @@ class ServingConfig(_Strict):
     prediction_log: str = Field(min_length=1)
 
 
+P_VALUE_METHODS = ("ks", "chisquare")  # drifted below the threshold; distances at or above it
+
+
+class DriftConfig(_Strict):
+    num_method: Literal["wasserstein", "ks", "psi", "hellinger"]
+    num_threshold: float = Field(gt=0)
+    cat_method: Literal["jensenshannon", "chisquare", "psi", "hellinger"]
+    cat_threshold: float = Field(gt=0)
+
+
+class WindowConfig(_Strict):
+    last_days: float | None = Field(None, gt=0)
+    last_rows: int | None = Field(None, gt=0)
+
+
+class MonitorThresholds(_Strict):
+    min_rows: int = Field(ge=1)
+    drift_share: float = Field(ge=0, le=1)
+    key_features: list[str] = []
+    prediction_drift: bool = True
+    missing_share_increase: float = Field(ge=0, le=1)
+    min_labelled_rows: int = Field(ge=1)
+    performance_drop: float = Field(ge=0, le=1)
+
+
+class SimulateConfig(_Strict):
+    rows: int = Field(gt=0, le=1_000_000)
+    feedback_share: float = Field(ge=0, le=1)
+    drift: dict[str, float | str] = {}
+
+
+class MonitorConfig(_Strict):
+    current: str = Field(min_length=1)  # "prediction_log", or a source the ingest loader reads
+    query: str | None = None
+    window: WindowConfig
+    max_rows: int = Field(gt=0)
+    seed: int
+    drift: DriftConfig
+    thresholds: MonitorThresholds
+    workspace: str = Field(min_length=1)
+    simulate: SimulateConfig
+
+
 class Params(_Strict):
     data: DataConfig
     curate: CurateConfig
@@ -160,6 +203,7 @@ class Params(_Strict):
     evaluate: EvaluateConfig
     fairness: FairnessConfig
     serving: ServingConfig
+    monitor: MonitorConfig
 
     @model_validator(mode="after")
     def _columns_are_usable(self) -> Params:

@@ -20,7 +20,6 @@ def splits(pipeline_outputs: Path, schema) -> dict[str, pd.DataFrame]:
             ("validated", Paths.validated_data),
             ("train", Paths.train_data),
             ("test", Paths.test_data),
-            ("reference", Paths.reference_data),
         )
     }
 
@@ -31,7 +30,7 @@ def test_manifest_matches_the_raw_snapshot(pipeline_outputs: Path) -> None:
     assert manifest["rows"] == len(pd.read_csv(pipeline_outputs / Paths.raw_data))
 
 
-@pytest.mark.parametrize("name", ["validated", "train", "test", "reference"])
+@pytest.mark.parametrize("name", ["validated", "train", "test"])
 def test_every_split_honours_the_schema(splits, schema, params, name: str) -> None:
     violations, _ = validate(splits[name], schema, params)
     assert violations == []
@@ -61,8 +60,18 @@ def test_split_is_stratified_with_the_configured_share(splits, schema, params) -
     )
 
 
-def test_reference_is_a_sample_of_train(splits, params) -> None:
-    reference, train = splits["reference"], splits["train"]
-    assert len(reference) == min(params.split.reference_size, len(train))
-    train_rows = set(pd.util.hash_pandas_object(train, index=False))
-    assert set(pd.util.hash_pandas_object(reference, index=False)) <= train_rows
+def test_reference_is_the_test_split_scored_by_the_model(
+    pipeline_outputs: Path, splits, bundle
+) -> None:
+    """Monitoring's reference: rows the model never trained on, with its decisions."""
+    reference = pd.read_csv(pipeline_outputs / Paths.reference_data)
+    test = splits["test"]
+    assert len(reference) == len(test)
+    features = bundle.schema.feature_names
+    pd.testing.assert_frame_equal(
+        reference[features].astype(str), test[features].reset_index(drop=True).astype(str)
+    )
+    assert reference["probability"].between(0, 1).all()
+    decided = reference["probability"] >= bundle.threshold
+    expected = [str(bundle.label(d)) for d in decided.astype(int)]
+    assert reference["prediction"].astype(str).tolist() == expected

@@ -1,4 +1,5 @@
-"""Stage 4, split: a stratified train/test split and a reference sample for monitoring."""
+"""Stage 4, split: a stratified train/test split (the test rows are also monitoring's
+reference, once the model has scored them: see the reference stage)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,7 @@ def run(params: Params) -> dict[str, Any]:
         stratify=table[schema.target],
         random_state=params.split.seed,
     )
-    size = min(params.split.reference_size, len(train))
-    reference = train.sample(n=size, random_state=params.split.seed)
     with stage_outputs() as outputs:
         outputs.table(train, Paths.train_data)
         outputs.table(test, Paths.test_data)
-        outputs.table(reference, Paths.reference_data)
-    return {"train": len(train), "test": len(test), "reference": len(reference)}
+    return {"train": len(train), "test": len(test)}

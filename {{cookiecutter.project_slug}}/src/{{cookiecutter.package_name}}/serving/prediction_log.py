@@ -19,6 +19,7 @@ Record layout, the same in every sink (labels are text, compared as text like th
                                 (a JSON text column in SQL)
                  label          the predicted label
                  probability    the probability of the positive class
+                 simulated      true for traffic made by `make simulate`
     feedback:    prediction_id  the prediction the label belongs to
                  timestamp      when the feedback arrived
                  label          the true label
@@ -54,6 +55,7 @@ from {{ cookiecutter.package_name }}.io import resolve, source_kind
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "PREDICTION_LOG"
+SIMULATED_HEADER = "X-Simulated"  # requests from `make simulate` carry it: logged as simulated
 Table = Literal["predictions", "feedback"]
 COLUMNS: dict[Table, list[str]] = {
     "predictions": [
@@ -63,6 +65,7 @@ COLUMNS: dict[Table, list[str]] = {
         "features",
         "label",
         "probability",
+        "simulated",
     ],
     "feedback": ["prediction_id", "timestamp", "label"],
 }
@@ -100,6 +103,8 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
     table["label"] = table["label"].astype(str)
     if "probability" in table:
         table["probability"] = table["probability"].astype(float)
+    if "simulated" in table:
+        table["simulated"] = table["simulated"].fillna(False).astype(bool)
     return table
 
 
@@ -150,6 +155,7 @@ class SqlSink(PredictionSink):
                 sa.Column("features", sa.Text, nullable=False),
                 sa.Column("label", sa.String(200), nullable=False),
                 sa.Column("probability", sa.Float, nullable=False),
+                sa.Column("simulated", sa.Boolean, nullable=False, default=False),
             ),
             "feedback": sa.Table(
                 "feedback",
@@ -164,7 +170,11 @@ class SqlSink(PredictionSink):
 
     def write(self, table: Table, records: list[dict[str, Any]]) -> None:
         rows = [
-            {**record, "features": json.dumps(record["features"], default=str)}
+            {
+                **record,
+                "features": json.dumps(record["features"], default=str),
+                "simulated": bool(record.get("simulated", False)),
+            }
             if "features" in record
             else record
             for record in records

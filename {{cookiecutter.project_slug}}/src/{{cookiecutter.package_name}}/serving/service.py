@@ -21,7 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import ServingConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError
-from {{ cookiecutter.package_name }}.serving.prediction_log import PredictionLog, open_sink, utc_now
+from {{ cookiecutter.package_name }}.serving.prediction_log import (
+    SIMULATED_HEADER,
+    PredictionLog,
+    open_sink,
+    utc_now,
+)
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME, SERVING_FILE
 
 JSON_ROUTES = ("/predict", "/feedback")
@@ -117,8 +122,9 @@ class ModelService:
         self.log = PredictionLog(open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR))
 
     @bentoml.api(input_spec=PredictRequest)
-    def predict(self, records: Records) -> list[Prediction]:
+    def predict(self, records: Records, ctx: bentoml.Context) -> list[Prediction]:
         """Score a batch of 1 to `serving.max_records` records, each with the schema's features."""
+        simulated = ctx.request.headers.get(SIMULATED_HEADER) == "1"
         rows = [record.model_dump() for record in records]
         inputs = list(self.bundle.features)  # measured-only attributes are logged, never used
         features = pd.DataFrame(rows, columns=inputs).astype(
@@ -145,6 +151,7 @@ class ModelService:
                     "features": row,
                     "label": str(prediction.label),
                     "probability": prediction.probability,
+                    "simulated": simulated,
                 }
                 for prediction, row in zip(predictions, rows, strict=True)
             ]

@@ -1,0 +1,48 @@
+"""The one row layout monitoring compares: the schema's feature columns, the true label
+(missing where nobody told us), the model's decided label and its probability of the positive
+class. The reference stage writes it; the current window is brought into it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from {{ cookiecutter.package_name }}.bundle import ModelBundle
+from {{ cookiecutter.package_name }}.schema import Schema
+
+PREDICTION = "prediction"  # the decided label, as the service answers it
+PROBABILITY = "probability"  # of the positive class
+TIMESTAMP = "timestamp"
+SIMULATED = "simulated"  # rows the traffic simulator made
+
+
+def feature_dtypes(schema: Schema) -> dict[str, str]:
+    """Types that also hold missing values: logged records may leave out optional columns."""
+    kinds = {"integer": "Int64", "float": "float64", "category": "str"}
+    return {column.name: kinds[column.type] for column in schema.columns}
+
+
+def typed_features(table: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The schema's feature columns of `table`, with their types (absent ones all missing)."""
+    features = table.reindex(columns=schema.feature_names)
+    return features.astype(feature_dtypes(schema))
+
+
+def scored_frame(
+    bundle: ModelBundle, table: pd.DataFrame, target: pd.Series | None = None
+) -> pd.DataFrame:
+    """`table`'s features scored by the bundle, in monitoring's layout."""
+    frame = typed_features(table, bundle.schema).reset_index(drop=True)
+    probabilities = bundle.probabilities(frame) if len(frame) else np.array([], dtype=float)
+    labels: Any = pd.NA if target is None else target.reset_index(drop=True)
+    frame[bundle.target] = labels
+    frame[PREDICTION] = [bundle.label(decision) for decision in bundle.decide(probabilities)]
+    frame[PROBABILITY] = probabilities
+    return frame
+
+
+def labelled(frame: pd.DataFrame, bundle: ModelBundle) -> pd.Series:
+    """Rows whose true label is known."""
+    return frame[bundle.target].notna() & (frame[bundle.target].astype("string") != "")

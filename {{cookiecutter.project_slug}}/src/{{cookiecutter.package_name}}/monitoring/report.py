@@ -1,0 +1,402 @@
+"""A monitoring run: Evidently reports of the current window against the reference (data
+summary, drift of every feature and of the model's output, and classification performance when
+enough feedback labels came back), an explicit gate on `monitor.thresholds` (Evidently's
+auto-generated tests are not the gate), and the run's files under reports/monitoring/runs/<id>/:
+report.html and snapshot.json (Evidently can load it again), performance.html/.json when
+labelled, result.json and summary.md. Each run is also added to the Evidently workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
+from {{ cookiecutter.package_name }}.config import P_VALUE_METHODS, Params, Paths
+from {{ cookiecutter.package_name }}.errors import ConfigError, GateError
+from {{ cookiecutter.package_name }}.io import stage_outputs
+from {{ cookiecutter.package_name }}.monitoring.frames import PREDICTION, PROBABILITY, labelled
+from {{ cookiecutter.package_name }}.monitoring.history import write_index
+from {{ cookiecutter.package_name }}.monitoring.window import WindowInfo, load_current, load_reference
+from {{ cookiecutter.package_name }}.pipeline.evaluate import classification_metrics
+
+PROJECT_NAME = "{{ cookiecutter.project_name }}"  # the Evidently workspace project
+NO_TESTS: dict[str, Any] = {  # DataSummaryPreset without its auto-generated tests
+    name: []
+    for name in (
+        "row_count_tests",
+        "column_count_tests",
+        "duplicated_row_count_tests",
+        "duplicated_column_count_tests",
+        "almost_duplicated_column_count_tests",
+        "almost_constant_column_count_tests",
+        "empty_row_count_tests",
+        "empty_column_count_tests",
+        "constant_columns_count_tests",
+        "dataset_missing_value_count_tests",
+    )
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+def _binary(frame: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
+    """Labels as 1 (positive) / 0, as Evidently's binary classification wants them."""
+    out = frame.copy()
+    known = labelled(out, bundle)
+    out[bundle.target] = bundle.is_positive(out[bundle.target]).where(known)
+    out[PREDICTION] = bundle.is_positive(out[PREDICTION])
+    return out
+
+
+def data_definition(bundle: ModelBundle, with_target: bool) -> Any:
+    """Evidently's DataDefinition from the schema, never guessed from the data."""
+    from evidently import BinaryClassification, DataDefinition
+
+    schema = bundle.schema
+    classification = None
+    if with_target:
+        classification = [
+            BinaryClassification(
+                target=bundle.target,
+                prediction_labels=PREDICTION,
+                prediction_probas=PROBABILITY,
+                pos_label=1,
+            )
+        ]
+    return DataDefinition(
+        numerical_columns=[*schema.numeric_features, PROBABILITY],
+        categorical_columns=[
+            *schema.categorical_features,
+            PREDICTION,
+            *([bundle.target] if with_target else []),
+        ],
+        classification=classification,
+    )
+
+
+def _dataset(frame: pd.DataFrame, bundle: ModelBundle, with_target: bool) -> Any:
+    from evidently import Dataset
+
+    columns = [*bundle.schema.feature_names, PREDICTION, PROBABILITY]
+    if with_target:
+        columns.append(bundle.target)
+    frame = frame.astype({name: "float64" for name in bundle.schema.numeric_features})
+    return Dataset.from_pandas(frame[columns], data_definition=data_definition(bundle, with_target))
+
+
+def drift_scores(snapshot: Any) -> dict[str, float]:
+    """Each column's drift score (a distance or a p-value) from a data snapshot."""
+    return {
+        metric["config"]["column"]: float(metric["value"])
+        for metric in snapshot.dict()["metrics"]
+        if metric["metric_name"].startswith("ValueDrift(")
+    }
+
+
+def is_drifted(column: str, score: float, bundle: ModelBundle, params: Params) -> bool:
+    drift = params.monitor.drift
+    categorical = column in bundle.schema.categorical_features
+    method = drift.cat_method if categorical else drift.num_method
+    threshold = drift.cat_threshold if categorical else drift.num_threshold
+    return score < threshold if method in P_VALUE_METHODS else score >= threshold
+
+
+def performance(
+    frame: pd.DataFrame, bundle: ModelBundle, params: Params
+) -> dict[str, float] | None:
+    """evaluate's metrics of the model's decisions on the labelled rows (None: one class only)."""
+    rows = frame[labelled(frame, bundle)]
+    y_true = bundle.is_positive(rows[bundle.target]).to_numpy()
+    if len(np.unique(y_true)) < 2:
+        return None
+    decisions = bundle.is_positive(rows[PREDICTION]).to_numpy()
+    return classification_metrics(
+        y_true, rows[PROBABILITY].to_numpy(), decisions, params.evaluate.cost_matrix
+    )
+
+
+def gate(
+    params: Params,
+    bundle: ModelBundle,
+    info: WindowInfo,
+    scores: dict[str, float],
+    missing: dict[str, tuple[float, float]],
+    current_performance: dict[str, float] | None,
+    reference_performance: dict[str, float] | None,
+) -> list[Check]:
+    """Every check of `monitor.thresholds`, each naming what it saw."""
+    limits = params.monitor.thresholds
+    features = bundle.schema.feature_names
+    checks = [
+        Check(
+            "min_rows",
+            info.compared >= limits.min_rows,
+            f"{info.compared} rows in the window (monitor.thresholds.min_rows {limits.min_rows})",
+        )
+    ]
+    drifted = {
+        c: scores[c] for c in features if c in scores and is_drifted(c, scores[c], bundle, params)
+    }
+    share = len(drifted) / len(features) if features else 0.0
+    named = ", ".join(f"{c} ({score:.3f})" for c, score in drifted.items()) or "none"
+    checks.append(
+        Check(
+            "drift_share",
+            share <= limits.drift_share,
+            f"{len(drifted)} of {len(features)} columns drifted ({share:.0%}, monitor.thresholds."
+            f"drift_share {limits.drift_share:.0%}): {named}",
+        )
+    )
+    for column in limits.key_features:
+        score = scores.get(column, float("nan"))
+        checks.append(
+            Check(
+                f"key_feature:{column}",
+                column not in drifted,
+                f"{column} drift score {score:.3f}"
+                f" ({'drifted' if column in drifted else 'no drift'}; a key feature)",
+            )
+        )
+    if limits.prediction_drift:
+        score = scores.get(PROBABILITY, float("nan"))
+        moved = is_drifted(PROBABILITY, score, bundle, params)
+        checks.append(
+            Check(
+                "prediction_drift",
+                not moved,
+                f"the model's probability drift score {score:.3f}"
+                f" ({'drifted' if moved else 'no drift'})",
+            )
+        )
+    rising = {
+        column: (now, before)
+        for column, (now, before) in missing.items()
+        if now - before > limits.missing_share_increase
+    }
+    checks.append(
+        Check(
+            "missing_share",
+            not rising,
+            "; ".join(
+                f"{c} {now:.1%} missing (reference {before:.1%})"
+                for c, (now, before) in rising.items()
+            )
+            or f"no column's missing share rose more than {limits.missing_share_increase:.0%}",
+        )
+    )
+    primary = params.evaluate.primary_metric
+    if current_performance is not None and reference_performance is not None:
+        drop = reference_performance[primary] - current_performance[primary]
+        checks.append(
+            Check(
+                "performance",
+                drop <= limits.performance_drop,
+                f"{primary} {current_performance[primary]:.3f} on {info.labelled} labelled rows,"
+                f" reference {reference_performance[primary]:.3f} (drop {drop:+.3f},"
+                f" monitor.thresholds.performance_drop {limits.performance_drop:.3f})",
+            )
+        )
+    return checks
+
+
+def _missing_shares(
+    current: pd.DataFrame, reference: pd.DataFrame, columns: list[str]
+) -> dict[str, tuple[float, float]]:
+    if current.empty:
+        return {}
+    return {
+        c: (float(current[c].isna().mean()), float(reference[c].isna().mean())) for c in columns
+    }
+
+
+def summary_markdown(result: dict[str, Any]) -> str:
+    status = "passed" if result["passed"] else "FAILED"
+    info = result["window"]
+    lines = [
+        f"## Monitoring {result['run_id']}: {status}",
+        "",
+        f"Current window: {info['source']}, {info['window']}: {info['rows']} rows"
+        + (f" (sampled to {info['compared']}, seeded)" if info["compared"] < info["rows"] else "")
+        + f"; {info['labelled']} with feedback labels"
+        + (f"; {info['simulated']} simulated" if info["simulated"] else "")
+        + (
+            f"; {info['unmatched_feedback']} feedback for unknown predictions"
+            if info["unmatched_feedback"]
+            else ""
+        )
+        + f". Reference: the test split scored by the model ({result['model']}),"
+        f" {result['reference_rows']} rows.",
+        "",
+        "| check | result | detail |",
+        "|---|---|---|",
+        *(
+            f"| {check['name']} | {'pass' if check['passed'] else '**FAIL**'} | {check['detail']} |"
+            for check in result["checks"]
+        ),
+        "",
+        f"Report: `{result['report']}`"
+        + (
+            f"; performance: `{result['performance_report']}`"
+            if result.get("performance_report")
+            else ""
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def add_to_workspace(location: str, snapshots: list[Any]) -> None:
+    """Add the run's snapshots to the Evidently workspace, creating its project and dashboard
+    (drift share, missing share, prediction drift, performance over time) on first use."""
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import DashboardPanelPlot
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace.create(location)
+    found = workspace.search_project(PROJECT_NAME)
+    if found:
+        project = found[0]
+    else:
+        project = workspace.create_project(PROJECT_NAME)
+        project.description = "Monitoring runs of the served model (make monitor)"
+        for title, metric, labels in (
+            ("Share of drifted columns", "DriftedColumnsCount", {"value_type": "share"}),
+            (
+                "Share of rows with a missing value",
+                "DatasetMissingValueCount",
+                {"value_type": "share"},
+            ),
+            ("Prediction drift (probability)", "ValueDrift", {"column": PROBABILITY}),
+            ("ROC AUC on labelled rows", "RocAuc", {}),
+            ("Precision on labelled rows", "Precision", {}),
+        ):
+            project.dashboard.add_panel(
+                DashboardPanelPlot(
+                    title=title,
+                    size="half",
+                    values=[PanelMetric(legend=title, metric=metric, metric_labels=labels)],
+                    plot_params={"plot_type": "line"},
+                )
+            )
+        project.save()
+    for snapshot in snapshots:
+        workspace.add_run(project.id, snapshot, include_data=False)
+
+
+def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
+    """One monitoring run; raises GateError (after writing everything) when the gate fails."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    from evidently import Report
+    from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
+
+    now = now or datetime.now(UTC)
+    bundle = load_bundle(Paths.model)
+    features = bundle.schema.feature_names
+    unknown = [c for c in params.monitor.thresholds.key_features if c not in features]
+    if unknown:
+        raise ConfigError(
+            f"monitor.thresholds.key_features: {unknown} are not columns of the schema ({features})"
+        )
+    reference = load_reference(bundle)
+    current, info = load_current(params, bundle, now)
+    drift = params.monitor.drift
+
+    data_report = Report(
+        [
+            DataSummaryPreset(**NO_TESTS, column_tests={}),
+            DataDriftPreset(
+                columns=[*features, PROBABILITY],
+                num_method=drift.num_method,
+                num_threshold=drift.num_threshold,
+                cat_method=drift.cat_method,
+                cat_threshold=drift.cat_threshold,
+                include_tests=False,
+            ),
+        ]
+    )
+    snapshots = []
+    scores: dict[str, float] = {}
+    if len(current):
+        data = data_report.run(
+            _dataset(_binary(current, bundle), bundle, False),
+            _dataset(_binary(reference, bundle), bundle, False),
+        )
+        snapshots.append(data)
+        scores = drift_scores(data)
+    current_perf = reference_perf = None
+    perf_snapshot = None
+    if info.labelled >= params.monitor.thresholds.min_labelled_rows:
+        current_perf = performance(current, bundle, params)
+        reference_perf = performance(reference, bundle, params)
+        if current_perf is not None:
+            rows = _binary(current[labelled(current, bundle)], bundle)
+            rows[bundle.target] = rows[bundle.target].astype(int)
+            perf_snapshot = Report([ClassificationPreset(probas_threshold=bundle.threshold)]).run(
+                _dataset(rows, bundle, True), _dataset(_binary(reference, bundle), bundle, True)
+            )
+            snapshots.append(perf_snapshot)
+    checks = gate(
+        params,
+        bundle,
+        info,
+        scores,
+        _missing_shares(current, reference, features),
+        current_perf,
+        reference_perf,
+    )
+    run_id = now.strftime("%Y%m%dT%H%M%SZ")
+    run_dir = Paths.monitoring / "runs" / run_id
+    result: dict[str, Any] = {
+        "run_id": run_id,
+        "time": now.isoformat(timespec="seconds"),
+        "model": f"threshold {bundle.threshold:.2f}, {bundle.family}",
+        "reference_rows": len(reference),
+        "window": info.dict(),
+        "passed": all(check.passed for check in checks),
+        "checks": [check.__dict__ for check in checks],
+        "drift_scores": scores,
+        "drifted_columns": [
+            c for c in features if c in scores and is_drifted(c, scores[c], bundle, params)
+        ],
+        "performance": {"current": current_perf, "reference": reference_perf},
+        "report": str(run_dir / "report.html"),
+        "performance_report": str(run_dir / "performance.html") if perf_snapshot else None,
+    }
+    with stage_outputs() as outputs:
+        if snapshots:
+            snapshots[0].save_html(str(outputs.path(run_dir / "report.html")))
+            outputs.json(snapshots[0].dump_dict(), run_dir / "snapshot.json")
+        else:
+            outputs.text(
+                "<!doctype html><title>No rows</title><p>The window held no rows.</p>\n",
+                run_dir / "report.html",
+            )
+        if perf_snapshot is not None:
+            perf_snapshot.save_html(str(outputs.path(run_dir / "performance.html")))
+            outputs.json(perf_snapshot.dump_dict(), run_dir / "performance.json")
+        outputs.json(result, run_dir / "result.json")
+        summary = summary_markdown(result)
+        outputs.text(summary, run_dir / "summary.md")
+        outputs.text(summary, Paths.monitoring / "summary.md")
+    write_index(Paths.monitoring)
+    if snapshots:
+        add_to_workspace(params.monitor.workspace, snapshots)
+    if not result["passed"]:
+        raise GateError("monitor", [f"{c.name}: {c.detail}" for c in checks if not c.passed])
+    return result
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,149 @@
+"""`make simulate`: realistic traffic for a newcomer's first monitoring runs. Requests are
+sampled from the held-out rows (the test split); a share of them get their true label back as
+feedback. They go to a running service (`URL=http://127.0.0.1:3000`, marked with the
+`X-Simulated` header) or, when none runs, straight into the prediction log. Every simulated row
+is marked `simulated` in the log. With drift, the columns in `monitor.simulate.drift` shift:
+numbers are multiplied (within the schema's range), a category takes over half the rows."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
+from {{ cookiecutter.package_name }}.config import Params, Paths
+from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
+from {{ cookiecutter.package_name }}.monitoring.frames import SIMULATED
+from {{ cookiecutter.package_name }}.serving.prediction_log import (
+    SIMULATED_HEADER,
+    PredictionLog,
+    open_sink,
+    utc_now,
+)
+
+BATCH = 50  # records per request
+
+
+def shifted(
+    rows: pd.DataFrame, drift: dict[str, float | str], bundle: ModelBundle, seed: int
+) -> pd.DataFrame:
+    """`rows` with the named columns moved, staying valid for the schema."""
+    rows = rows.copy()
+    rng = np.random.default_rng(seed)
+    for name, change in drift.items():
+        if name not in bundle.schema.feature_names:
+            raise ConfigError(f"monitor.simulate.drift: '{name}' is not a column of the schema")
+        column = bundle.schema.column(name)
+        if column.type == "category":
+            if str(change) not in column.categories:
+                allowed = list(column.categories)
+                raise ConfigError(
+                    f"monitor.simulate.drift.{name}: '{change}' is not one of {allowed}"
+                )
+            rows[name] = rows[name].where(rng.random(len(rows)) >= 0.5, str(change))
+        else:
+            if isinstance(change, str):
+                raise ConfigError(f"monitor.simulate.drift.{name}: a number column needs a factor")
+            moved = rows[name].astype(float) * float(change)
+            moved = moved.clip(column.min, column.max)
+            rows[name] = moved.round() if column.type == "integer" else moved
+    return rows
+
+
+def records_of(rows: pd.DataFrame, bundle: ModelBundle) -> list[dict[str, Any]]:
+    return json.loads(rows[bundle.schema.feature_names].to_json(orient="records"))
+
+
+def _post(url: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", SIMULATED_HEADER: "1"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+    except OSError as error:
+        raise PipelineError(f"cannot reach the service at {url}: {error}") from error
+
+
+def _to_service(url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    answers: list[dict[str, Any]] = []
+    for start in range(0, len(records), BATCH):
+        answers += _post(f"{url.rstrip('/')}/predict", {"records": records[start : start + BATCH]})
+    return answers
+
+
+def _to_log(
+    params: Params, bundle: ModelBundle, rows: pd.DataFrame, records: list[dict[str, Any]]
+) -> tuple[PredictionLog, list[dict[str, Any]]]:
+    import uuid
+
+    log = PredictionLog(open_sink(params.serving.prediction_log, base_dir=Path.cwd()))
+    probabilities = bundle.probabilities(rows)
+    answers = [
+        {
+            "prediction_id": str(uuid.uuid4()),
+            "label": bundle.label(decision),
+            "probability": float(p),
+        }
+        for p, decision in zip(probabilities, bundle.decide(probabilities), strict=True)
+    ]
+    timestamp = utc_now()
+    log.log_predictions(
+        [
+            {
+                "prediction_id": answer["prediction_id"],
+                "timestamp": timestamp,
+                "model_version": f"simulated ({bundle.family})",
+                "features": record,
+                "label": str(answer["label"]),
+                "probability": answer["probability"],
+                SIMULATED: True,
+            }
+            for answer, record in zip(answers, records, strict=True)
+        ]
+    )
+    return log, answers
+
+
+def run(params: Params, url: str | None = None, drift: bool = False) -> dict[str, Any]:
+    settings = params.monitor.simulate
+    bundle = load_bundle(Paths.model)
+    held_out = bundle.schema.read_csv(Paths.test_data)
+    seed = params.monitor.seed + (1 if drift else 0)
+    rows = held_out.sample(n=settings.rows, replace=True, random_state=seed).reset_index(drop=True)
+    if drift:
+        rows = shifted(rows, settings.drift, bundle, seed)
+    records = records_of(rows, bundle)
+    log = None
+    if url:
+        answers = _to_service(url, records)
+    else:
+        log, answers = _to_log(params, bundle, rows, records)
+    told = round(len(answers) * settings.feedback_share)
+    for answer, label in zip(answers[:told], rows[bundle.target].iloc[:told], strict=True):
+        feedback = {
+            "prediction_id": answer["prediction_id"],
+            "label": label.item() if hasattr(label, "item") else label,
+        }
+        if url:
+            _post(f"{url.rstrip('/')}/feedback", feedback)
+        else:
+            assert log is not None
+            log.log_feedback({**feedback, "label": str(feedback["label"]), "timestamp": utc_now()})
+    if log is not None:
+        log.close()
+        if log.dropped:
+            raise PipelineError(f"the prediction log dropped {log.dropped} simulated record(s)")
+    return {
+        "requests": len(answers),
+        "feedback": told,
+        "drift": sorted(settings.drift) if drift else [],
+        "to": url or "the prediction log",
+    }
