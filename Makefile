@@ -51,11 +51,12 @@ lint: $(STAMP) ## ruff (lint + format check) on hooks/tests, and the template's 
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/zizmor --offline --quiet .github/workflows/
 
-bench: demo ## make demo, then time its pipeline stages and its service (benchmarks/)
+bench: demo ## make demo, then time its pipeline stages, its service and monitoring (benchmarks/)
 	project=$$(find $(DEMO) -mindepth 1 -maxdepth 1 -type d); \
 	cd "$$project" && export PATH="$$PATH:$(BIN)" && unset VIRTUAL_ENV && \
 	uv run python $(CURDIR)/benchmarks/pipeline.py . && \
-	uv run python $(CURDIR)/benchmarks/serving.py .
+	uv run python $(CURDIR)/benchmarks/serving.py . && \
+	uv run python $(CURDIR)/benchmarks/monitoring.py .
 
 # The generated project's uv.lock, one per offered Python (the wheels differ): baked defaults,
 # `uv lock` (keeping the locked versions that still satisfy the pins), and the project's name

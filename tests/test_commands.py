@@ -84,6 +84,10 @@ def test_bench_runs_the_demo_then_times_every_stage(
     }
     logged = re.findall(r"logged (\d+) of (\d+) predictions", result.stdout)
     assert len(logged) == 2 and all(done == expected for done, expected in logged)
+    # the monitoring benchmark: one run per window size, sampled above max_rows
+    sizes = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+(\d+)$", result.stdout, re.M)
+    assert [int(rows) for rows, _, _ in sizes] == [10_000, 100_000, 1_000_000], sizes
+    assert all(float(seconds) > 0 and int(peak) > 50 for _, seconds, peak in sizes)
 
 
 @pytest.mark.e2e

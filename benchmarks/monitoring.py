@@ -1,0 +1,107 @@
+"""Monitoring benchmark: wall time and peak memory of one `monitor` run of a baked project on a
+current window of 10k, 100k and 1M rows (the reference upsampled with a little noise, read from
+a Parquet file through the ingest loader, scored by the model, sampled to `monitor.max_rows`
+above it). Each size runs in a fresh interpreter. Prints a table; no thresholds (figures and
+targets: benchmarks/RESULTS.md).
+
+    python benchmarks/monitoring.py demo/credit-risk-model      # after `make demo`
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+SIZES = (10_000, 100_000, 1_000_000)
+# Runs the monitor command and prints the interpreter's peak resident memory (KiB).
+RUNNER = (
+    "import resource, runpy, sys; sys.argv = ['{package}', 'monitor'];\n"
+    "try:\n    runpy.run_module('{package}', run_name='__main__')\n"
+    "except SystemExit as exit:\n    code = exit.code\nelse:\n    code = 0\n"
+    "print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(0 if code in (0, 1) else code)"  # a failed gate is a result, not an error
+)
+
+
+def window(project: Path, rows: int, seed: int = 0) -> pd.DataFrame:
+    """`rows` rows drawn from the reference, numbers nudged by up to 2%."""
+    reference = pd.read_csv(project / "data/reference/reference.csv")
+    schema = yaml.safe_load((project / "schema.yaml").read_text())
+    rng = np.random.default_rng(seed)
+    table = reference.sample(n=rows, replace=True, random_state=seed).reset_index(
+        drop=True
+    )
+    for name, spec in schema["columns"].items():
+        if spec["type"] != "category":
+            noisy = table[name] * rng.uniform(0.98, 1.02, size=rows)
+            table[name] = noisy.round() if spec["type"] == "integer" else noisy
+    return table.drop(columns=["prediction", "probability"])
+
+
+def scratch_project(project: Path, scratch: Path, source: Path) -> None:
+    """A working directory that reads the project's model and reference, with `monitor.current`
+    pointing at `source` and its own reports and workspace."""
+    for name in ("models", "data", "schema.yaml"):
+        (scratch / name).symlink_to(project / name)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["monitor"]["current"] = str(source)
+    params["monitor"]["workspace"] = str(scratch / "workspace")
+    (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("project", type=Path)
+    args = parser.parse_args()
+    project = args.project.resolve()
+    package = project.name.replace("-", "_")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    print(
+        f"monitoring: one run, max_rows {params['monitor']['max_rows']} (larger windows sampled)"
+    )
+    print(f"{'rows':>9} {'seconds':>9} {'peak MiB':>9}")
+    for rows in SIZES:
+        with tempfile.TemporaryDirectory() as directory:
+            scratch = Path(directory)
+            source = scratch / "current.parquet"
+            window(project, rows).to_parquet(source, index=False)
+            scratch_project(project, scratch, source)
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(project / "src"),
+                "DO_NOT_TRACK": "1",
+            }
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-c", RUNNER.format(package=package)],
+                cwd=scratch,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            seconds = time.perf_counter() - started
+            if done.returncode != 0:
+                raise SystemExit(
+                    f"monitor on {rows} rows failed:\n{done.stderr[-3000:]}"
+                )
+            peak = next(
+                line for line in done.stderr.splitlines() if line.startswith("peak_kib")
+            )
+            print(
+                f"{rows:>9} {seconds:>9.1f} {int(peak.split()[1]) / 1024:>9.0f}",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
