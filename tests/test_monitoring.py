@@ -194,7 +194,9 @@ def test_history_page_and_its_reports_render_in_a_browser(
             index.parent / link, tmp_path / f"profile-{number}", "--dump-dom"
         )
         assert report.returncode == 0, report.stderr[-2000:]
-        rendered = "Model Quality Metrics" if "performance" in link else "number of rows"
+        rendered = (
+            "Model Quality Metrics" if "performance" in link else "number of rows"
+        )
         assert rendered in report.stdout, f"{link} did not render its report"
         assert not console_errors(report.stderr), (link, console_errors(report.stderr))
     shutil.copy(

@@ -87,9 +87,17 @@ def first_refusals(bake_project: BakeProject) -> tuple[Project, dict[str, str]]:
     assert schema.returncode != 0, "make schema should refuse the raw table"
     refusals["schema"] = schema.stdout
     to_drop = re.findall(r"add '(\w+)' to data\.drop_columns", schema.stdout)
+    to_remove = re.findall(r"remove '(\w+)' from monitor\.([\w.]+)", schema.stdout)
 
     def drop(params: dict[str, Any]) -> dict[str, Any]:
         params["data"]["drop_columns"] = sorted(set(to_drop))
+        for name, key in to_remove:
+            section, setting = key.split(".")
+            value = params["monitor"][section][setting]
+            if isinstance(value, dict):
+                value.pop(name)
+            else:
+                value.remove(name)
         return params
 
     edit(project, drop)
@@ -119,12 +127,16 @@ def test_make_schema_names_every_column_to_drop_in_one_pass(
 ) -> None:
     _, refusals = first_refusals
     message = refusals["schema"]
-    assert "3 problem(s) to solve in params.yaml first" in message, message[-2000:]
+    assert "9 problem(s) to solve in params.yaml first" in message, message[-2000:]
     assert "'customer_id' has 1500 distinct text values" in message
     assert "'agent_notes' has 1500 distinct text values" in message
     assert re.search(r"'referral_code': 8\d\.\d% missing", message)
     for column in ("customer_id", "agent_notes", "referral_code"):
         assert f"add '{column}' to data.drop_columns" in message
+    # the credit data's monitoring settings name columns this table does not have
+    for column in ("checking_account", "credit_amount", "duration"):
+        assert f"remove '{column}' from monitor.thresholds.key_features" in message
+        assert f"remove '{column}' from monitor.simulate.drift" in message
 
 
 def test_the_gate_names_the_threshold_the_user_sets(

@@ -55,6 +55,16 @@ def generate_schema() -> str:
             for name in names
             if name not in table.columns
         ]
+    monitor = params.monitor
+    for key, names in (
+        ("monitor.thresholds.key_features", monitor.thresholds.key_features),
+        ("monitor.simulate.drift", list(monitor.simulate.drift)),
+    ):
+        problems += [
+            f"{key}: '{name}' is not a feature column: remove '{name}' from {key}"
+            for name in names
+            if name not in schema.feature_names
+        ]
     if problems:
         listed = "\n".join(f"  - {problem}" for problem in problems)
         raise ConfigError(
