@@ -2,9 +2,9 @@
 user's PATH): `make simulate` then `make monitor` passes; `make simulate DRIFT=1` then
 `make monitor` fails naming the drifted columns; both runs are in the history page and the
 Evidently workspace; traffic and feedback sent through the running service (`make serve`) give
-the report classification performance; `make monitor-ui` serves the workspace on loopback; the
-history page renders in a real headless browser, every link opens its report, with no console
-error.
+the report classification performance; `make monitor-ui` serves the workspace on loopback;
+`make retrain` re-ingests the source and reruns what changed; the history page renders in a
+real headless browser, every link opens its report, with no console error.
 
 The browser is Debian's `chromium` (`.ci/run` installs it); without it the browser test is
 skipped, unless REQUIRE_BROWSER_TEST=1 (set by `.ci/run`): then it fails.
@@ -202,3 +202,16 @@ def test_history_page_and_its_reports_render_in_a_browser(
     shutil.copy(
         screenshot, Path(os.environ.get("TMPDIR", "/tmp")) / "monitoring-history.png"
     )
+
+
+def test_retrain_re_ingests_the_source_and_reruns_what_changed(
+    default_project: Project, tmp_path: Path
+) -> None:
+    """`make retrain` (what retrain.yml runs): the source is read again; the same data changes
+    nothing downstream, new data would rerun the lifecycle behind the gates."""
+    project = default_project.copy(tmp_path / "project")
+    output = project.run("make", "retrain", timeout=900).stdout
+    assert "Running stage 'ingest'" in output, output[-2000:]
+    assert "Stage 'train' didn't change" in output, output[-2000:]
+    status = project.run("dvc", "status").stdout
+    assert "Data and pipelines are up to date" in status, status

@@ -13,7 +13,7 @@ from {{ cookiecutter.package_name }}.bundle import load_bundle
 from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.errors import ConfigError, GateError
 from {{ cookiecutter.package_name }}.monitoring import report, simulate
-from {{ cookiecutter.package_name }}.monitoring.window import sample
+from {{ cookiecutter.package_name }}.monitoring.window import load_current, sample
 from {{ cookiecutter.package_name }}.pipeline import (
     curate,
     ingest,
@@ -105,3 +105,23 @@ def test_simulated_traffic_passes_and_shifted_traffic_fails_naming_columns(
     stored = Workspace.create(params.monitor.workspace)
     [project] = stored.search_project(report.PROJECT_NAME)
     assert len(stored.list_runs(project.id)) == 4  # data + performance, per run
+
+
+def test_the_window_reads_a_sql_prediction_log_and_any_source(
+    scored_workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREDICTION_LOG", f"sqlite:///{scored_workspace / 'log.db'}")
+    params = load_params()
+    bundle = load_bundle(Paths.model)
+    simulate.run(params)
+    frame, info = load_current(params, bundle, datetime.now(UTC) + timedelta(seconds=1))
+    rows = params.monitor.simulate.rows
+    assert (info.rows, info.simulated) == (rows, rows)
+    assert info.labelled == round(rows * params.monitor.simulate.feedback_share)
+
+    test_rows = bundle.schema.read_csv(Paths.test_data).head(120)
+    test_rows.to_csv("current.csv", index=False)
+    params = edit_params(scored_workspace, monitor__current="current.csv")
+    frame, info = load_current(params, bundle, datetime.now(UTC))
+    assert (info.source, info.rows, info.labelled) == ("current.csv", 120, 120)
+    assert frame["probability"].between(0, 1).all()
