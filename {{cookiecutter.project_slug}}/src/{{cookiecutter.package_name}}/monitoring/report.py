@@ -23,7 +23,11 @@ from {{ cookiecutter.package_name }}.errors import ConfigError, GateError
 from {{ cookiecutter.package_name }}.io import stage_outputs
 from {{ cookiecutter.package_name }}.monitoring.frames import PREDICTION, PROBABILITY, labelled
 from {{ cookiecutter.package_name }}.monitoring.history import write_index
-from {{ cookiecutter.package_name }}.monitoring.window import WindowInfo, load_current, load_reference
+from {{ cookiecutter.package_name }}.monitoring.window import (
+    WindowInfo,
+    load_current,
+    load_reference,
+)
 from {{ cookiecutter.package_name }}.pipeline.evaluate import classification_metrics
 
 PROJECT_NAME = "{{ cookiecutter.project_name }}"  # the Evidently workspace project
