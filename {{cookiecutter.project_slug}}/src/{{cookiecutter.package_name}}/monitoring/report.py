@@ -7,11 +7,9 @@ labelled, result.json and summary.md. Each run is also added to the Evidently wo
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -400,7 +398,3 @@ def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
     if not result["passed"]:
         raise GateError("monitor", [f"{c.name}: {c.detail}" for c in checks if not c.passed])
     return result
-
-
-def load_result(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
