@@ -48,7 +48,7 @@ def scored_workspace(workspace: Path) -> Path:
         workspace,
         monitor__thresholds__key_features=numeric,
         monitor__simulate__drift={name: 3.0 for name in numeric},
-        monitor__workspace=str(workspace / "evidently"),
+        monitor__workspace=(workspace / "evidently").as_uri(),  # a URL, through fsspec
         serving__prediction_log="logs/predictions",
     )
     return workspace

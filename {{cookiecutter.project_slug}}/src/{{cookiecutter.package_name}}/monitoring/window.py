@@ -77,11 +77,10 @@ def _from_prediction_log(params: Params, bundle: ModelBundle) -> tuple[pd.DataFr
 
 def _from_source(params: Params, bundle: ModelBundle) -> pd.DataFrame:
     monitor = params.monitor
-    table, _ = curate(
-        load_table(monitor.current, monitor.query),
-        params.curate.missing_tokens,
-        [c for c in params.data.drop_columns if c != TIMESTAMP],
-    )
+    table = load_table(monitor.current, monitor.query)
+    # A monitoring extract need not carry the identifiers that data.drop_columns removes.
+    dropped = [c for c in params.data.drop_columns if c in table.columns and c != TIMESTAMP]
+    table, _ = curate(table, params.curate.missing_tokens, dropped)
     target = table.get(bundle.target)
     frame = scored_frame(bundle, table, target)
     if TIMESTAMP in table:
