@@ -129,11 +129,23 @@ def performance(
     )
 
 
+def drifted_columns(
+    scores: dict[str, float], bundle: ModelBundle, params: Params
+) -> dict[str, float]:
+    """The feature columns whose drift score crosses their method's threshold."""
+    return {
+        column: scores[column]
+        for column in bundle.schema.feature_names
+        if column in scores and is_drifted(column, scores[column], bundle, params)
+    }
+
+
 def gate(
     params: Params,
     bundle: ModelBundle,
     info: WindowInfo,
     scores: dict[str, float],
+    drifted: dict[str, float],
     missing: dict[str, tuple[float, float]],
     current_performance: dict[str, float] | None,
     reference_performance: dict[str, float] | None,
@@ -148,9 +160,6 @@ def gate(
             f"{info.compared} rows in the window (monitor.thresholds.min_rows {limits.min_rows})",
         )
     ]
-    drifted = {
-        c: scores[c] for c in features if c in scores and is_drifted(c, scores[c], bundle, params)
-    }
     share = len(drifted) / len(features) if features else 0.0
     named = ", ".join(f"{c} ({score:.3f})" for c, score in drifted.items()) or "none"
     checks.append(
@@ -349,11 +358,13 @@ def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
                 _dataset(rows, bundle, True), _dataset(_binary(reference, bundle), bundle, True)
             )
             snapshots.append(perf_snapshot)
+    drifted = drifted_columns(scores, bundle, params)
     checks = gate(
         params,
         bundle,
         info,
         scores,
+        drifted,
         _missing_shares(current, reference, features),
         current_perf,
         reference_perf,
@@ -369,9 +380,7 @@ def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
         "passed": all(check.passed for check in checks),
         "checks": [check.__dict__ for check in checks],
         "drift_scores": scores,
-        "drifted_columns": [
-            c for c in features if c in scores and is_drifted(c, scores[c], bundle, params)
-        ],
+        "drifted_columns": list(drifted),
         "performance": {"current": current_perf, "reference": reference_perf},
         "report": str(run_dir / "report.html"),
         "performance_report": str(run_dir / "performance.html") if perf_snapshot else None,

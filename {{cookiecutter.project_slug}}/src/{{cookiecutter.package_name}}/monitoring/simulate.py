@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,6 @@ def _to_service(url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]
 def _to_log(
     params: Params, bundle: ModelBundle, rows: pd.DataFrame, records: list[dict[str, Any]]
 ) -> tuple[PredictionLog, list[dict[str, Any]]]:
-    import uuid
-
     log = PredictionLog(open_sink(params.serving.prediction_log, base_dir=Path.cwd()))
     probabilities = bundle.probabilities(rows)
     answers = [

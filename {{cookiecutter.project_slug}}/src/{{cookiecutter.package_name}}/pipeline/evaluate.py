@@ -41,14 +41,11 @@ def classification_metrics(
 
 
 def scored(
-    bundle: ModelBundle, table: pd.DataFrame, cost: CostMatrix, threshold: float | None = None
+    y_true: np.ndarray, proba: np.ndarray, threshold: float, cost: CostMatrix
 ) -> dict[str, Any]:
-    """The bundle's metrics on `table`, at its own threshold unless another is given."""
-    y_true = bundle.is_positive(table[bundle.target]).to_numpy()
-    proba = bundle.probabilities(table)
-    cut = bundle.threshold if threshold is None else threshold
-    decisions = (proba >= cut).astype(int)
-    return {"threshold": cut, **classification_metrics(y_true, proba, decisions, cost)}
+    """Metrics of deciding positive at `threshold`, with the threshold recorded."""
+    decisions = (proba >= threshold).astype(int)
+    return {"threshold": threshold, **classification_metrics(y_true, proba, decisions, cost)}
 
 
 def gate_failures(
@@ -77,10 +74,10 @@ def gate_failures(
     return failures
 
 
-def write_plots(outputs: StageOutputs, bundle: ModelBundle, table: pd.DataFrame) -> None:
+def write_plots(
+    outputs: StageOutputs, bundle: ModelBundle, y_true: np.ndarray, proba: np.ndarray
+) -> None:
     """ROC, precision-recall and confusion (at the bundle's threshold) for `dvc plots`."""
-    y_true = bundle.is_positive(table[bundle.target]).to_numpy()
-    proba = bundle.probabilities(table)
     fpr, tpr, roc_thresholds = skm.roc_curve(y_true, proba)
     roc = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thresholds, 1.0)})
     outputs.table(roc.round(4), Paths.plots / "roc.csv")
@@ -99,12 +96,15 @@ def run(params: Params) -> dict[str, Any]:
     test = model.schema.read_csv(Paths.test_data)
     config = params.evaluate
 
-    model_metrics = scored(model, test, config.cost_matrix)
-    baseline_metrics = scored(baseline, test, config.cost_matrix)
+    y_true = model.is_positive(test[model.target]).to_numpy()
+    proba = model.probabilities(test)  # scored once, decided at each cut-off below
+    model_metrics = scored(y_true, proba, model.threshold, config.cost_matrix)
+    baseline_proba = baseline.probabilities(test)
+    baseline_metrics = scored(y_true, baseline_proba, baseline.threshold, config.cost_matrix)
     failures = gate_failures(model_metrics, baseline_metrics, config)
     result = {
         "model": model_metrics,
-        "model_at_default_threshold": scored(model, test, config.cost_matrix, DEFAULT_THRESHOLD),
+        "model_at_default_threshold": scored(y_true, proba, DEFAULT_THRESHOLD, config.cost_matrix),
         "baseline": baseline_metrics,
         "delta_vs_baseline": {
             name: model_metrics[name] - baseline_metrics[name]
@@ -116,7 +116,7 @@ def run(params: Params) -> dict[str, Any]:
         "gate": {"passed": not failures, "failures": failures},
     }
     with stage_outputs() as outputs:  # the evidence is written even when the gate fails
-        write_plots(outputs, model, test)
+        write_plots(outputs, model, y_true, proba)
         outputs.json(result, Paths.metrics)
     if failures:
         raise GateError("evaluate", failures)
