@@ -93,6 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate.add_argument("--drift", action="store_true", help="shift monitor.simulate.drift")
     ui = commands.add_parser("monitor-ui", help="browse the monitoring workspace (evidently ui)")
     ui.add_argument("--port", type=int, default=8000)
+    image = commands.add_parser("image", help="containerize the newest bento (make image)")
+    image.add_argument("--image", help="the image repository, e.g. ghcr.io/owner/name")
+    image.add_argument(
+        "--allow-dirty", action="store_true", help="build from uncommitted changes, labelled dirty"
+    )
+    image.add_argument("--check", action="store_true", help="only check the work tree")
+    commands.add_parser(
+        "registered", help="exit 1 unless the model store holds the model the pipeline registered"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -120,6 +129,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             workspace = load_params().monitor.workspace
             ui_args = ["evidently", "ui", "--workspace", workspace, "--host", "127.0.0.1"]
             os.execvp("evidently", [*ui_args, "--port", str(args.port)])
+        if args.command == "image":
+            from {{ cookiecutter.package_name }}.serving import image
+
+            if args.check:
+                image.check_source(allow_dirty=args.allow_dirty)
+                return 0
+            if not args.image:
+                parser.error("image: --image is required (or --check)")
+            for tag in image.build(args.image, allow_dirty=args.allow_dirty).tags:
+                print(f"built {tag}")
+            return 0
+        if args.command == "registered":
+            from {{ cookiecutter.package_name }}.serving.store import registered_model_missing
+
+            missing = registered_model_missing()
+            if missing:
+                print(f"{missing}: registering again", file=sys.stderr)
+                return 1
+            return 0
         stage = args.command.replace("-", "_")
         module = importlib.import_module(f"{{ cookiecutter.package_name }}.pipeline.{stage}")
         module.run(load_params())

@@ -25,3 +25,26 @@ def use_project_store(project_dir: Path | str = ".") -> Path:
     """
     default = (Path(project_dir) / Paths.bentoml_home).resolve()
     return Path(os.environ.setdefault("BENTOML_HOME", str(default)))
+
+
+def registered_model_missing() -> str | None:
+    """Why the store lacks the model the pipeline registered (None when it holds it).
+
+    The store lives outside DVC: after a fresh clone or `dvc pull`, `dvc repro` can find the
+    register stage up to date (its record, reports/registry.json, is in git) while the store is
+    empty. `make pipeline` registers again then.
+    """
+    import json
+
+    if not Paths.registry.is_file():
+        return f"{Paths.registry} is missing"
+    tag = json.loads(Paths.registry.read_text()).get("tag", "")
+    use_project_store()
+    import bentoml  # after use_project_store: BentoML reads BENTOML_HOME when first used
+
+    try:
+        bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        store = os.environ["BENTOML_HOME"]
+        return f"the model store ({store}) lacks {tag}, which {Paths.registry} records"
+    return None
