@@ -45,11 +45,12 @@ demo: $(STAMP) ## bake the defaults into ./demo/ and run the generated project's
 test: lint ## lint, then run the template's whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff (lint + format check) on hooks/tests, and the template's CI workflow
+lint: $(STAMP) ## ruff on hooks/tests/benchmarks; schema, zizmor, actionlint+shellcheck on the template's CI
 	$(BIN)/ruff check hooks tests benchmarks
 	$(BIN)/ruff format --check hooks tests benchmarks
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/zizmor --offline --quiet .github/workflows/
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck .github/workflows/*.yml
 
 bench: demo ## make demo, then time its pipeline stages, its service and monitoring (benchmarks/)
 	project=$$(find $(DEMO) -mindepth 1 -maxdepth 1 -type d); \

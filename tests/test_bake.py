@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import TEMPLATE, TEMPLATE_PROJECT, bake, cookiecutter_defaults
+from workflow_runner import action_specs, input_problems, split_uses
 
 # Answers per case. Written out (not derived from cookiecutter.json) so that the meta-test
 # below notices a new choice value that no case bakes.
@@ -375,6 +376,97 @@ def test_workflows_are_valid(case: str, baked: dict[str, Path]) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+def assert_workflows_lint_clean(paths: list[Path]) -> None:
+    """actionlint (expressions, step outputs, `needs`, and shellcheck on every `run:` block)
+    finds nothing."""
+    result = subprocess.run(
+        [tool("actionlint"), f"-shellcheck={tool('shellcheck')}", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def action_problems(paths: list[Path]) -> list[str]:
+    """Every `uses:` pinned to a commit with its version in a comment, and given only inputs
+    its action.yml declares at that commit (actionlint cannot check pinned actions' inputs)."""
+    specs = action_specs()
+    problems = []
+    for path in paths:
+        text = path.read_text()
+        for job in yaml.safe_load(text)["jobs"].values():
+            for step in job.get("steps", []):
+                if "uses" not in step:
+                    continue
+                problems += [f"{path.name}: {p}" for p in input_problems(step, specs)]
+                spec = specs.get(split_uses(step["uses"])[0])
+                comment = f"{step['uses']} # {spec.version}" if spec else None
+                if comment and comment not in text:
+                    problems.append(
+                        f"{path.name}: no `# {spec.version}` after {step['uses']}"
+                    )
+    return problems
+
+
+@case_ids
+def test_workflows_pass_zizmor_and_actionlint(
+    case: str, baked: dict[str, Path]
+) -> None:
+    project = baked[case]
+    result = subprocess.run(
+        [tool("zizmor"), "--offline", str(project / ".github" / "workflows")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and "No findings" in result.stdout, (
+        result.stdout + result.stderr
+    )
+    assert_workflows_lint_clean(workflows(project))
+
+
+@case_ids
+def test_every_action_is_pinned_and_given_only_its_inputs(
+    case: str, baked: dict[str, Path]
+) -> None:
+    assert not action_problems(workflows(baked[case]))
+
+
+def test_the_input_check_catches_a_wrong_pin_or_key() -> None:
+    checkout = action_specs()["actions/checkout"]
+    pinned = f"actions/checkout@{checkout.ref}"
+    assert not input_problems(
+        {"uses": pinned, "with": {"fetch-depth": 0}}, action_specs()
+    )
+    [typo] = input_problems(
+        {"uses": pinned, "with": {"persist-credential": False}}, action_specs()
+    )
+    assert "`persist-credential` is not an input of actions/checkout" in typo
+    [tag] = input_problems({"uses": "actions/checkout@v4"}, action_specs())
+    assert "not pinned to a full commit SHA" in tag
+    [other] = input_problems({"uses": f"actions/checkout@{'0' * 40}"}, action_specs())
+    assert "the fixture is of" in other
+    upload = action_specs()["actions/upload-artifact"]
+    [required] = input_problems(
+        {"uses": f"actions/upload-artifact@{upload.ref}", "with": {"name": "x"}},
+        action_specs(),
+    )
+    assert "required input `path`" in required
+
+
+def test_every_action_fixture_is_used() -> None:
+    """No stale fixture: each one is the pinned version of an action some workflow uses."""
+    used = set()
+    template_workflows = sorted((TEMPLATE / ".github" / "workflows").glob("*.yml"))
+    generated = sorted((TEMPLATE_PROJECT / ".github" / "workflows").glob("*.yml"))
+    for path in [*template_workflows, *generated]:
+        used.update(
+            re.findall(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40})", path.read_text())
+        )
+    assert {(spec.action, spec.ref) for spec in action_specs().values()} == used
+
+
 @case_ids
 def test_dvc_stages_point_at_files_that_exist(
     case: str, baked: dict[str, Path]
@@ -626,12 +718,14 @@ def test_template_ci_workflow_is_valid() -> None:
     found = sorted((TEMPLATE / ".github" / "workflows").glob("*.yml"))
     assert found, "the template has no CI workflow"
     assert_valid_workflows(found)
+    assert_workflows_lint_clean(found)
+    assert not action_problems(found)
     ci = yaml.safe_load((TEMPLATE / ".github" / "workflows" / "ci.yml").read_text())
-    assert ci["permissions"] == {"contents": "read"}
-    steps = [step for job in ci["jobs"].values() for step in job["steps"]]
-    assert any(step.get("run", "").strip() == "make test" for step in steps)
-    for step in steps:
-        if "uses" in step:
-            assert re.search(r"@(v\d+(\.\d+)*|[0-9a-f]{40})$", step["uses"]), step[
-                "uses"
-            ]
+    assert ci["permissions"] == {}
+    job = ci["jobs"]["test"]
+    assert job["permissions"] == {"contents": "read"}
+    assert job["strategy"]["matrix"]["python"] == list(PYTHON_VERSIONS)
+    assert "schedule" in workflow_triggers(ci), (
+        "no scheduled run to catch dependency rot"
+    )
+    assert any(step.get("run", "").strip() == "make test" for step in job["steps"])
