@@ -515,6 +515,17 @@ class WorkflowRunner:
         """Run one job; `needs` gives the result of each job it needs (default: success)."""
         return JobRun(self, job_id, event, dict(needs or {})).run()
 
+    def would_run(self, job_id: str, step_name: str, event: Event) -> bool:
+        """Whether a step's `if:` holds for this event and these secrets, all earlier steps
+        having succeeded (nothing is run)."""
+        run = JobRun(self, job_id, event, {})
+        run.env = run.evaluated(self.workflow.get("env"))
+        run.env.update(run.evaluated(run.spec.get("env")))
+        for step in run.spec.get("steps", []):
+            if run.step_name(step) == step_name:
+                return condition(step.get("if"), run.context(), run.status())
+        raise RunnerError(f"job {job_id} has no step {step_name!r}")
+
 
 def _sha(repository: Path, ref: str) -> str:
     done = subprocess.run(
@@ -543,7 +554,10 @@ class JobRun:
         self.event = event
         self.root = runner.work / f"{runner.workflow_path.stem}-{job_id}"
         shutil.rmtree(self.root, ignore_errors=True)
-        self.workspace = self.root / "workspace"
+        name = runner.github_repository.split("/")[1]
+        self.workspace = (
+            self.root / name / name
+        )  # as on GitHub: work/<repository>/<repository>
         self.temp = self.root / "temp"
         self.workspace.mkdir(parents=True)
         self.temp.mkdir()

@@ -1,0 +1,417 @@
+"""The generated project's GitHub workflows, executed here job by job with the local runner
+(tests/workflow_runner.py): CI on a pull request (lint, every test layer, the differences
+against the base branch), the release job up to the push (the image built by `bentoml
+containerize` on a Docker engine, then started and asked for a prediction), monitoring and its
+alarm, and retraining. Each job starts from a fresh clone of a repository holding the piped
+default project (main) and a branch that changes a param, with a user's PATH: no uv until
+setup-uv puts the pinned one there, and each job installs its own .venv (uv's cache makes that
+quick); nothing is shared with the other tests' project environment.
+
+The release test needs a Docker engine: ../shared/tools/docker-daemon start (the template's
+.ci/run starts it) or the one on a GitHub runner. Without one it skips, unless
+REQUIRE_CONTAINER_TEST=1: then it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import (
+    LEAKY_VARIABLES,
+    TEMPLATE,
+    Project,
+    bake,
+    cookiecutter_defaults,
+    run_command,
+    user_path,
+)
+from loopback import free_port, http, offline_prediction, wait_until_ready
+from workflow_runner import Event, JobResult, WorkflowRunner
+
+pytestmark = pytest.mark.e2e
+
+UV = TEMPLATE / ".venv" / "bin" / "uv"
+REQUIRE = "REQUIRE_CONTAINER_TEST"
+# Steps that need GitHub itself, and why they are not run here.
+GITHUB_ONLY = {
+    "Push to GHCR": "pushes the image to ghcr.io with the job's token",
+    "Open the monitoring issue, or comment on the open one": "opens a GitHub issue (gh)",
+    "Start retraining": "dispatches retrain.yml on GitHub (gh workflow run)",
+    "Open a pull request": "pushes a branch and opens a pull request (git push, gh)",
+    "actions/upload-pages-artifact": "uploads a Pages artifact to GitHub",
+    "actions/deploy-pages": "deploys to GitHub Pages",
+}
+
+
+def runner_environment(*first: str) -> dict[str, str]:
+    """A GitHub-hosted runner's machine, as far as this one can be: this machine's tools on a
+    user's PATH (no uv, no template .venv), nothing of the test session's project set-up."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in LEAKY_VARIABLES
+        and not key.startswith(("UV_", "BENTOML_", "GITHUB_", "RUNNER_", "DOCKER_"))
+    }
+    env["PATH"] = os.pathsep.join([*first, user_path()])
+    env["UV_PYTHON_DOWNLOADS"] = "never"  # no interpreter downloads here: fail clearly
+    env["UV_NO_PROGRESS"] = "1"
+    for role in ("AUTHOR", "COMMITTER"):
+        env[f"GIT_{role}_NAME"] = "Runner"
+        env[f"GIT_{role}_EMAIL"] = "runner@example.com"
+    return env
+
+
+@pytest.fixture(scope="module")
+def repository(
+    default_project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> Project:
+    """The repository the workflows run in: main holds the piped default project (dvc.lock,
+    metrics and reports committed, as a user pushes it); branch `tune` changes a param."""
+    work = tmp_path_factory.mktemp("github")
+    project = default_project.copy(work / "repository" / default_project.path.name)
+    project.commit("The generated project, piped")
+    project.run("git", "branch", "-M", "main")
+    project.run("git", "switch", "-q", "-c", "tune")
+    params = project.path / "params.yaml"
+    text, count = re.subn(r"(?m)^(  cv_folds:) 5\b", r"\1 4", params.read_text())
+    assert count == 1, "params.yaml has no `cv_folds: 5` to change"
+    params.write_text(text)
+    project.commit("Tune the cut-off with 4 folds")
+    project.run("git", "switch", "-q", "main")
+    return project
+
+
+def make_runner(
+    repository: Path, workflow: str, work: Path, **options: object
+) -> WorkflowRunner:
+    defaults = cookiecutter_defaults()
+    environment = options.pop("environment", None) or runner_environment()
+    return WorkflowRunner(
+        repository / ".github" / "workflows" / workflow,
+        repository,
+        work,
+        environment=environment,  # type: ignore[arg-type]
+        uv=UV,
+        github_repository=f"{defaults['github_owner']}/{repository.name}",
+        github_only=GITHUB_ONLY,
+        run_command=run_command,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def assert_green(job: JobResult, *, not_run: tuple[str, ...] = ()) -> None:
+    """The job succeeded, every step ran and passed except those GitHub must run."""
+    assert job.result == "success", job.report()
+    for step in job.steps:
+        expected = "not run" if step.name in not_run else "success"
+        assert step.outcome == expected, job.report()
+
+
+def test_ci_on_a_pull_request_shows_the_differences(
+    repository: Project, tmp_path: Path
+) -> None:
+    runner = make_runner(repository.path, "ci.yml", tmp_path)
+    event = Event("pull_request", ref="tune", base="main")
+
+    lint = runner.run_job("lint", event)
+    assert_green(lint)
+
+    test = runner.run_job("test", event)
+    assert_green(test)
+    summary = test.summary
+    assert "### Metrics and fairness: main → this pull request" in summary, summary
+    metrics_table = summary.split("### Params")[0]
+    assert re.search(
+        r"\|\s*reports/train\.json\s*\|\s*decision_threshold\.cv_folds\s*\|\s*5\s*\|\s*4\s*\|\s*-1\s*\|",
+        metrics_table,
+    ), metrics_table
+    params_table = summary.split("### Params")[1]
+    assert re.search(
+        r"\| params\.yaml\s*\|\s*train\.cv_folds\s*\|\s*5\s*\|\s*4\s*\|", params_table
+    ), params_table
+    plots = runner.artifacts / "plots-diff"
+    assert (plots / "index.html").is_file(), sorted(runner.artifacts.rglob("*"))
+    assert "origin/main" in (plots / "index.html").read_text()
+
+
+def test_dvc_pull_runs_only_with_the_remote_credentials_and_never_for_forks(
+    tmp_path: Path,
+) -> None:
+    project = bake(
+        tmp_path / "bake", {"dvc_remote": "s3", "dvc_remote_url": "s3://bucket/data"}
+    )
+    identity = ["-c", "user.name=Tests", "-c", "user.email=tests@example.com"]
+    for args in (
+        ["add", "-A"],
+        [*identity, "commit", "-q", "-m", "x"],
+        ["branch", "-M", "main"],
+    ):
+        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
+    step = "Pull data and models from the DVC remote"
+    secrets = {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"}
+    for workflow, job in (("ci.yml", "test"), ("release.yml", "image")):
+        with_secrets = make_runner(project, workflow, tmp_path / "w", secrets=secrets)
+        without = make_runner(project, workflow, tmp_path / "w")
+        push = Event("push", ref="main")
+        assert with_secrets.would_run(job, step, push)
+        assert not without.would_run(job, step, push)
+        if workflow == "ci.yml":
+            assert with_secrets.would_run(
+                job, step, Event("pull_request", "main", "main")
+            )
+            fork = Event("pull_request", "main", "main", from_fork=True)
+            assert not with_secrets.would_run(job, step, fork)
+    # A local remote is not reachable from a runner: no pull step, the data in git is used.
+    local = bake(tmp_path / "local", {})
+    assert "make pull" not in (local / ".github" / "workflows" / "ci.yml").read_text()
+
+
+@pytest.fixture(scope="module")
+def prediction_log(repository: Project) -> Path:
+    """Simulated traffic logged by the service, where the PREDICTION_LOG secret points."""
+    repository.run("make", "simulate", timeout=900)
+    log = repository.path / "logs" / "predictions"
+    assert log.exists(), "make simulate logged nothing"
+    return log
+
+
+def test_monitor_and_its_alarm(
+    repository: Project, prediction_log: Path, tmp_path: Path
+) -> None:
+    runner = make_runner(
+        repository.path,
+        "monitor.yml",
+        tmp_path,
+        secrets={"PREDICTION_LOG": str(prediction_log)},
+        variables={"RETRAIN_ON_ALARM": "true"},
+    )
+    event = Event("schedule", ref="main")
+    monitor = runner.run_job("monitor", event)
+    assert_green(monitor)
+    assert (
+        "PREDICTION_LOG" not in monitor.step("Check where the prediction log is").output
+    )
+    assert "drift" in monitor.summary.lower(), monitor.summary
+    reports = runner.artifacts / "monitoring-reports"
+    assert (reports / "summary.md").is_file() and (reports / "index.html").is_file()
+
+    assert (
+        runner.run_job("alarm", event, needs={"monitor": "success"}).result == "skipped"
+    )
+    alarm = runner.run_job("alarm", event, needs={"monitor": "failure"})
+    assert_green(
+        alarm,
+        not_run=(
+            "Open the monitoring issue, or comment on the open one",
+            "Start retraining",
+        ),
+    )
+    assert (alarm.workspace / "reports" / "summary.md").is_file()
+    assert (
+        runner.run_job("pages", event).result == "skipped"
+    )  # off unless the variable says
+
+
+def test_retrain_compares_with_main_for_review(
+    repository: Project, tmp_path: Path
+) -> None:
+    runner = make_runner(repository.path, "retrain.yml", tmp_path)
+    job = runner.run_job("retrain", Event("workflow_dispatch", ref="main"))
+    assert_green(job, not_run=("Open a pull request",))
+    assert "### Metrics and fairness against main" in job.summary, job.summary
+    assert "### Params against main" in job.summary
+
+
+def test_make_image_refuses_uncommitted_source_changes(
+    repository: Project, tmp_path: Path
+) -> None:
+    project = repository.copy(tmp_path / repository.path.name)
+    readme = project.path / "README.md"
+    readme.write_text(readme.read_text() + "\nAn uncommitted line.\n")
+    done = project.run("make", "image", check=False, timeout=600)
+    assert done.returncode != 0
+    assert "uncommitted changes (M README.md)" in done.stdout, done.stdout[-3000:]
+    assert "ALLOW_DIRTY=1" in done.stdout
+    assert "Successfully built Bento" not in done.stdout  # refused before the build
+
+
+# --------------------------------------------------------------------------------------------
+# The release image, built by the release job on a Docker engine
+
+
+def docker_environment() -> dict[str, str] | None:
+    """DOCKER_HOST and the client's directory of a Docker engine that answers, or None."""
+    daemon = TEMPLATE.parent / "shared" / "tools" / "docker-daemon"
+    candidates = []
+    if daemon.is_file():
+        status = subprocess.run(
+            [str(daemon), "status"], capture_output=True, text=True, check=False
+        )
+        if status.returncode == 0:
+            directory = Path(os.environ.get("DOCKER_DAEMON_DIR", "/tmp/docker-daemon"))
+            candidates.append(
+                {
+                    "DOCKER_HOST": f"unix://{directory}/docker.sock",
+                    "bin": str(directory / "bin"),
+                }
+            )
+    if shutil.which("docker"):
+        candidates.append({"bin": str(Path(shutil.which("docker") or "").parent)})
+    for candidate in candidates:
+        env = {**os.environ, **{k: v for k, v in candidate.items() if k != "bin"}}
+        docker = str(Path(candidate["bin"]) / "docker")
+        if (
+            subprocess.run(
+                [docker, "info"], env=env, capture_output=True, check=False
+            ).returncode
+            == 0
+        ):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def docker() -> dict[str, str]:
+    found = docker_environment()
+    if found is None:
+        reason = (
+            "no Docker engine answers (start one: ../shared/tools/docker-daemon start)"
+        )
+        if os.environ.get(REQUIRE) == "1":
+            pytest.fail(f"{reason}, and {REQUIRE}=1 requires the container test")
+        pytest.skip(f"{reason}; set {REQUIRE}=1 to fail instead")
+    return found
+
+
+@pytest.fixture(scope="module")
+def release(
+    repository: Project,
+    docker: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[JobResult, list[str]]]:
+    environment = runner_environment(docker["bin"])
+    if "DOCKER_HOST" in docker:
+        environment["DOCKER_HOST"] = docker["DOCKER_HOST"]
+    runner = make_runner(
+        repository.path,
+        "release.yml",
+        tmp_path_factory.mktemp("release"),
+        environment=environment,
+    )
+    job = runner.run_job("image", Event("push", ref="main"))
+    tags = (
+        job.step("Build the image (bentoml containerize)")
+        .outputs.get("tags", "")
+        .split()
+    )
+    try:
+        yield job, tags
+    finally:
+        client = Path(docker["bin"]) / "docker"
+        env = {**os.environ, **{k: v for k, v in docker.items() if k != "bin"}}
+        if tags:
+            subprocess.run(
+                [str(client), "rmi", "--force", *tags],
+                env=env,
+                capture_output=True,
+                check=False,
+            )
+
+
+@pytest.mark.container
+def test_release_job_builds_a_labelled_image_that_serves_the_model(
+    release: tuple[JobResult, list[str]],
+    repository: Project,
+    docker: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    job, tags = release
+    assert_green(job, not_run=("Push to GHCR",))
+    defaults = cookiecutter_defaults()
+    slug = repository.path.name
+    image = f"ghcr.io/{defaults['github_owner']}/{slug}"
+    head = repository.run("git", "rev-parse", "main").stdout.strip()
+    registry = json.loads((job.workspace / "reports" / "registry.json").read_text())
+    model_version = registry["tag"].split(":")[1]
+    assert sorted(tags) == sorted(
+        [f"{image}:0.1.0", f"{image}:sha-{head[:7]}", f"{image}:model-{model_version}"]
+    )
+
+    client = str(Path(docker["bin"]) / "docker")
+    env = {**os.environ, **{k: v for k, v in docker.items() if k != "bin"}}
+
+    def docker_run(*args: str) -> str:
+        return run_command([client, *args], tmp_path, env, timeout=300).stdout
+
+    ids = {
+        docker_run("image", "inspect", "--format", "{{.Id}}", tag).strip()
+        for tag in tags
+    }
+    assert len(ids) == 1, f"the tags name different images: {ids}"
+    config = json.loads(
+        docker_run("image", "inspect", "--format", "{{json .Config}}", tags[0])
+    )
+    labels = config["Labels"]
+    lineage = registry  # register's record: git, data, params as the lineage has them
+    assert (
+        labels["org.opencontainers.image.source"]
+        == f"https://github.com/{defaults['github_owner']}/{slug}"
+    )
+    assert labels["org.opencontainers.image.revision"] == head
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00",
+        labels["org.opencontainers.image.created"],
+    )
+    assert labels["lineage.model"] == registry["tag"]
+    assert labels["lineage.data-sha256"] == lineage["data"]["sha256"]
+    assert re.fullmatch(r"[0-9a-f]{64}", labels["lineage.params-sha256"])
+    assert labels["lineage.dirty"] == "false"
+    assert config["User"] not in ("", "root", "0")
+
+    port = free_port()
+    container = docker_run(
+        "run",
+        "--detach",
+        "--rm",
+        "--network",
+        "host",
+        tags[0],
+        "serve",
+        "--port",
+        str(port),
+    ).strip()
+    log = tmp_path / "container.log"
+    log.write_text("")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_ready(url, 300, log)
+        finally:
+            log.write_text(
+                run_command(
+                    [client, "logs", container], tmp_path, env, check=False
+                ).stdout
+            )
+        offline = offline_prediction(Project(job.workspace, repository.environment))
+        status, body = http(f"{url}/predict", {"records": [offline["record"]]})
+        assert status == 200, body
+        [answer] = json.loads(body)
+        assert answer["probability"] == pytest.approx(offline["probability"], abs=1e-9)
+        assert answer["label"] == offline["label"]
+        assert answer["model_version"] == registry["tag"]
+        assert docker_run("exec", container, "id", "-u").strip() != "0"
+    finally:
+        subprocess.run(
+            [client, "rm", "--force", container],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
