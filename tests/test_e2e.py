@@ -251,16 +251,38 @@ def test_experiment_with_another_model_family(
     assert family in listed
 
 
-def test_push_to_the_default_local_remote(
+def test_push_then_pull_into_a_fresh_clone(
     default_project: Project, tmp_path: Path
 ) -> None:
+    """`make push` fills the default remote; a fresh clone gets everything with `make pull`,
+    and its `make pipeline` runs no stage but registers the model again (the clone's model
+    store is empty, which `dvc repro` alone cannot see)."""
     project = default_project.copy(tmp_path / default_project.path.name)
-    project.run("dvc", "push")
+    project.run("make", "push")
     storage = tmp_path / f"{project.path.name}-dvc-storage"
     assert storage.is_dir(), "the default remote is the project's sibling directory"
     assert any(path.is_file() for path in storage.rglob("*"))
     status = project.run("dvc", "status", "--cloud")
     assert "in sync" in status.stdout, status.stdout
+
+    project.commit("pushed")
+    clone_path = (
+        tmp_path / f"{project.path.name}-clone"
+    )  # a sibling: same relative remote
+    project.run("git", "clone", "-q", str(project.path), str(clone_path))
+    clone = Project(clone_path, project.environment)
+    clone.run("make", "pull")
+    assert (clone.path / "models" / "model.joblib").is_file()
+    done = clone.run("make", "pipeline")
+    ran = re.findall(r"Running stage '([^']+)'", done.stdout)
+    assert ran == ["register"], done.stdout[-3000:]  # only the forced re-registration
+    assert "lacks" in done.stdout and "registering again" in done.stdout, done.stdout[
+        -3000:
+    ]
+    store = clone.path / ".bentoml" / "models"
+    assert any(store.rglob("bundle.joblib")), "the clone's model store is still empty"
+    again = clone.run("make", "pipeline")
+    assert "registering again" not in again.stdout
 
 
 # ---------------------------------------------------------------------------------------

@@ -716,12 +716,15 @@ class JobRun:
             result = self.run_action(step, name, env, files)
         else:
             result = self.run_script(step, name, env, files, timeout)
-        continue_on_error = truthy(
+        continue_on_error = (
             substitute(
                 to_text(step.get("continue-on-error", False)),
                 self.context(),
                 self.status(),
             )
+            .strip()
+            .casefold()
+            == "true"
         )
         result.outputs = parse_key_values(files["GITHUB_OUTPUT"].read_text())
         self.env.update(parse_key_values(files["GITHUB_ENV"].read_text()))

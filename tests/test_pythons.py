@@ -1,0 +1,80 @@
+"""Every Python the template offers: a project baked for it installs with that interpreter
+(`make setup`: uv sync of the lock made for it) and passes its unit tests (`make test-unit`), in
+a plain shell whose PATH has that Python and no uv (the Makefile installs its own).
+
+3.11, the default, is the interpreter of the shared project environment: every end-to-end test
+runs on it (test_e2e runs the default project's whole `make test`). Here the others, each in its
+own .venv. The interpreter comes from PATH (`python3.12`; GitHub's setup-python puts it there)
+or pyenv (`$(pyenv root)/versions/3.12.*`). Missing, the case skips, unless
+REQUIRE_ALL_PYTHONS=1 (the template's .ci/run sets it): then it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import LEAKY_VARIABLES, bake, run_command, user_path
+from test_bake import PYTHON_VERSIONS
+
+pytestmark = pytest.mark.e2e
+
+REQUIRE = "REQUIRE_ALL_PYTHONS"
+DEFAULT = "3.11"
+
+
+def interpreter_directory(version: str) -> Path | None:
+    """A directory whose `python<version>` is that Python (not a version-manager shim)."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = sorted((root / "versions").glob(f"{version}.*/bin"), reverse=True)
+    found = shutil.which(f"python{version}", path=user_path())
+    if found and "shims" not in Path(found).parts:
+        candidates.insert(0, Path(found).parent)
+    for directory in candidates:
+        python = directory / f"python{version}"
+        probe = subprocess.run(
+            [str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return directory
+    return None
+
+
+@pytest.mark.parametrize("version", [v for v in PYTHON_VERSIONS if v != DEFAULT])
+def test_unit_tests_pass_on_every_offered_python(version: str, tmp_path: Path) -> None:
+    directory = interpreter_directory(version)
+    if directory is None:
+        reason = f"Python {version} is not installed (PATH or pyenv)"
+        if os.environ.get(REQUIRE) == "1":
+            pytest.fail(f"{reason}, and {REQUIRE}=1 requires every offered Python")
+        pytest.skip(f"{reason}; set {REQUIRE}=1 to fail instead")
+    project = bake(tmp_path, {"python_version": version})
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in LEAKY_VARIABLES and not key.startswith(("UV_", "BENTOML_"))
+    }
+    env.update(
+        {
+            "PATH": os.pathsep.join([str(directory), user_path()]),
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_NO_PROGRESS": "1",
+        }
+    )
+    done = run_command(["make", "test-unit"], project, env, timeout=1800)
+    interpreter = (project / ".venv" / "bin" / "python").resolve()
+    probe = run_command(
+        [str(interpreter), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        project,
+        env,
+    )
+    assert probe.stdout.strip() == version, f".venv runs Python {probe.stdout.strip()}"
+    assert " passed" in done.stdout and " failed" not in done.stdout, done.stdout[
+        -3000:
+    ]
