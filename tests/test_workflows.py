@@ -106,11 +106,20 @@ def make_runner(
     )
 
 
-def assert_green(job: JobResult, *, not_run: tuple[str, ...] = ()) -> None:
-    """The job succeeded, every step ran and passed except those GitHub must run."""
+def assert_green(
+    job: JobResult, *, not_run: tuple[str, ...] = (), skipped: tuple[str, ...] = ()
+) -> None:
+    """The job succeeded, every step ran and passed except those GitHub must run and those
+    whose `if:` does not hold for the event."""
     assert job.result == "success", job.report()
     for step in job.steps:
-        expected = "not run" if step.name in not_run else "success"
+        expected = (
+            "not run"
+            if step.name in not_run
+            else "skipped"
+            if step.name in skipped
+            else "success"
+        )
         assert step.outcome == expected, job.report()
 
 
@@ -141,7 +150,7 @@ def test_ci_on_a_pull_request_shows_the_differences(
     assert "origin/main" in (plots / "index.html").read_text()
 
 
-def test_dvc_pull_runs_only_with_the_remote_credentials_and_never_for_forks(
+def test_conditions_dvc_pull_with_credentials_never_for_forks_version_check_on_tags(
     tmp_path: Path,
 ) -> None:
     project = bake(
@@ -152,6 +161,7 @@ def test_dvc_pull_runs_only_with_the_remote_credentials_and_never_for_forks(
         ["add", "-A"],
         [*identity, "commit", "-q", "-m", "x"],
         ["branch", "-M", "main"],
+        ["tag", "v0.1.0"],
     ):
         subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
     step = "Pull data and models from the DVC remote"
@@ -168,6 +178,11 @@ def test_dvc_pull_runs_only_with_the_remote_credentials_and_never_for_forks(
             )
             fork = Event("pull_request", "main", "main", from_fork=True)
             assert not with_secrets.would_run(job, step, fork)
+    # The release's version check runs for a version tag only.
+    release = make_runner(project, "release.yml", tmp_path / "w")
+    tag_check = "A version tag matches pyproject.toml"
+    assert release.would_run("image", tag_check, Event("push", ref="v0.1.0"))
+    assert not release.would_run("image", tag_check, Event("push", ref="main"))
     # A local remote is not reachable from a runner: no pull step, the data in git is used.
     local = bake(tmp_path / "local", {})
     assert "make pull" not in (local / ".github" / "workflows" / "ci.yml").read_text()
@@ -333,7 +348,8 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
     tmp_path: Path,
 ) -> None:
     job, tags = release
-    assert_green(job, not_run=("Push to GHCR",))
+    tag_check = "A version tag matches pyproject.toml"
+    assert_green(job, not_run=("Push to GHCR",), skipped=(tag_check,))
     defaults = cookiecutter_defaults()
     slug = repository.path.name
     image = f"ghcr.io/{defaults['github_owner']}/{slug}"
