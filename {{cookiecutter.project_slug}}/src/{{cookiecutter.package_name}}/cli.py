@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ui = commands.add_parser("monitor-ui", help="browse the monitoring workspace (evidently ui)")
     ui.add_argument("--port", type=int, default=8000)
     image = commands.add_parser("image", help="containerize the newest bento (make image)")
-    image.add_argument("--image", help="the image repository, e.g. ghcr.io/owner/name")
+    image.add_argument("--image", help="the image repository (the Makefile's IMAGE)")
     image.add_argument(
         "--allow-dirty", action="store_true", help="build from uncommitted changes, labelled dirty"
     )
