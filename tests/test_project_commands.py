@@ -1,5 +1,6 @@
 """The generated project's Makefile commands not covered elsewhere (setup, pipeline, test, lint,
-schema, build, serve and image have their own tests): help, test-unit, format, clean."""
+schema, build, serve and image have their own tests): help, test-unit, format, clean; and the git
+hooks `make setup` installs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from conftest import BakeProject, Project, user_path
 
 pytestmark = pytest.mark.e2e
 
@@ -59,3 +60,32 @@ def test_clean_removes_caches_only(project: Project) -> None:
     for kept in ("models/model.joblib", "data/raw/data.csv", "reports/metrics.json"):
         assert (project.path / kept).is_file(), kept
     assert Path(project.environment.path / "pyvenv.cfg").is_file()
+
+
+def test_setup_installs_git_hooks_that_pass_on_a_fresh_bake(
+    bake_project: BakeProject,
+) -> None:
+    """`make setup` installs the pre-commit hook; a first commit from a plain shell (no uv on
+    PATH: the hooks use the project's own) runs every hook offline, and they all pass."""
+    project = bake_project(setup=True)
+    hook = project.path / ".git" / "hooks" / "pre-commit"
+    assert hook.is_file(), "make setup installed no pre-commit hook"
+    project.run("git", "add", "-A")
+    done = project.run(
+        "git", "commit", "-q", "-m", "Initial project", env={"PATH": user_path()}
+    )
+    for name in (
+        "ruff check",
+        "ruff format --check",
+        "mypy",
+        "YAML parses",
+        "no trailing whitespace",
+    ):
+        assert re.search(rf"^{re.escape(name)}\.+Passed$", done.stdout, flags=re.M), (
+            done.stdout
+        )
+    assert (
+        project.run("git", "status", "--porcelain").stdout == ""
+    )  # no hook changed a file
+    again = project.run("pre-commit", "run", "--all-files")
+    assert "Failed" not in again.stdout

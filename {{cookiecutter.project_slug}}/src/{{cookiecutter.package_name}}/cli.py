@@ -93,12 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate.add_argument("--drift", action="store_true", help="shift monitor.simulate.drift")
     ui = commands.add_parser("monitor-ui", help="browse the monitoring workspace (evidently ui)")
     ui.add_argument("--port", type=int, default=8000)
-    image = commands.add_parser("image", help="containerize the newest bento (make image)")
-    image.add_argument("--image", help="the image repository (the Makefile's IMAGE)")
-    image.add_argument(
+    image_command = commands.add_parser("image", help="containerize the newest bento (make image)")
+    image_command.add_argument("--image", help="the image repository (the Makefile's IMAGE)")
+    image_command.add_argument(
         "--allow-dirty", action="store_true", help="build from uncommitted changes, labelled dirty"
     )
-    image.add_argument("--check", action="store_true", help="only check the work tree")
+    image_command.add_argument("--check", action="store_true", help="only check the work tree")
     commands.add_parser(
         "registered", help="exit 1 unless the model store holds the model the pipeline registered"
     )

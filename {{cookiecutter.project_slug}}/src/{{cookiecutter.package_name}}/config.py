@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import (
@@ -96,7 +96,11 @@ class SplitConfig(_Strict):
     seed: int
 
 
-MINIMIZE_COST = "minimize_cost"
+MINIMIZE_COST: Final = "minimize_cost"
+
+
+# The metrics evaluate can gate on (evaluate.thresholds).
+GateMetric = Literal["roc_auc", "f1", "precision", "recall", "accuracy"]
 
 
 class TrainConfig(_Strict):
@@ -134,7 +138,7 @@ class CostMatrix(_Strict):
 
 class EvaluateConfig(_Strict):
     primary_metric: Literal["roc_auc", "f1", "precision", "recall", "accuracy"]
-    thresholds: dict[Literal["roc_auc", "f1", "precision", "recall", "accuracy"], float]
+    thresholds: dict[GateMetric, float]
     min_gain_over_baseline: float
     cost_matrix: CostMatrix
 

@@ -123,7 +123,7 @@ class Schema:
         for spec in self.columns:
             annotation: Any
             if spec.type == "category":
-                annotation = Literal[tuple(spec.categories)]  # type: ignore[valid-type]
+                annotation = Literal[tuple(spec.categories)]
             else:
                 annotation = int if spec.type == "integer" else float
             if spec.nullable or spec.name in optional:

@@ -33,11 +33,13 @@ def test_a_higher_cut_off_trades_false_positives_for_false_negatives() -> None:
 
 
 def _config(**thresholds: float) -> EvaluateConfig:
-    return EvaluateConfig(
-        primary_metric="roc_auc",
-        thresholds=thresholds,
-        min_gain_over_baseline=0.05,
-        cost_matrix=CostMatrix(fp=5, fn=1),
+    return EvaluateConfig.model_validate(
+        {
+            "primary_metric": "roc_auc",
+            "thresholds": thresholds,
+            "min_gain_over_baseline": 0.05,
+            "cost_matrix": CostMatrix(fp=5, fn=1),
+        }
     )
 
 

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from {{ cookiecutter.package_name }}.config import MINIMIZE_COST, Params, Paths
+from {{ cookiecutter.package_name }}.config import MINIMIZE_COST, GateMetric, Params, Paths
 from {{ cookiecutter.package_name }}.io import read_json, stage_outputs
 
 METRICS = ("roc_auc", "f1", "precision", "recall", "accuracy", "positive_rate", "cost")
 
 
-def _metrics_table(metrics: dict[str, Any], thresholds: dict[str, float]) -> list[str]:
+def _metrics_table(metrics: dict[str, Any], thresholds: dict[GateMetric, float]) -> list[str]:
     at_default = metrics["model_at_default_threshold"]
     lines = [
         f"| metric | model (cut-off {metrics['model']['threshold']:.2f}) | model at"
         f" {at_default['threshold']:.2f} | baseline | gate |",
         "|---|---|---|---|---|",
     ]
+    limits: dict[str, float] = {str(metric): value for metric, value in thresholds.items()}
     for name in METRICS:
-        threshold = thresholds.get(name)
+        threshold = limits.get(name)
         limit = f">= {threshold:.3f}" if threshold is not None else "-"
         if name == "cost":
             limit = "<= baseline"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import bentoml
 import pandas as pd
@@ -55,8 +55,14 @@ SETTINGS = ServingConfig.model_validate(
 SCHEMA = BUNDLE.schema
 
 Record = SCHEMA.request_model("Record", optional=BUNDLE.measured_only)
-Records = Annotated[list[Record], Field(min_length=1, max_length=SETTINGS.max_records)]  # type: ignore[valid-type]
-TargetLabel = Literal[tuple(SCHEMA.target_values)]  # type: ignore[valid-type]
+# Built from the schema when the service starts: pydantic validates against these; a type checker
+# sees their static shape.
+if TYPE_CHECKING:
+    Records = list[BaseModel]
+    TargetLabel = int | str
+else:
+    Records = Annotated[list[Record], Field(min_length=1, max_length=SETTINGS.max_records)]
+    TargetLabel = Literal[tuple(SCHEMA.target_values)]
 
 
 class PredictRequest(bentoml.IODescriptor):
@@ -159,7 +165,7 @@ class ModelService:
         return predictions
 
     @bentoml.api(input_spec=FeedbackRequest)
-    def feedback(self, prediction_id: uuid.UUID, label: TargetLabel) -> FeedbackReceipt:  # type: ignore[valid-type]
+    def feedback(self, prediction_id: uuid.UUID, label: TargetLabel) -> FeedbackReceipt:
         """Record the true label of an earlier prediction, for monitoring to compare. Any
         well-formed id is recorded (checking it would read the log on every call); feedback
         whose id was never issued is counted as unmatched when monitoring joins the two."""
@@ -173,4 +179,5 @@ class ModelService:
         self.log.close()
 
 
-ModelService.add_asgi_middleware(JsonOnly)
+# @bentoml.service turns the class into a bentoml.Service, which its type does not show.
+ModelService.add_asgi_middleware(JsonOnly)  # type: ignore[attr-defined]
