@@ -1,6 +1,7 @@
 """Every Python the template offers: a project baked for it installs with that interpreter
-(`make setup`: uv sync of the lock made for it) and passes its unit tests (`make test-unit`), in
-a plain shell whose PATH has that Python and no uv (the Makefile installs its own).
+(`make setup`: uv sync of the lock made for it), passes `make lint` (ruff, mypy) and its unit
+tests (`make test-unit`), in a plain shell whose PATH has that Python and no uv (the Makefile
+installs its own).
 
 3.11, the default, is the interpreter of the shared project environment: every end-to-end test
 runs on it (test_e2e runs the default project's whole `make test`). Here the others, each in its
@@ -67,7 +68,7 @@ def test_unit_tests_pass_on_every_offered_python(version: str, tmp_path: Path) -
             "UV_NO_PROGRESS": "1",
         }
     )
-    done = run_command(["make", "test-unit"], project, env, timeout=1800)
+    done = run_command(["make", "lint", "test-unit"], project, env, timeout=1800)
     interpreter = (project / ".venv" / "bin" / "python").resolve()
     probe = run_command(
         [str(interpreter), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
