@@ -218,6 +218,7 @@ def running_make(
     log: Path,
     port_variable: str = "PORT",
     ready_path: str = "/readyz",
+    env: dict[str, str] | None = None,
 ) -> Iterator[RunningMake]:
     """`make <target> <PORT>=<free port>` in the project with a user's PATH, until ready (GET
     `ready_path` answers 200); stopped afterwards with every process it started."""
@@ -227,7 +228,7 @@ def running_make(
         process = subprocess.Popen(
             ["make", *target, f"{port_variable}={port}"],
             cwd=project.path,
-            env=project.env({MARKER: marker}, activated=False),
+            env=project.env({**(env or {}), MARKER: marker}, activated=False),
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
