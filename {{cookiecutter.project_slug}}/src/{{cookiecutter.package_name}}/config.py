@@ -137,7 +137,7 @@ class CostMatrix(_Strict):
 
 
 class EvaluateConfig(_Strict):
-    primary_metric: Literal["roc_auc", "f1", "precision", "recall", "accuracy"]
+    primary_metric: GateMetric
     thresholds: dict[GateMetric, float]
     min_gain_over_baseline: float
     cost_matrix: CostMatrix
