@@ -200,6 +200,26 @@ def user_path() -> str:
     return os.pathsep.join(kept)
 
 
+def plain_shell_environment(*first: str) -> dict[str, str]:
+    """A user's shell on this machine, for commands that must not use the shared project
+    environment (they install their own .venv): a user's PATH (see `user_path`) after the
+    directories in `first`, nothing of an activated environment, BentoML, GitHub or Docker
+    settings, and no interpreter downloads (none are possible here: fail clearly)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in LEAKY_VARIABLES
+        and not key.startswith(("UV_", "BENTOML_", "GITHUB_", "RUNNER_", "DOCKER_"))
+    }
+    env["PATH"] = os.pathsep.join([*first, user_path()])
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    env["UV_NO_PROGRESS"] = "1"
+    for role in ("AUTHOR", "COMMITTER"):
+        env[f"GIT_{role}_NAME"] = "Template Tests"
+        env[f"GIT_{role}_EMAIL"] = "template-tests@example.com"
+    return env
+
+
 def _prune_stale_environments(keep: Path) -> None:
     if not ENVS.is_dir():
         return

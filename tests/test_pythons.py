@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import LEAKY_VARIABLES, bake, run_command, user_path
+from conftest import bake, plain_shell_environment, run_command, user_path
 from test_bake import PYTHON_VERSIONS
 
 pytestmark = pytest.mark.e2e
@@ -56,18 +56,7 @@ def test_unit_tests_pass_on_every_offered_python(version: str, tmp_path: Path) -
             pytest.fail(f"{reason}, and {REQUIRE}=1 requires every offered Python")
         pytest.skip(f"{reason}; set {REQUIRE}=1 to fail instead")
     project = bake(tmp_path, {"python_version": version})
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in LEAKY_VARIABLES and not key.startswith(("UV_", "BENTOML_"))
-    }
-    env.update(
-        {
-            "PATH": os.pathsep.join([str(directory), user_path()]),
-            "UV_PYTHON_DOWNLOADS": "never",
-            "UV_NO_PROGRESS": "1",
-        }
-    )
+    env = plain_shell_environment(str(directory))
     done = run_command(["make", "lint", "test-unit"], project, env, timeout=1800)
     interpreter = (project / ".venv" / "bin" / "python").resolve()
     probe = run_command(

@@ -20,17 +20,17 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import (
-    LEAKY_VARIABLES,
     TEMPLATE,
     Project,
     bake,
     cookiecutter_defaults,
+    plain_shell_environment,
     run_command,
-    user_path,
 )
 from loopback import free_port, http, offline_prediction, wait_until_ready
 from workflow_runner import Event, JobResult, WorkflowRunner
@@ -48,24 +48,6 @@ GITHUB_ONLY = {
     "actions/upload-pages-artifact": "uploads a Pages artifact to GitHub",
     "actions/deploy-pages": "deploys to GitHub Pages",
 }
-
-
-def runner_environment(*first: str) -> dict[str, str]:
-    """A GitHub-hosted runner's machine, as far as this one can be: this machine's tools on a
-    user's PATH (no uv, no template .venv), nothing of the test session's project set-up."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in LEAKY_VARIABLES
-        and not key.startswith(("UV_", "BENTOML_", "GITHUB_", "RUNNER_", "DOCKER_"))
-    }
-    env["PATH"] = os.pathsep.join([*first, user_path()])
-    env["UV_PYTHON_DOWNLOADS"] = "never"  # no interpreter downloads here: fail clearly
-    env["UV_NO_PROGRESS"] = "1"
-    for role in ("AUTHOR", "COMMITTER"):
-        env[f"GIT_{role}_NAME"] = "Runner"
-        env[f"GIT_{role}_EMAIL"] = "runner@example.com"
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +74,7 @@ def make_runner(
     repository: Path, workflow: str, work: Path, **options: object
 ) -> WorkflowRunner:
     defaults = cookiecutter_defaults()
-    environment = options.pop("environment", None) or runner_environment()
+    environment = options.pop("environment", None) or plain_shell_environment()
     return WorkflowRunner(
         repository / ".github" / "workflows" / workflow,
         repository,
@@ -261,8 +243,33 @@ def test_make_image_refuses_uncommitted_source_changes(
 # The release image, built by the release job on a Docker engine
 
 
-def docker_environment() -> dict[str, str] | None:
-    """DOCKER_HOST and the client's directory of a Docker engine that answers, or None."""
+@dataclass(frozen=True)
+class DockerEngine:
+    """A Docker engine that answers: its client, and DOCKER_HOST when it is not the default."""
+
+    client: Path
+    host: str | None = None
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **({"DOCKER_HOST": self.host} if self.host else {})}
+
+    def run(
+        self, *args: str, cwd: Path, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return run_command(
+            [str(self.client), *args], cwd, self.env(), check=check, timeout=300
+        )
+
+    def answers(self) -> bool:
+        done = subprocess.run(
+            [str(self.client), "info"], env=self.env(), capture_output=True, check=False
+        )
+        return done.returncode == 0
+
+
+def docker_engine() -> DockerEngine | None:
+    """The private engine of ../shared/tools/docker-daemon when it runs, else the `docker` on
+    PATH (a GitHub runner's), whichever answers first."""
     daemon = TEMPLATE.parent / "shared" / "tools" / "docker-daemon"
     candidates = []
     if daemon.is_file():
@@ -272,29 +279,19 @@ def docker_environment() -> dict[str, str] | None:
         if status.returncode == 0:
             directory = Path(os.environ.get("DOCKER_DAEMON_DIR", "/tmp/docker-daemon"))
             candidates.append(
-                {
-                    "DOCKER_HOST": f"unix://{directory}/docker.sock",
-                    "bin": str(directory / "bin"),
-                }
+                DockerEngine(
+                    directory / "bin" / "docker", f"unix://{directory}/docker.sock"
+                )
             )
-    if shutil.which("docker"):
-        candidates.append({"bin": str(Path(shutil.which("docker") or "").parent)})
-    for candidate in candidates:
-        env = {**os.environ, **{k: v for k, v in candidate.items() if k != "bin"}}
-        docker = str(Path(candidate["bin"]) / "docker")
-        if (
-            subprocess.run(
-                [docker, "info"], env=env, capture_output=True, check=False
-            ).returncode
-            == 0
-        ):
-            return candidate
-    return None
+    on_path = shutil.which("docker")
+    if on_path:
+        candidates.append(DockerEngine(Path(on_path)))
+    return next((engine for engine in candidates if engine.answers()), None)
 
 
 @pytest.fixture(scope="module")
-def docker() -> dict[str, str]:
-    found = docker_environment()
+def docker() -> DockerEngine:
+    found = docker_engine()
     if found is None:
         reason = (
             "no Docker engine answers (start one: ../shared/tools/docker-daemon start)"
@@ -308,12 +305,12 @@ def docker() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def release(
     repository: Project,
-    docker: dict[str, str],
+    docker: DockerEngine,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[JobResult, list[str]]]:
-    environment = runner_environment(docker["bin"])
-    if "DOCKER_HOST" in docker:
-        environment["DOCKER_HOST"] = docker["DOCKER_HOST"]
+    environment = plain_shell_environment(str(docker.client.parent))
+    if docker.host:
+        environment["DOCKER_HOST"] = docker.host
     runner = make_runner(
         repository.path,
         "release.yml",
@@ -329,22 +326,15 @@ def release(
     try:
         yield job, tags
     finally:
-        client = Path(docker["bin"]) / "docker"
-        env = {**os.environ, **{k: v for k, v in docker.items() if k != "bin"}}
         if tags:
-            subprocess.run(
-                [str(client), "rmi", "--force", *tags],
-                env=env,
-                capture_output=True,
-                check=False,
-            )
+            docker.run("rmi", "--force", *tags, cwd=repository.path, check=False)
 
 
 @pytest.mark.container
 def test_release_job_builds_a_labelled_image_that_serves_the_model(
     release: tuple[JobResult, list[str]],
     repository: Project,
-    docker: dict[str, str],
+    docker: DockerEngine,
     tmp_path: Path,
 ) -> None:
     job, tags = release
@@ -360,11 +350,8 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
         [f"{image}:0.1.0", f"{image}:sha-{head[:7]}", f"{image}:model-{model_version}"]
     )
 
-    client = str(Path(docker["bin"]) / "docker")
-    env = {**os.environ, **{k: v for k, v in docker.items() if k != "bin"}}
-
     def docker_run(*args: str) -> str:
-        return run_command([client, *args], tmp_path, env, timeout=300).stdout
+        return docker.run(*args, cwd=tmp_path).stdout
 
     ids = {
         docker_run("image", "inspect", "--format", "{{.Id}}", tag).strip()
@@ -412,9 +399,7 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
             wait_until_ready(url, 300, log)
         finally:
             log.write_text(
-                run_command(
-                    [client, "logs", container], tmp_path, env, check=False
-                ).stdout
+                docker.run("logs", container, cwd=tmp_path, check=False).stdout
             )
         offline = offline_prediction(Project(job.workspace, repository.environment))
         status, body = http(f"{url}/predict", {"records": [offline["record"]]})
@@ -425,9 +410,4 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
         assert answer["model_version"] == registry["tag"]
         assert docker_run("exec", container, "id", "-u").strip() != "0"
     finally:
-        subprocess.run(
-            [client, "rm", "--force", container],
-            env=env,
-            capture_output=True,
-            check=False,
-        )
+        docker.run("rm", "--force", container, cwd=tmp_path, check=False)

@@ -403,7 +403,8 @@ class JobResult:
 # --------------------------------------------------------------------------------------------
 # The runner
 
-Stand_in = Callable[["JobRun", dict[str, str]], None]
+# A stand-in gets the job run, the step's inputs and its GITHUB_* files (by variable name).
+Stand_in = Callable[["JobRun", dict[str, str], Mapping[str, Path]], None]
 
 
 class WorkflowRunner:
@@ -713,7 +714,7 @@ class JobRun:
             path.write_text("")
         timeout = float(step.get("timeout-minutes", job_timeout / 60)) * 60
         if "uses" in step:
-            result = self.run_action(step, name, env, files)
+            result = self.run_action(step, name, files)
         else:
             result = self.run_script(step, name, env, files, timeout)
         continue_on_error = (
@@ -801,11 +802,7 @@ class JobRun:
         return StepResult(name, outcome, reason, done.stdout)
 
     def run_action(
-        self,
-        step: Mapping[str, Any],
-        name: str,
-        env: Mapping[str, str],
-        files: Mapping[str, Path],
+        self, step: Mapping[str, Any], name: str, files: Mapping[str, Path]
     ) -> StepResult:
         problems = input_problems(step, self.runner.specs)
         if problems:
@@ -816,10 +813,8 @@ class JobRun:
             raise RunnerError(f"no local stand-in for {action} (step {name!r})")
         inputs = self.runner.specs[action].defaults()
         inputs.update(self.evaluated(step.get("with")))
-        self.current_files = files
-        self.current_env = self.process_environment(env, files)
         try:
-            stand_in(self, inputs)
+            stand_in(self, inputs, files)
         except StepFailure as failure:
             return StepResult(name, "failure", "", str(failure))
         return StepResult(name, "success")
@@ -869,7 +864,7 @@ def parse_key_values(text: str) -> dict[str, str]:
 # Stand-ins for the actions the generated workflows use
 
 
-def checkout(run: JobRun, inputs: dict[str, str]) -> None:
+def checkout(run: JobRun, inputs: dict[str, str], files: Mapping[str, Path]) -> None:
     """actions/checkout: the event's commit into the workspace, `origin` being the repository.
     fetch-depth 0 fetches every branch (as origin/<branch>), else only the event's ref."""
     target = run.workspace / inputs.get("path", "")
@@ -891,7 +886,7 @@ def checkout(run: JobRun, inputs: dict[str, str]) -> None:
         run.git("checkout", "-q", "-B", run.event.ref, run.sha, cwd=target)
 
 
-def setup_uv(run: JobRun, inputs: dict[str, str]) -> None:
+def setup_uv(run: JobRun, inputs: dict[str, str], files: Mapping[str, Path]) -> None:
     """astral-sh/setup-uv: the requested uv on PATH (the pinned one: it must be the version
     asked for), UV_PYTHON from python-version."""
     bin_dir = run.root / "uv-bin"
@@ -907,10 +902,10 @@ def setup_uv(run: JobRun, inputs: dict[str, str]) -> None:
         raise StepFailure(
             f"setup-uv was asked for uv {wanted}; the runner has {installed}"
         )
-    with run.current_files["GITHUB_PATH"].open("a") as path_file:
+    with files["GITHUB_PATH"].open("a") as path_file:
         path_file.write(f"{bin_dir}\n")
     if inputs.get("python-version"):
-        with run.current_files["GITHUB_ENV"].open("a") as env_file:
+        with files["GITHUB_ENV"].open("a") as env_file:
             env_file.write(f"UV_PYTHON={inputs['python-version']}\n")
 
 
@@ -931,7 +926,9 @@ def _artifact_files(run: JobRun, patterns: list[str]) -> tuple[Path, list[Path]]
     return Path(os.path.commonpath([str(root) for root in roots])), files
 
 
-def upload_artifact(run: JobRun, inputs: dict[str, str]) -> None:
+def upload_artifact(
+    run: JobRun, inputs: dict[str, str], files: Mapping[str, Path]
+) -> None:
     patterns = [line.strip() for line in inputs["path"].splitlines() if line.strip()]
     root, files = _artifact_files(run, patterns)
     if not files:
@@ -947,7 +944,9 @@ def upload_artifact(run: JobRun, inputs: dict[str, str]) -> None:
         shutil.copy2(path, destination)
 
 
-def download_artifact(run: JobRun, inputs: dict[str, str]) -> None:
+def download_artifact(
+    run: JobRun, inputs: dict[str, str], files: Mapping[str, Path]
+) -> None:
     store = run.runner.artifacts / inputs.get("name", "")
     if not store.is_dir():
         raise StepFailure(f"artifact {store.name!r} not found in this run")
