@@ -32,7 +32,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -398,3 +399,66 @@ def bake_project(
 def default_project(bake_project: BakeProject) -> Project:
     """A default project after `make setup` and `make pipeline`. Shared: do not change it."""
     return bake_project(pipeline=True)
+
+
+# ---------------------------------------------------------------------------------------
+# A real PostgreSQL server (.ci/run starts Debian's and creates the role; see test_postgres.py)
+
+POSTGRES_REQUIRED = "REQUIRE_POSTGRES_TEST"
+POSTGRES_ROLE = os.environ.get("TEMPLATE_TESTS_POSTGRES_ROLE", "template_tests")
+POSTGRES_PASSWORD = os.environ.get("TEMPLATE_TESTS_POSTGRES_PASSWORD", "template-tests")
+POSTGRES_SERVER = "127.0.0.1:5432"
+
+POSTGRES_ADMIN = r"""
+import sys, sqlalchemy as sa
+url, action, name = sys.argv[1:4]
+engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+with engine.connect() as connection:
+    if action == "create":
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    elif action == "drop":
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    else:
+        connection.execute(sa.text("SELECT 1"))
+"""
+
+
+def postgres_url(database: str, password: str = POSTGRES_PASSWORD) -> str:
+    return f"postgresql://{POSTGRES_ROLE}:{password}@{POSTGRES_SERVER}/{database}"
+
+
+@pytest.fixture
+def postgres_database(default_project: Project) -> Iterator[str]:
+    """A fresh database on the server, dropped afterwards; skips without a server."""
+    probe = default_project.run(
+        "python",
+        "-c",
+        POSTGRES_ADMIN,
+        postgres_url(POSTGRES_ROLE),
+        "probe",
+        "-",
+        check=False,
+    )
+    if probe.returncode != 0:
+        reason = f"no PostgreSQL server answers as {POSTGRES_ROLE} on {POSTGRES_SERVER}"
+        if os.environ.get(POSTGRES_REQUIRED) == "1":
+            pytest.fail(
+                f"{reason}, and {POSTGRES_REQUIRED}=1 requires it:\n{probe.stdout[-2000:]}"
+            )
+        pytest.skip(f"{reason} (set {POSTGRES_REQUIRED}=1 to fail instead)")
+    name = f"template_tests_{uuid.uuid4().hex[:12]}"
+    default_project.run(
+        "python", "-c", POSTGRES_ADMIN, postgres_url(POSTGRES_ROLE), "create", name
+    )
+    try:
+        yield name
+    finally:
+        default_project.run(
+            "python",
+            "-c",
+            POSTGRES_ADMIN,
+            postgres_url(POSTGRES_ROLE),
+            "drop",
+            name,
+            check=False,
+        )

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import BakeProject, Project
+from conftest import POSTGRES_PASSWORD, BakeProject, Project, postgres_url
 from loopback import serve_directory
 
 pytestmark = pytest.mark.e2e
@@ -218,6 +218,46 @@ def test_every_stage_passed(churn_project: Project) -> None:
     assert fairness["gate"]["passed"] is True
     card = (churn_project.path / "docs/model_card.md").read_text()
     assert "churned" in card and "gender" in card
+
+
+# ---------------------------------------------------------------------------------------
+# The same table from a PostgreSQL server (.ci/run starts one; see test_postgres.py)
+
+
+def test_the_same_table_ingested_from_postgresql_changes_nothing_downstream(
+    churn_project: Project, postgres_database: str, tmp_path: Path
+) -> None:
+    """The churn table moves from SQLite to PostgreSQL: params.yaml's source and query change,
+    ingest reruns, and its snapshot is byte for byte the one SQLite gave, so DVC reruns no
+    later stage. (register reruns: it records every param.)"""
+    project = churn_project.copy(tmp_path / churn_project.path.name)
+    before = read_json(project, "data/raw/manifest.json")
+    project.run("python", str(GENERATOR), postgres_url(postgres_database))
+    columns = ", ".join(before["columns"])
+
+    def to_postgresql(params: dict[str, Any]) -> dict[str, Any]:
+        params["data"]["source"] = postgres_url(
+            postgres_database, password="${DATA_SOURCE_PASSWORD}"
+        )
+        params["data"]["query"] = f"SELECT {columns} FROM customers ORDER BY row_number"
+        return params
+
+    edit(project, to_postgresql)
+    done = project.run(
+        "make", "pipeline", env={"DATA_SOURCE_PASSWORD": POSTGRES_PASSWORD}
+    )
+    assert "Running stage 'ingest'" in done.stdout, done.stdout[-2000:]
+    assert POSTGRES_PASSWORD not in done.stdout
+    for stage in ("curate", "validate", "explore", "split", "train"):
+        assert f"Running stage '{stage}'" not in done.stdout, f"{stage} reran"
+    after = read_json(project, "data/raw/manifest.json")
+    assert after["kind"] == "database" and after["source"].startswith("postgresql://")
+    assert POSTGRES_PASSWORD not in json.dumps(after)
+    assert (after["rows"], after["columns"], after["sha256"]) == (
+        before["rows"],
+        before["columns"],
+        before["sha256"],
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 Run with the generated project's environment (it has numpy and pandas):
 
     python make_churn_data.py OUT.db [OUT.csv]
+    python make_churn_data.py postgresql://user:password@host/database
+
+A database URL gets the table through SQLAlchemy, with a `row_number` column to keep the order.
 
 Deterministic (numpy seed), 1,500 rows. Unlike the German credit data it has an id column and a
 free-text column (`agent_notes`) that cannot be features, a column that is mostly missing
@@ -85,6 +88,15 @@ def make_table(rows: int = ROWS, seed: int = SEED) -> pd.DataFrame:
 
 def main(argv: list[str]) -> int:
     table = make_table()
+    if "://" in argv[0]:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(argv[0])
+        table.to_sql(TABLE, engine, index=True, index_label="row_number")
+        print(
+            f"wrote {len(table)} rows to {engine.url.render_as_string(hide_password=True)}"
+        )
+        return 0
     database = Path(argv[0])
     database.parent.mkdir(parents=True, exist_ok=True)
     database.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ STAGES = (
     "ingest",
     "curate",
     "validate",
+    "explore",
     "split",
     "train",
     "evaluate",

@@ -30,6 +30,8 @@ class Paths:
     curate_report = Path("reports/curate.json")
     validated_data = Path("data/interim/validated.csv")
     validation_report = Path("reports/validation.json")
+    explore_report = Path("reports/explore.html")  # Evidently's data summary and correlations
+    explore_summary = Path("reports/explore.json")
     train_data = Path("data/processed/train.csv")
     test_data = Path("data/processed/test.csv")
     reference_data = Path("data/reference/reference.csv")  # the test split, scored by the bundle

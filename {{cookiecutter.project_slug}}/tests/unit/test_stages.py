@@ -12,6 +12,7 @@ from {{ cookiecutter.package_name }}.io import file_sha256, load_table, read_jso
 from {{ cookiecutter.package_name }}.pipeline import (
     curate,
     evaluate,
+    explore,
     fairness,
     ingest,
     model_card,
@@ -30,13 +31,22 @@ def _run_until_train(params) -> None:
         stage.run(params)
 
 
-def test_stages_write_their_outputs(workspace: Path) -> None:
+def test_stages_write_their_outputs(workspace: Path, capsys: pytest.CaptureFixture) -> None:
     params = load_params()
     manifest = ingest.run(params)
     assert manifest["sha256"] == file_sha256(Paths.raw_data)
     assert manifest["rows"] > 0
-    for stage in (curate, validate, split, train, evaluate, fairness, model_card):
+    for stage in (curate, validate, explore, split, train, evaluate, fairness, model_card):
         stage.run(params)
+    explored = read_json(Paths.explore_summary)
+    assert explored["rows"] == read_json(Paths.curate_report)["rows_out"]
+    assert Paths.explore_report.stat().st_size > 0
+    # not a terminal: the search says what it will do and what it did, a line each
+    logged = capsys.readouterr().err.splitlines()
+    folds = params.train.cv_folds
+    assert f"train: search, 1 candidates x {folds} folds: {folds} fits" in logged
+    assert any(line.startswith(f"train: search, 1 candidates x {folds} folds: done, {folds}/")
+               for line in logged)
     rows = {path: len(load_table(str(path))) for path in (Paths.train_data, Paths.test_data)}
     assert abs(rows[Paths.test_data] / sum(rows.values()) - params.split.test_size) < 0.01
     metrics = read_json(Paths.metrics)

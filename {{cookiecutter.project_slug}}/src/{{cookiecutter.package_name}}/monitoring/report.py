@@ -27,25 +27,9 @@ from {{ cookiecutter.package_name }}.monitoring.window import (
     load_reference,
 )
 from {{ cookiecutter.package_name }}.pipeline.evaluate import classification_metrics
+from {{ cookiecutter.package_name }}.pipeline.explore import SUMMARY_WITHOUT_TESTS
 
 PROJECT_NAME = "{{ cookiecutter.project_name }}"  # the Evidently workspace project
-NO_TESTS: dict[str, Any] = {  # DataSummaryPreset without its auto-generated tests
-    name: []
-    for name in (
-        "row_count_tests",
-        "column_count_tests",
-        "duplicated_row_count_tests",
-        "duplicated_column_count_tests",
-        "almost_duplicated_column_count_tests",
-        "almost_constant_column_count_tests",
-        "empty_row_count_tests",
-        "empty_column_count_tests",
-        "constant_columns_count_tests",
-        "dataset_missing_value_count_tests",
-    )
-}
-
-
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -326,7 +310,7 @@ def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
 
     data_report = Report(
         [
-            DataSummaryPreset(**NO_TESTS, column_tests={}),
+            DataSummaryPreset(**SUMMARY_WITHOUT_TESTS, column_tests={}),
             DataDriftPreset(
                 columns=[*features, PROBABILITY],
                 num_method=drift.num_method,

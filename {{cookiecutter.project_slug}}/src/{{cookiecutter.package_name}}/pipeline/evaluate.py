@@ -1,4 +1,4 @@
-"""Stage 6, evaluate: test-split metrics for the model and the baseline, each at the decision
+"""Stage 7, evaluate: test-split metrics for the model and the baseline, each at the decision
 threshold its bundle carries (and the model's at 0.5 too, to show what the cost-based cut-off
 saves), DVC plots, and a gate that stops the pipeline when the model misses a threshold, does
 not beat the baseline, or costs more than it."""

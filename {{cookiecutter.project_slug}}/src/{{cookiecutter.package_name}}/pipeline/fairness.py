@@ -1,4 +1,4 @@
-"""Stage 7, fairness: per-group metrics of the model's decisions (at its bundle's threshold)
+"""Stage 8, fairness: per-group metrics of the model's decisions (at its bundle's threshold)
 for each sensitive attribute and the disparities between groups (fairlearn), gated by the
 maximum differences in params.yaml. Attributes that are measured but not model inputs are
 assessed the same way."""

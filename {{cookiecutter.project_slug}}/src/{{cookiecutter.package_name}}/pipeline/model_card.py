@@ -1,4 +1,4 @@
-"""Stage 8, model card: what the model is, what it was trained on, how well and how fairly it
+"""Stage 9, model card: what the model is, what it was trained on, how well and how fairly it
 does, rendered from the pipeline's own results so it can never drift from them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage 4, split: a stratified train/test split (the test rows are also monitoring's
+"""Stage 5, split: a stratified train/test split (the test rows are also monitoring's
 reference, once the model has scored them: see the reference stage)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage 5, train: a baseline without ML first, then the chosen model family inside one
+"""Stage 6, train: a baseline without ML first, then the chosen model family inside one
 scikit-learn Pipeline (preprocessing included, so serving takes raw records), tuned by a
 cross-validated grid search from params.yaml; then the decision threshold that minimises the
 expected cost of mistakes, chosen by cross-validation on the training split only. Both are
@@ -16,8 +16,13 @@ from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import confusion_matrix, make_scorer
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, TunedThresholdClassifierCV
+from sklearn.metrics import confusion_matrix, get_scorer, make_scorer
+from sklearn.model_selection import (
+    GridSearchCV,
+    ParameterGrid,
+    StratifiedKFold,
+    TunedThresholdClassifierCV,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -38,6 +43,7 @@ from {{ cookiecutter.package_name }}.config import (
 )
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.io import stage_outputs
+from {{ cookiecutter.package_name }}.progress import Step, step
 from {{ cookiecutter.package_name }}.schema import Schema, load_schema
 
 MISSING_CATEGORY = "__missing__"
@@ -84,6 +90,22 @@ def cost_scorer(cost: CostMatrix) -> Any:
         return float(fp * cost.fp + fn * cost.fn) / len(y_true)
 
     return make_scorer(cost_per_decision, greater_is_better=False)
+
+
+def counting_scorer(scoring: str, progress: Step) -> Any:
+    """train.scoring as a scorer that advances `progress` once per fold it scores (the search
+    scores each fit once, on its held-out fold)."""
+    try:
+        scorer = get_scorer(scoring)
+    except ValueError as error:
+        raise ConfigError(f"train.scoring: {error}") from error
+
+    def score(estimator: Any, features: pd.DataFrame, target: pd.Series) -> float:
+        value = scorer(estimator, features, target)
+        progress.advance()
+        return float(value)
+
+    return score
 
 
 def choose_threshold(
@@ -171,26 +193,36 @@ def run(params: Params) -> dict[str, Any]:
     config, seed, cost = params.train, params.split.seed, params.evaluate.cost_matrix
 
     grid = {f"classifier__{name}": values for name, values in config.search[config.model].items()}
-    search = GridSearchCV(
-        build_model(config.model, schema.subset(inputs), seed),
-        grid,
-        scoring=config.scoring,
-        cv=StratifiedKFold(n_splits=config.cv_folds, shuffle=True, random_state=seed),
-        n_jobs=1,
-        error_score="raise",
-        refit=False,  # refitted once, on every training row, when the threshold is chosen
-    )
     try:
-        search.fit(features, target)
+        candidates = len(ParameterGrid(grid))
     except (ValueError, TypeError) as error:
-        if "parameter" not in str(error).lower():
-            raise
         raise ConfigError(f"train.search.{config.model}: {error}") from error
+    fits = candidates * config.cv_folds
+    name = f"train: search, {candidates} candidates x {config.cv_folds} folds"
+    with step(name, fits, "fits") as progress:
+        search = GridSearchCV(
+            build_model(config.model, schema.subset(inputs), seed),
+            grid,
+            scoring=counting_scorer(config.scoring, progress),
+            cv=StratifiedKFold(n_splits=config.cv_folds, shuffle=True, random_state=seed),
+            n_jobs=1,
+            error_score="raise",
+            refit=False,  # refitted once, on every training row, when the threshold is chosen
+        )
+        try:
+            search.fit(features, target)
+        except (ValueError, TypeError) as error:
+            if "parameter" not in str(error).lower():
+                raise
+            raise ConfigError(f"train.search.{config.model}: {error}") from error
     best = clone(search.estimator).set_params(**search.best_params_)
-    model, threshold, decision = choose_threshold(best, features, target, config, cost, seed)
-    baseline, baseline_threshold, _ = choose_threshold(
-        build_baseline(config.baseline, seed), features, target, config, cost, seed
-    )
+    with step("train: decision thresholds (model, then baseline)", 2, "models") as progress:
+        model, threshold, decision = choose_threshold(best, features, target, config, cost, seed)
+        progress.advance()
+        baseline, baseline_threshold, _ = choose_threshold(
+            build_baseline(config.baseline, seed), features, target, config, cost, seed
+        )
+        progress.advance()
 
     report = {
         "model": config.model,
