@@ -44,7 +44,8 @@ class Step:
             self._bar.close()
             return
         elapsed = time.perf_counter() - self._started
-        self._line(f"{self.name}: {outcome}, {self.done}/{self.total} {self.unit} in {elapsed:.1f} s")
+        done = f"{self.done}/{self.total} {self.unit}"
+        self._line(f"{self.name}: {outcome}, {done} in {elapsed:.1f} s")
 
     def _line(self, text: str) -> None:
         print(text, file=self.stream, flush=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import yaml
@@ -116,8 +116,9 @@ class Schema:
 
     def request_model(self, name: str = "Record", optional: tuple[str, ...] = ()) -> Any:
         """A pydantic model of one request record: the feature columns, their types and bounds;
-        the `optional` ones (measured, not model inputs) may be left out."""
-        from pydantic import ConfigDict, Field, create_model
+        the `optional` ones (measured, not model inputs) may be left out. Numbers are strict: a
+        JSON `false` or `"2"` is not an integer (an integer is a float, as JSON has it)."""
+        from pydantic import ConfigDict, Field, StrictFloat, StrictInt, create_model
 
         fields: dict[str, Any] = {}
         for spec in self.columns:
@@ -125,7 +126,7 @@ class Schema:
             if spec.type == "category":
                 annotation = Literal[tuple(spec.categories)]
             else:
-                annotation = int if spec.type == "integer" else float
+                annotation = StrictInt if spec.type == "integer" else StrictFloat
             if spec.nullable or spec.name in optional:
                 annotation = annotation | None
             field = Field(
@@ -137,6 +138,18 @@ class Schema:
             fields[spec.name] = (annotation, field)
         config = ConfigDict(extra="forbid")
         return create_model(name, __config__=config, **fields)
+
+    def label_type(self) -> Any:
+        """The target's values as a request field type. A JSON boolean is refused, not read as
+        0 or 1 (pydantic's Literal would match `false` to 0 even in strict mode)."""
+        from pydantic import BeforeValidator
+
+        def not_boolean(value: Any) -> Any:
+            if isinstance(value, bool):
+                raise ValueError(f"must be one of {list(self.target_values)}, not a boolean")
+            return value
+
+        return Annotated[Literal[tuple(self.target_values)], BeforeValidator(not_boolean)]
 
     def to_yaml(self) -> str:
         document = {

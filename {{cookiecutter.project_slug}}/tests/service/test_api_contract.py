@@ -109,6 +109,15 @@ def invalid_cases(
             {"json": {"records": [{**record, column.name: "not a number"}]}},
             column.name,
         )
+        # JSON has booleans and strings of digits; neither is a number here
+        cases["boolean as a number"] = (
+            {"json": {"records": [{**record, column.name: False}]}},
+            column.name,
+        )
+        cases["number in a string"] = (
+            {"json": {"records": [{**record, column.name: "2"}]}},
+            column.name,
+        )
     if categorical:
         column = categorical[0]
         cases["unknown category"] = (
@@ -130,6 +139,8 @@ def invalid_cases(
 CASE_NAMES = [
     "missing field",
     "wrong type",
+    "boolean as a number",
+    "number in a string",
     "unknown category",
     "out of range",
     "empty list",
@@ -189,6 +200,8 @@ def test_feedback_is_accepted_for_a_prediction(
     [
         ({"prediction_id": "not-a-uuid", "label": None}, "prediction_id"),
         ({"prediction_id": str(uuid.uuid4()), "label": "surely-not-a-label"}, "label"),
+        ({"prediction_id": str(uuid.uuid4()), "label": False}, "label"),
+        ({"prediction_id": str(uuid.uuid4()), "label": True}, "label"),
         ({"label": None}, "prediction_id"),
         ({"prediction_id": str(uuid.uuid4()), "label": None, "extra": 1}, "extra"),
     ],

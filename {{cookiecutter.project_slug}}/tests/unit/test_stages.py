@@ -45,8 +45,10 @@ def test_stages_write_their_outputs(workspace: Path, capsys: pytest.CaptureFixtu
     logged = capsys.readouterr().err.splitlines()
     folds = params.train.cv_folds
     assert f"train: search, 1 candidates x {folds} folds: {folds} fits" in logged
-    assert any(line.startswith(f"train: search, 1 candidates x {folds} folds: done, {folds}/")
-               for line in logged)
+    assert any(
+        line.startswith(f"train: search, 1 candidates x {folds} folds: done, {folds}/")
+        for line in logged
+    )
     rows = {path: len(load_table(str(path))) for path in (Paths.train_data, Paths.test_data)}
     assert abs(rows[Paths.test_data] / sum(rows.values()) - params.split.test_size) < 0.01
     metrics = read_json(Paths.metrics)

@@ -30,6 +30,8 @@ from {{ cookiecutter.package_name }}.pipeline.evaluate import classification_met
 from {{ cookiecutter.package_name }}.pipeline.explore import SUMMARY_WITHOUT_TESTS
 
 PROJECT_NAME = "{{ cookiecutter.project_name }}"  # the Evidently workspace project
+
+
 @dataclass(frozen=True)
 class Check:
     name: str

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
 import pandas as pd
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     TargetLabel = int | str
 else:
     Records = Annotated[list[Record], Field(min_length=1, max_length=SETTINGS.max_records)]
-    TargetLabel = Literal[tuple(SCHEMA.target_values)]
+    TargetLabel = SCHEMA.label_type()
 
 
 class PredictRequest(bentoml.IODescriptor):
