@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -70,6 +71,15 @@ def valid_record(schema: Schema) -> dict[str, object]:
             cast = int if column.type == "integer" else float
             record[column.name] = cast(column.min if column.min is not None else 0)
     return record
+
+
+def frame_of_records(records: list[dict], schema: Schema) -> pd.DataFrame:
+    """JSON records as the table a scikit-learn pipeline reads: numbers as floats, categories as
+    text, null as missing (what the service did before its fast path)."""
+    frame = pd.DataFrame(records, columns=schema.feature_names)
+    return frame.astype(
+        {name: "str" if name in schema.categorical_features else "float64" for name in frame}
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,17 +10,18 @@ Run it with `make serve` (project dir) or from the built bento/image. BentoML ad
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import ServingConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError
+from {{ cookiecutter.package_name }}.inference import records_scorer
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     SIMULATED_HEADER,
     PredictionLog,
@@ -30,6 +31,7 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME, SERVING_FILE
 
 JSON_ROUTES = ("/predict", "/feedback")
+logger = logging.getLogger(__name__)
 
 
 def registered_model(name: str) -> Any:
@@ -124,6 +126,8 @@ class ModelService:
 
     def __init__(self) -> None:
         self.bundle = BUNDLE
+        self.score, path = records_scorer(BUNDLE)
+        logger.info("scoring with the %s", path)
         self.model_version = str(self.model_ref.tag)
         self.log = PredictionLog(open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR))
 
@@ -132,11 +136,7 @@ class ModelService:
         """Score a batch of 1 to `serving.max_records` records, each with the schema's features."""
         simulated = ctx.request.headers.get(SIMULATED_HEADER) == "1"
         rows = [record.model_dump() for record in records]
-        inputs = list(self.bundle.features)  # measured-only attributes are logged, never used
-        features = pd.DataFrame(rows, columns=inputs).astype(
-            {name: SCHEMA.dtypes[name] for name in inputs}
-        )
-        probabilities = self.bundle.probabilities(features)
+        probabilities = self.score(rows)  # measured-only attributes are logged, never used
         decisions = self.bundle.decide(probabilities)
         timestamp = utc_now()
         predictions = [
