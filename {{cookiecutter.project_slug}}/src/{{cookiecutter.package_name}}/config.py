@@ -155,6 +155,10 @@ class FairnessConfig(_Strict):
 class ServingConfig(_Strict):
     max_records: int = Field(gt=0, le=10_000)
     prediction_log: str = Field(min_length=1)
+    # Defaults for models registered before these settings existed.
+    workers: int = Field(1, ge=1, le=64)
+    inference_threads: int = Field(1, ge=1, le=64)
+    timeout: float = Field(30.0, gt=0, le=3600)
 
 
 P_VALUE_METHODS = ("ks", "chisquare")  # drifted below the threshold; distances at or above it

@@ -1,17 +1,26 @@
 """Fixtures of the service tests: the registered model's service, served in-process (BentoML's
-ASGI app in starlette's TestClient), with its prediction log in a scratch directory."""
+ASGI app in starlette's TestClient), with its prediction log in a scratch directory; and
+`serving()`, a real `bentoml serve` on loopback whose whole process tree is always stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
-from collections.abc import Iterator
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pandas as pd
+import psutil  # installed with bentoml
 import pytest
 
 from {{ cookiecutter.package_name }}.config import Paths
@@ -85,3 +94,72 @@ def as_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def valid_record(service: ModuleType, test_split: pd.DataFrame) -> dict[str, Any]:
     return as_records(test_split[service.SCHEMA.feature_names].head(1))[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# A real server
+
+READY_TIMEOUT = 120.0  # seconds; about 3 s on a quiet machine, far more on a busy CI runner
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group (a graceful stop: the service flushes its log), then
+    SIGKILL whatever is left of its tree (BentoML may start workers in sessions of their own,
+    out of reach of the group signal)."""
+    tree: list[psutil.Process] = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        tree = psutil.Process(process.pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=20)
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(
+                f"bentoml serve exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"not ready after {READY_TIMEOUT:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def serving(log: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """`bentoml serve` of the project on a free loopback port, its output in `log`; the URL."""
+    port = free_port()
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, process, log)
+        yield url
+    finally:
+        stop(process)

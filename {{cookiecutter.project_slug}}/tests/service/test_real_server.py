@@ -4,20 +4,12 @@ the service's own OpenAPI document. The server's whole process tree is always st
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import httpx
-import psutil  # installed with bentoml
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -30,74 +22,23 @@ from schemathesis.specs.openapi.checks import (
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR
 
-from .conftest import PROJECT_ROOT
+from .conftest import serving
 
 pytestmark = pytest.mark.service
 
-READY_TIMEOUT = 120.0  # seconds; about 3 s on a quiet machine, far more on a busy CI runner
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, then SIGKILL whatever is left of its tree (BentoML
-    may start workers in sessions of their own, out of reach of the group signal)."""
-    tree: list[psutil.Process] = []
-    with contextlib.suppress(psutil.NoSuchProcess):
-        tree = psutil.Process(process.pid).children(recursive=True)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=20)
-    for member in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.kill()
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
+SERVER_LOG = "bentoml-serve.log"
 
 
 @pytest.fixture(scope="module")
-def server(service: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "bentoml-serve.log"
-    env = {**os.environ, ENV_VAR: str(log.parent / "predictions")}
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process, log)
+def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server")
+
+
+@pytest.fixture(scope="module")
+def server(service: ModuleType, server_dir: Path) -> Iterator[str]:
+    env = {ENV_VAR: str(server_dir / "predictions")}
+    with serving(server_dir / SERVER_LOG, env) as url:
         yield url
-    finally:
-        stop(process)
-
-
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"bentoml serve exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            )
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"not ready after {READY_TIMEOUT:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def test_ready_predicts_and_exposes_metrics(server: str, valid_record: dict) -> None:
@@ -109,6 +50,11 @@ def test_ready_predicts_and_exposes_metrics(server: str, valid_record: dict) -> 
 
     assert metrics.status_code == 200
     assert "bentoml_service_request_total" in metrics.text
+
+
+def test_the_service_says_which_inference_path_it_uses(server: str, server_dir: Path) -> None:
+    log = (server_dir / SERVER_LOG).read_text()
+    assert "scoring with the fast path" in log, log[-3000:]
 
 
 # ---------------------------------------------------------------------------------------------

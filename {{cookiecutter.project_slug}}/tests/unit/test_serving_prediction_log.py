@@ -124,7 +124,7 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path: Path) -> None:
     assert len(sink.read_predictions()) == 1
 
 
-def test_a_failing_sink_does_not_stop_the_writer(tmp_path: Path) -> None:
+def test_a_failed_write_is_retried(tmp_path: Path) -> None:
     class Flaky(DirectorySink):
         calls = 0
 
@@ -136,11 +136,33 @@ def test_a_failing_sink_does_not_stop_the_writer(tmp_path: Path) -> None:
 
     sink = Flaky(tmp_path)
     log = PredictionLog(sink)
+    assert log.log_predictions([prediction(age=1)])
+    log.close()
+    assert sink.read_predictions()["age"].tolist() == [1]
+    assert (Flaky.calls, log.failed) == (2, 0)
+
+
+def test_a_failing_sink_does_not_stop_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from {{ cookiecutter.package_name }}.serving import prediction_log
+
+    monkeypatch.setattr(prediction_log, "WRITE_RETRIES", (0.0,))
+
+    class Broken(DirectorySink):
+        def write(self, table: Any, records: list[dict[str, Any]]) -> None:
+            if records[0]["features"]["age"] == 1:
+                raise OSError("disk full")
+            super().write(table, records)
+
+    sink = Broken(tmp_path)
+    log = PredictionLog(sink)
     log.log_predictions([prediction(age=1)])
     log.flush()
     log.log_predictions([prediction(age=2)])
     log.close()
     assert sink.read_predictions()["age"].tolist() == [2]
+    assert log.failed == 1
 
 
 def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
@@ -153,9 +175,9 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> No
             release.wait(10)
 
     log = PredictionLog(Stuck(tmp_path), max_pending=1, put_timeout=0.01)
-    for _ in range(5):
-        log.log_predictions([prediction(age=1)])
+    queued = [log.log_predictions([prediction(age=1)]) for _ in range(5)]
     assert log.dropped >= 3
+    assert queued.count(False) == log.dropped  # each refusal is told to the caller
     release.set()
     log.close()
 

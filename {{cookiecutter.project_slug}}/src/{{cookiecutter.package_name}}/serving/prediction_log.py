@@ -43,6 +43,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,11 +242,17 @@ def _anchored(target: str, base_dir: Path) -> str:
 _STOP = object()
 
 
+WRITE_RETRIES = (0.1, 0.5, 2.0)  # seconds between attempts at a failing write
+
+
 class PredictionLog:
     """A bounded queue in front of a sink, drained by one writer thread.
 
-    When the sink falls behind for longer than `put_timeout`, records are dropped (and counted,
-    and logged) rather than holding up predictions; `close()` writes what is queued.
+    When the sink falls behind for longer than `put_timeout`, a record is not queued: `log_*`
+    return False (the service then refuses the request with a 503 rather than answer a
+    prediction it cannot record) and the record is counted in `dropped`. A failing write is
+    retried (WRITE_RETRIES) before its records are counted in `failed`. `close()` writes what is
+    queued.
     """
 
     def __init__(
@@ -253,6 +260,7 @@ class PredictionLog:
     ) -> None:
         self.sink = sink
         self.dropped = 0
+        self.failed = 0
         self._put_timeout = put_timeout
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._closed = False
@@ -260,13 +268,14 @@ class PredictionLog:
         self._thread.start()
         atexit.register(self.close)
 
-    def log_predictions(self, records: list[dict[str, Any]]) -> None:
-        self._put(("predictions", records))
+    def log_predictions(self, records: list[dict[str, Any]]) -> bool:
+        """Queue predictions for writing; False if the log is full (nothing was queued)."""
+        return self._put(("predictions", records))
 
-    def log_feedback(self, record: dict[str, Any]) -> None:
-        self._put(("feedback", [record]))
+    def log_feedback(self, record: dict[str, Any]) -> bool:
+        return self._put(("feedback", [record]))
 
-    def _put(self, item: tuple[Table, list[dict[str, Any]]]) -> None:
+    def _put(self, item: tuple[Table, list[dict[str, Any]]]) -> bool:
         if self._closed:
             raise RuntimeError("the prediction log is closed")
         try:
@@ -274,6 +283,8 @@ class PredictionLog:
         except queue.Full:
             self.dropped += len(item[1])
             logger.error("prediction log is full: dropped %d %s record(s)", len(item[1]), item[0])
+            return False
+        return True
 
     def flush(self) -> None:
         """Wait until everything queued so far is written."""
@@ -289,6 +300,20 @@ class PredictionLog:
         self._thread.join(timeout)
         atexit.unregister(self.close)
 
+    def _write(self, table: Table, records: list[dict[str, Any]]) -> None:
+        """Write, retrying a failure; a sink that keeps failing must not kill the writer."""
+        for wait in (*WRITE_RETRIES, None):
+            try:
+                self.sink.write(table, records)
+                return
+            except Exception:
+                if wait is None:
+                    self.failed += len(records)
+                    logger.exception("could not write %d %s record(s)", len(records), table)
+                    return
+                logger.warning("writing %d %s record(s) failed: retrying", len(records), table)
+                time.sleep(wait)
+
     def _drain(self) -> None:
         while True:
             items = [self._queue.get()]
@@ -302,10 +327,7 @@ class PredictionLog:
                 if item is not _STOP:
                     batches.setdefault(item[0], []).extend(item[1])
             for table, records in batches.items():
-                try:
-                    self.sink.write(table, records)
-                except Exception:  # a failing sink must not kill the writer: log and keep serving
-                    logger.exception("could not write %d %s record(s)", len(records), table)
+                self._write(table, records)
             for _ in items:
                 self._queue.task_done()
             if any(item is _STOP for item in items):

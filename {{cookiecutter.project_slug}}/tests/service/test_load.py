@@ -1,0 +1,67 @@
+"""Nothing lost under load: a real `bentoml serve` takes LOAD_REQUESTS single-record
+predictions from LOAD_CONCURRENCY concurrent clients on loopback, answers every one with a 2xx,
+and after a graceful stop (SIGTERM: the service flushes its log) every answered prediction is
+in the prediction log exactly once, for the directory and the SQL sink."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, open_sink
+
+from .conftest import as_records, serving
+
+pytestmark = pytest.mark.service
+
+LOAD_REQUESTS = int(os.environ.get("LOAD_REQUESTS", "10000"))
+LOAD_CONCURRENCY = 32
+
+
+async def send(url: str, records: list[dict[str, Any]]) -> tuple[list[str], Counter[int]]:
+    """Every request once, from LOAD_CONCURRENCY clients; the ids answered, the status counts."""
+    pending: asyncio.Queue[int] = asyncio.Queue()
+    for number in range(LOAD_REQUESTS):
+        pending.put_nowait(number)
+    answered: list[str] = []
+    statuses: Counter[int] = Counter()
+    limits = httpx.Limits(max_connections=LOAD_CONCURRENCY)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def client_loop() -> None:
+            while not pending.empty():
+                record = records[pending.get_nowait() % len(records)]
+                response = await client.post("/predict", json={"records": [record]})
+                statuses[response.status_code] += 1
+                if response.is_success:
+                    answered.extend(answer["prediction_id"] for answer in response.json())
+
+        await asyncio.gather(*(client_loop() for _ in range(LOAD_CONCURRENCY)))
+    return answered, statuses
+
+
+@pytest.mark.parametrize("sink", ["directory", "sqlite"])
+def test_every_answered_prediction_is_logged_exactly_once(
+    sink: str, service: Any, test_split: pd.DataFrame, tmp_path: Path
+) -> None:
+    location = str(tmp_path / "predictions")
+    if sink == "sqlite":
+        location = f"sqlite:///{tmp_path / 'predictions.db'}"
+    records = as_records(test_split[service.SCHEMA.feature_names])
+    with serving(tmp_path / "bentoml-serve.log", {ENV_VAR: location}) as url:
+        answered, statuses = asyncio.run(send(url, records))
+    # the server is stopped: whatever it answered must be written by now
+    assert statuses == Counter({200: LOAD_REQUESTS}), statuses
+    logged = Counter(open_sink(location).read_predictions()["prediction_id"])
+    assert len(answered) == LOAD_REQUESTS == len(set(answered))
+    missing = set(answered) - set(logged)
+    assert not missing, f"{len(missing)} answered prediction(s) never reached the log"
+    assert set(logged) == set(answered), "the log holds predictions nobody was answered"
+    assert max(logged.values()) == 1, "a prediction was logged more than once"
