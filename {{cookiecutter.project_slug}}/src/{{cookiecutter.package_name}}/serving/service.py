@@ -100,7 +100,7 @@ class FeedbackRequest(bentoml.IODescriptor):
 
 class Prediction(BaseModel):
     prediction_id: str = Field(description="uuid4; quote it when sending feedback")
-    label: int | str = Field(description="the predicted label, one of the schema's target values")
+    label: TargetLabel = Field(description="the predicted label, one of the schema's target values")
     probability: float = Field(
         description=f"probability that the label is {BUNDLE.positive_label!r}; the label is"
         f" {BUNDLE.positive_label!r} when it is at least {BUNDLE.threshold:.4g}"
@@ -110,7 +110,7 @@ class Prediction(BaseModel):
 
 class FeedbackReceipt(BaseModel):
     prediction_id: str
-    label: int | str
+    label: TargetLabel  # documented as the schema's values (int | str would say integer only)
     recorded: bool
 
 
