@@ -294,7 +294,9 @@ def test_loader_reads_a_csv_url(churn_project: Project, tmp_path: Path) -> None:
 def test_the_projects_own_suite_passes_on_the_new_data(churn_project: Project) -> None:
     """The generated tests read the schema and params, not the German credit columns."""
     # the load test's 10,000 requests run in the default project's suite; 1,000 suffice here
-    result = churn_project.run("make", "test", timeout=1200, env={"LOAD_REQUESTS": "1000"})
+    result = churn_project.run(
+        "make", "test", timeout=1200, env={"LOAD_REQUESTS": "1000"}
+    )
     summary = re.search(r"(\d+) passed", result.stdout)
     assert summary and int(summary[1]) > 100, result.stdout[-2000:]
     assert " failed" not in result.stdout and " error" not in result.stdout
