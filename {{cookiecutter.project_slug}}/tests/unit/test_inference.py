@@ -28,7 +28,9 @@ def training_table(workspace: Path) -> tuple[pd.DataFrame, pd.Series, Any]:
     params = load_params()
     schema = load_schema(params.data.schema_file)
     curated, _ = curate(
-        load_table(params.data.source), params.curate.missing_tokens, params.data.drop_columns
+        load_table(params.data.source, params.data.query),
+        params.curate.missing_tokens,
+        params.data.drop_columns,
     )
     write_table(curated, workspace / "curated.csv")
     table = schema.read_csv(workspace / "curated.csv")
