@@ -33,6 +33,7 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME, SERVING_FILE
 
 JSON_ROUTES = ("/predict", "/feedback")
+LOG_BEHIND = "the prediction log is not keeping up: retry shortly"  # a 503's reason
 logger = logging.getLogger("bentoml")  # BentoML shows its own logger's records in its log
 
 
@@ -40,8 +41,8 @@ def limit_inference_threads(threads: int) -> None:
     """Cap the OpenMP and BLAS threads one prediction may use. Requests run concurrently in a
     thread pool; each HistGradientBoosting prediction would otherwise start a thread per core,
     and 32 concurrent requests on 2 cores spend their time switching (measured: 15 requests/s
-    at concurrency 32 unlimited, about 150 limited to 1). Set before scikit-learn loads: the
-    OpenMP runtime reads its variable once."""
+    at concurrency 32 unlimited, 150 to 230 limited to 1, by the load beside the server). Set
+    before scikit-learn loads: the OpenMP runtime reads its variable once."""
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(threads)
     from threadpoolctl import threadpool_limits
@@ -183,7 +184,7 @@ class ModelService:
             ]
         )
         if not recorded:  # an answer that monitoring would never see is not given
-            raise ServiceUnavailable("the prediction log is not keeping up: retry shortly")
+            raise ServiceUnavailable(LOG_BEHIND)
         return predictions
 
     @bentoml.api(input_spec=FeedbackRequest)
@@ -194,7 +195,7 @@ class ModelService:
         if not self.log.log_feedback(
             {"prediction_id": str(prediction_id), "timestamp": utc_now(), "label": str(label)}
         ):
-            raise ServiceUnavailable("the prediction log is not keeping up: retry shortly")
+            raise ServiceUnavailable(LOG_BEHIND)
         return FeedbackReceipt(prediction_id=str(prediction_id), label=label, recorded=True)
 
     @bentoml.on_shutdown
