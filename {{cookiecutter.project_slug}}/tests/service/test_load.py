@@ -1,12 +1,14 @@
 """Nothing lost under load: a real `bentoml serve` takes LOAD_REQUESTS single-record
 predictions from LOAD_CONCURRENCY concurrent clients on loopback, answers every one with a 2xx,
 and after a graceful stop (SIGTERM: the service flushes its log) every answered prediction is
-in the prediction log exactly once, for the directory and the SQL sink."""
+in the prediction log exactly once, for the directory and the SQL sink. The requests went through
+BentoML's adaptive batching: its metrics count every record and fewer batches than requests."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,20 @@ async def send(url: str, records: list[dict[str, Any]]) -> tuple[list[str], Coun
     return answered, statuses
 
 
+def batching_counts(url: str) -> tuple[float, float]:
+    """(records, batches) that went through /predict's batcher, from the server's metrics."""
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    counts = {}
+    for kind in ("sum", "count"):
+        pattern = rf'^bentoml_service_adaptive_batch_size_{kind}{{[^}}]*method_name="predict"'
+        counts[kind] = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if re.match(pattern, line)
+        )
+    return counts["sum"], counts["count"]
+
+
 @pytest.mark.parametrize("sink", ["directory", "sqlite"])
 def test_every_answered_prediction_is_logged_exactly_once(
     sink: str, service: Any, test_split: pd.DataFrame, tmp_path: Path
@@ -70,6 +86,7 @@ def test_every_answered_prediction_is_logged_exactly_once(
                 f"a request got no answer: {error!r}; the server's log ends:\n"
                 f"{server_log.read_text()[-3000:]}"
             )
+        batched, batches = batching_counts(url)
     # the server is stopped: whatever it answered must be written by now
     assert statuses == Counter({200: LOAD_REQUESTS}), statuses
     logged = Counter(open_sink(location).read_predictions()["prediction_id"])
@@ -78,3 +95,5 @@ def test_every_answered_prediction_is_logged_exactly_once(
     assert not missing, f"{len(missing)} answered prediction(s) never reached the log"
     assert set(logged) == set(answered), "the log holds predictions nobody was answered"
     assert max(logged.values()) == 1, "a prediction was logged more than once"
+    assert batched == LOAD_REQUESTS, "not every request went through the batcher"
+    assert batches < batched, "no batch ever joined two requests"

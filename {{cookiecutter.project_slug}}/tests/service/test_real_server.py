@@ -62,7 +62,7 @@ def test_the_service_says_which_inference_path_it_uses(server: str, server_dir: 
 # as documented. schemathesis's examples, coverage (boundaries, wrong types such as a JSON
 # `false` for an integer) and fuzzing phases run for each operation.
 
-FUZZED_ROUTES = ("/predict", "/feedback")
+FUZZED_ROUTES = ("/predict", "/predict_simulated", "/feedback")
 FUZZ_CHECKS = [
     not_a_server_error,
     negative_data_rejection,

@@ -1,7 +1,7 @@
 """`make simulate`: realistic traffic for a newcomer's first monitoring runs. Requests are
 sampled from the held-out rows (the test split); a share of them get their true label back as
-feedback. They go to a running service (`URL=http://127.0.0.1:3000`, marked with the
-`X-Simulated` header) or, when none runs, straight into the prediction log. Every simulated row
+feedback. They go to a running service (`URL=http://127.0.0.1:3000`, its /predict_simulated
+route) or, when none runs, straight into the prediction log. Every simulated row
 is marked `simulated` in the log. With drift, the columns in `monitor.simulate.drift` shift:
 numbers are multiplied (within the schema's range), a category takes over half the rows."""
 
@@ -21,7 +21,6 @@ from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
 from {{ cookiecutter.package_name }}.monitoring.frames import SIMULATED
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
-    SIMULATED_HEADER,
     PredictionLog,
     open_sink,
     utc_now,
@@ -64,7 +63,7 @@ def _post(url: str, body: Any) -> Any:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", SIMULATED_HEADER: "1"},
+        headers={"Content-Type": "application/json"},
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -74,9 +73,10 @@ def _post(url: str, body: Any) -> Any:
 
 
 def _to_service(url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    route = f"{url.rstrip('/')}/predict_simulated"
     answers: list[dict[str, Any]] = []
     for start in range(0, len(records), BATCH):
-        answers += _post(f"{url.rstrip('/')}/predict", {"records": records[start : start + BATCH]})
+        answers += _post(route, {"records": records[start : start + BATCH]})
     return answers
 
 

@@ -56,7 +56,6 @@ from {{ cookiecutter.package_name }}.io import resolve, source_kind
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "PREDICTION_LOG"
-SIMULATED_HEADER = "X-Simulated"  # requests from `make simulate` carry it: logged as simulated
 Table = Literal["predictions", "feedback"]
 COLUMNS: dict[Table, list[str]] = {
     "predictions": [

@@ -25,14 +25,13 @@ from {{ cookiecutter.package_name }}.config import ServingConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.inference import records_scorer
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
-    SIMULATED_HEADER,
     PredictionLog,
     open_sink,
     utc_now,
 )
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME, SERVING_FILE
 
-JSON_ROUTES = ("/predict", "/feedback")
+JSON_ROUTES = ("/predict", "/predict_simulated", "/feedback")
 LOG_BEHIND = "the prediction log is not keeping up: retry shortly"  # a 503's reason
 logger = logging.getLogger("bentoml")  # BentoML shows its own logger's records in its log
 
@@ -137,6 +136,18 @@ class JsonOnly:
         await self.app(scope, receive, send)
 
 
+# BentoML's adaptive batching on the predict routes: concurrent requests are scored, decided and
+# logged together, up to `serving.max_batch_size` records at once. Its latency budget is the
+# request timeout: the batcher answers 503 to a request it expects to finish later than the budget,
+# and a shorter budget would turn away requests that could still be served in time.
+BATCHING: dict[str, Any] = {
+    "batchable": True,
+    "batch_dim": 0,
+    "max_batch_size": SETTINGS.max_batch_size,
+    "max_latency_ms": int(SETTINGS.timeout * 1000),
+}
+
+
 @bentoml.service(
     name="{{ cookiecutter.package_name }}",
     workers=SETTINGS.workers,
@@ -152,10 +163,21 @@ class ModelService:
         self.model_version = str(self.model_ref.tag)
         self.log = PredictionLog(open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR))
 
-    @bentoml.api(input_spec=PredictRequest)
-    def predict(self, records: Records, ctx: bentoml.Context) -> list[Prediction]:
+    @bentoml.api(input_spec=PredictRequest, **BATCHING)
+    def predict(self, records: Records) -> list[Prediction]:
         """Score a batch of 1 to `serving.max_records` records, each with the schema's features."""
-        simulated = ctx.request.headers.get(SIMULATED_HEADER) == "1"
+        return self._answer(records, simulated=False)
+
+    @bentoml.api(input_spec=PredictRequest, **BATCHING)
+    def predict_simulated(self, records: Records) -> list[Prediction]:
+        """As /predict, for the traffic `make simulate` sends: logged as simulated, so that
+        monitoring can tell it from real traffic (a route, not a header: a batched call serves
+        several requests at once and sees none of their headers)."""
+        return self._answer(records, simulated=True)
+
+    def _answer(self, records: Records, simulated: bool) -> list[Prediction]:
+        """Score, decide and log the records of one or more requests (BentoML's batcher joins
+        the records of concurrent requests, then splits the answers back, in order)."""
         rows = [record.model_dump() for record in records]
         probabilities = self.score(rows)  # measured-only attributes are logged, never used
         decisions = self.bundle.decide(probabilities)
