@@ -52,7 +52,13 @@ def test_bench_runs_the_demo_then_times_every_stage(
     project = demo / "credit-risk-model"
     env = project_environment.variables(project, activated=False)
     result = run_command(
-        ["make", "--no-print-directory", "bench", f"DEMO={demo}"],
+        [
+            "make",
+            "--no-print-directory",
+            "bench",
+            f"DEMO={demo}",
+            "SERVING_BENCH_ARGS=--requests 32 --rounds 1",  # the format, not the figures
+        ],
         TEMPLATE,
         env,
         timeout=900,
@@ -71,7 +77,23 @@ def test_bench_runs_the_demo_then_times_every_stage(
     )
     assert all(seconds > 0 and peak_mib > 50 for seconds, peak_mib in rows.values())
     assert re.search(r"^no-op repro\s+[\d.]+$", result.stdout, re.M)
-    # the serving benchmark: both request sizes for both log sinks, and nothing dropped
+    # the serving benchmark side by side: every server at every point, the service without a
+    # single non-2xx answer, and the ratios against the targets
+    points = re.findall(
+        r"^(peer, 1 worker|peer, 2 workers|service)\s+(1|100)\s+(1|8|32)(?:\s+[\d.]+){4}\s+(\d+)$",
+        result.stdout,
+        re.M,
+    )
+    assert {point[:3] for point in points} == {
+        (server, size, concurrency)
+        for server in ("peer, 1 worker", "peer, 2 workers", "service")
+        for size in ("1", "100")
+        for concurrency in ("1", "8", "32")
+    }, result.stdout
+    assert all(errors == "0" for server, *_, errors in points if server == "service")
+    for ratio in ("service/best peer", "service/floor"):
+        assert re.search(rf"{ratio}: [\d.]+", result.stdout), ratio
+    # the sinks in-process: both request sizes for both log sinks, and nothing dropped
     latencies = re.findall(
         r"^(one record|full batch)\s+(directory|sqlite)\s+(\d+)\s+([\d.]+)\s+([\d.]+)",
         result.stdout,

@@ -46,7 +46,7 @@ def test_a_pinned_threshold_is_a_number(workspace: Path) -> None:
         ({"serving__workers": 0}, "serving.workers"),
         ({"serving__inference_threads": "all"}, "serving.inference_threads"),
         ({"serving__timeout": -1}, "serving.timeout"),
-        ({"serving__max_batch_size": 1}, "serving.max_batch_size"),
+        ({"serving__max_batch_size": 0}, "serving.max_batch_size"),
         ({"train__decision_threshold": 1.5}, "train.decision_threshold"),
         ({"train__decision_threshold": "lowest_cost"}, "minimize_cost"),
         ({"train__decision_threshold": True}, "train.decision_threshold"),

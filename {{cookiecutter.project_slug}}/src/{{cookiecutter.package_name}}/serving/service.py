@@ -136,16 +136,22 @@ class JsonOnly:
         await self.app(scope, receive, send)
 
 
-# BentoML's adaptive batching on the predict routes: concurrent requests are scored, decided and
-# logged together, up to `serving.max_batch_size` records at once. Its latency budget is the
-# request timeout: the batcher answers 503 to a request it expects to finish later than the budget,
-# and a shorter budget would turn away requests that could still be served in time.
-BATCHING: dict[str, Any] = {
-    "batchable": True,
-    "batch_dim": 0,
-    "max_batch_size": SETTINGS.max_batch_size,
-    "max_latency_ms": int(SETTINGS.timeout * 1000),
-}
+# BentoML's adaptive batching on the predict routes when `serving.max_batch_size` is 2 or more:
+# concurrent requests are scored, decided and logged together, up to that many records at once.
+# Its latency budget is the request timeout: the batcher answers 503 to a request it expects to
+# finish later than the budget, and a shorter budget would turn away requests that could still
+# be served in time. Off (1) by default: after a burst, BentoML's batcher keeps waiting about as
+# long as requests waited during the burst, holding lone requests back (benchmarks/RESULTS.md).
+BATCHING: dict[str, Any] = (
+    {
+        "batchable": True,
+        "batch_dim": 0,
+        "max_batch_size": SETTINGS.max_batch_size,
+        "max_latency_ms": int(SETTINGS.timeout * 1000),
+    }
+    if SETTINGS.max_batch_size > 1
+    else {}
+)
 
 
 @bentoml.service(
@@ -176,8 +182,8 @@ class ModelService:
         return self._answer(records, simulated=True)
 
     def _answer(self, records: Records, simulated: bool) -> list[Prediction]:
-        """Score, decide and log the records of one or more requests (BentoML's batcher joins
-        the records of concurrent requests, then splits the answers back, in order)."""
+        """Score, decide and log the records of one request, or of several when batching is on
+        (BentoML's batcher joins their records, then splits the answers back, in order)."""
         rows = [record.model_dump() for record in records]
         probabilities = self.score(rows)  # measured-only attributes are logged, never used
         decisions = self.bundle.decide(probabilities)
