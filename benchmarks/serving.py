@@ -243,6 +243,11 @@ def measure_side_by_side(
         rows = json.loads(bodies[size].read_text())["records"]
         floor[size], _ = measure(lambda rows=rows: bundle.decide(score(rows)), 300)
     print(f"bundle {bundle.family}, scoring with the {path}; {os.cpu_count()} cores")
+    batching = "on" if settings.max_batch_size > 1 else "off"
+    print(
+        f"service: {settings.workers} worker(s), {settings.inference_threads} inference thread(s),"
+        f" max_batch_size {settings.max_batch_size} (adaptive batching {batching})"
+    )
     print(f"floor (in-process): p50 {floor[1]:.2f} ms for 1 record, "
           f"{floor[settings.max_records]:.2f} ms for {settings.max_records}")  # fmt: skip
 
@@ -302,7 +307,7 @@ def measure_side_by_side(
     def median(name: str, size: int, concurrency: int, key: str) -> float:
         return statistics.median(f[key] for f in figures[(name, size, concurrency)])
 
-    print(f"{requests} single-record and {sizes[settings.max_records]} full-batch requests per "
+    print(f"{sizes[1]} single-record and {sizes[settings.max_records]} full-batch requests per "
           f"point, median of {rounds} round(s)")  # fmt: skip
     print(f"{'server':<16} {'records':>7} {'conc':>4} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
           f" {'req/s':>8} {'non-2xx':>7}")  # fmt: skip
