@@ -61,8 +61,6 @@ def point_at_churn_data(params: dict[str, Any]) -> dict[str, Any]:
     )
     # a retention offer to a customer who would have stayed vs. a customer lost
     params["evaluate"]["cost_matrix"] = {"fp": 1, "fn": 3}
-    # BentoML's adaptive batching on: the churn suite's load test runs the batched path
-    params["serving"]["max_batch_size"] = 100
     return params
 
 

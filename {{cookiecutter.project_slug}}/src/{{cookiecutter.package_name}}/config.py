@@ -159,7 +159,7 @@ class ServingConfig(_Strict):
     workers: int = Field(1, ge=1, le=64)
     inference_threads: int = Field(1, ge=1, le=64)
     timeout: float = Field(30.0, gt=0, le=3600)
-    max_batch_size: int = Field(1, ge=1, le=100_000)
+    max_batch_size: int = Field(100, ge=1, le=100_000)
 
 
 P_VALUE_METHODS = ("ks", "chisquare")  # drifted below the threshold; distances at or above it

@@ -24,6 +24,7 @@ from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import ServingConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.inference import records_scorer
+from {{ cookiecutter.package_name }}.serving.batching import Batcher
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     PredictionLog,
     open_sink,
@@ -83,6 +84,9 @@ else:
     TargetLabel = SCHEMA.label_type()
 
 
+PredictJob = tuple[Any, bool]  # one request's records, and whether they are simulated
+
+
 class PredictRequest(bentoml.IODescriptor):
     """`{"records": [{...}, ...]}`; unknown keys are refused at every level, not ignored."""
 
@@ -136,21 +140,12 @@ class JsonOnly:
         await self.app(scope, receive, send)
 
 
-# BentoML's adaptive batching on the predict routes when `serving.max_batch_size` is 2 or more:
-# concurrent requests are scored, decided and logged together, up to that many records at once.
-# Its latency budget is the request timeout: the batcher answers 503 to a request it expects to
-# finish later than the budget, and a shorter budget would turn away requests that could still
-# be served in time. Off (1) by default: after a burst, BentoML's batcher keeps waiting about as
-# long as requests waited during the burst, holding lone requests back (benchmarks/RESULTS.md).
-BATCHING: dict[str, Any] = (
-    {
-        "batchable": True,
-        "batch_dim": 0,
-        "max_batch_size": SETTINGS.max_batch_size,
-        "max_latency_ms": int(SETTINGS.timeout * 1000),
-    }
-    if SETTINGS.max_batch_size > 1
-    else {}
+# Records per batch, by request: a histogram on /metrics (`batch_records`). Defined at import:
+# BentoML registers metrics with its multiprocess collector before the workers start.
+BATCH_RECORDS = bentoml.metrics.Histogram(
+    name="batch_records",
+    documentation="Records scored together in one batch (one or more requests)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
 
 
@@ -168,23 +163,28 @@ class ModelService:
         logger.info("scoring with the %s", path)
         self.model_version = str(self.model_ref.tag)
         self.log = PredictionLog(open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR))
+        self.batcher: Batcher[PredictJob, list[Prediction]] = Batcher(
+            self._answer,
+            size_of=lambda job: len(job[0]),
+            max_size=SETTINGS.max_batch_size,
+            on_batch=BATCH_RECORDS.observe,
+        )
 
-    @bentoml.api(input_spec=PredictRequest, **BATCHING)
-    def predict(self, records: Records) -> list[Prediction]:
+    @bentoml.api(input_spec=PredictRequest)
+    async def predict(self, records: Records) -> list[Prediction]:
         """Score a batch of 1 to `serving.max_records` records, each with the schema's features."""
-        return self._answer(records, simulated=False)
+        return await self.batcher.submit((records, False))
 
-    @bentoml.api(input_spec=PredictRequest, **BATCHING)
-    def predict_simulated(self, records: Records) -> list[Prediction]:
+    @bentoml.api(input_spec=PredictRequest)
+    async def predict_simulated(self, records: Records) -> list[Prediction]:
         """As /predict, for the traffic `make simulate` sends: logged as simulated, so that
-        monitoring can tell it from real traffic (a route, not a header: a batched call serves
-        several requests at once and sees none of their headers)."""
-        return self._answer(records, simulated=True)
+        monitoring can tell it from real traffic."""
+        return await self.batcher.submit((records, True))
 
-    def _answer(self, records: Records, simulated: bool) -> list[Prediction]:
-        """Score, decide and log the records of one request, or of several when batching is on
-        (BentoML's batcher joins their records, then splits the answers back, in order)."""
-        rows = [record.model_dump() for record in records]
+    def _answer(self, jobs: list[PredictJob]) -> list[list[Prediction]]:
+        """Score, decide and log the records of the requests in one batch, in one go; each
+        request's predictions. A log that cannot keep up fails the whole batch (503)."""
+        rows = [record.model_dump() for records, _ in jobs for record in records]
         probabilities = self.score(rows)  # measured-only attributes are logged, never used
         decisions = self.bundle.decide(probabilities)
         timestamp = utc_now()
@@ -197,6 +197,7 @@ class ModelService:
             )
             for probability, decision in zip(probabilities, decisions, strict=True)
         ]
+        simulated = [flag for records, flag in jobs for _ in records]
         recorded = self.log.log_predictions(
             [
                 {
@@ -206,14 +207,18 @@ class ModelService:
                     "features": row,
                     "label": str(prediction.label),
                     "probability": prediction.probability,
-                    "simulated": simulated,
+                    "simulated": flag,
                 }
-                for prediction, row in zip(predictions, rows, strict=True)
+                for prediction, row, flag in zip(predictions, rows, simulated, strict=True)
             ]
         )
         if not recorded:  # an answer that monitoring would never see is not given
             raise ServiceUnavailable(LOG_BEHIND)
-        return predictions
+        answers, start = [], 0
+        for records, _ in jobs:
+            answers.append(predictions[start : start + len(records)])
+            start += len(records)
+        return answers
 
     @bentoml.api(input_spec=FeedbackRequest)
     def feedback(self, prediction_id: uuid.UUID, label: TargetLabel) -> FeedbackReceipt:
