@@ -246,7 +246,7 @@ def measure_side_by_side(
     batching = "on" if settings.max_batch_size > 1 else "off"
     print(
         f"service: {settings.workers} worker(s), {settings.inference_threads} inference thread(s),"
-        f" max_batch_size {settings.max_batch_size} (adaptive batching {batching})"
+        f" max_batch_size {settings.max_batch_size} (batching {batching})"
     )
     print(f"floor (in-process): p50 {floor[1]:.2f} ms for 1 record, "
           f"{floor[settings.max_records]:.2f} ms for {settings.max_records}")  # fmt: skip
