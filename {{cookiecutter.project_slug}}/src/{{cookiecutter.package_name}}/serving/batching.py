@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any
 
 import anyio.to_thread
 
-Job = TypeVar("Job")
-Result = TypeVar("Result")
+Job = Any  # one request's part of a batch, as `work` takes it
+Result = Any  # what `work` returns for one job
 
 
-class Batcher(Generic[Job, Result]):
+class Batcher:
     """`await submit(job)` returns `work([..., job, ...])`'s result for that job; `work` runs in
     a thread, on the jobs of one batch, and returns one result per job, in order. An exception
     from `work` is raised to every request of its batch."""

@@ -163,7 +163,7 @@ class ModelService:
         logger.info("scoring with the %s", path)
         self.model_version = str(self.model_ref.tag)
         self.log = PredictionLog(open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR))
-        self.batcher: Batcher[PredictJob, list[Prediction]] = Batcher(
+        self.batcher = Batcher(
             self._answer,
             size_of=lambda job: len(job[0]),
             max_size=SETTINGS.max_batch_size,
