@@ -51,8 +51,11 @@ class Batcher:
     def _next_batch(self) -> list[tuple[Job, asyncio.Future[Result]]]:
         batch = [self._queue.popleft()]
         size = self._size_of(batch[0][0])
-        while self._queue and size + self._size_of(self._queue[0][0]) <= self._max_size:
-            size += self._size_of(self._queue[0][0])
+        while self._queue:
+            next_size = self._size_of(self._queue[0][0])
+            if size + next_size > self._max_size:
+                break
+            size += next_size
             batch.append(self._queue.popleft())
         if self._on_batch is not None:
             self._on_batch(size)
