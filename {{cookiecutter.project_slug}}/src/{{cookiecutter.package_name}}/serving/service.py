@@ -38,11 +38,11 @@ logger = logging.getLogger("bentoml")  # BentoML shows its own logger's records 
 
 
 def limit_inference_threads(threads: int) -> None:
-    """Cap the OpenMP and BLAS threads one prediction may use. Requests run concurrently in a
-    thread pool; each HistGradientBoosting prediction would otherwise start a thread per core,
-    and 32 concurrent requests on 2 cores spend their time switching (measured: 15 requests/s
-    at concurrency 32 unlimited, 150 to 230 limited to 1, by the load beside the server). Set
-    before scikit-learn loads: the OpenMP runtime reads its variable once."""
+    """Cap the OpenMP and BLAS threads one prediction may use. Each HistGradientBoosting
+    prediction would otherwise start a thread per core, competing with the worker's event loop
+    and the other workers for the same cores (measured before requests were batched, when they
+    were scored concurrently: 15 requests/s at concurrency 32 unlimited, 150 to 230 limited to
+    1). Set before scikit-learn loads: the OpenMP runtime reads its variable once."""
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(threads)
     from threadpoolctl import threadpool_limits
