@@ -55,7 +55,7 @@ lint: $(STAMP) ## ruff on hooks/tests/benchmarks; schema, zizmor, actionlint+she
 bench: demo ## make demo, then time its pipeline stages, its service and monitoring (benchmarks/); needs hey
 	project=$$(find $(DEMO) -mindepth 1 -maxdepth 1 -type d); \
 	cd "$$project" && export PATH="$$PATH:$(BIN)" && unset VIRTUAL_ENV && \
-	uv run python $(CURDIR)/benchmarks/pipeline.py . && \
+	uv run python $(CURDIR)/benchmarks/pipeline.py . $(PIPELINE_BENCH_ARGS) && \
 	uv run python $(CURDIR)/benchmarks/serving.py . $(SERVING_BENCH_ARGS) && \
 	uv run python $(CURDIR)/benchmarks/monitoring.py .
 

@@ -44,6 +44,13 @@ def test_clean_removes_what_the_commands_create(
     assert [p.name for p in (tmp_path / "hooks").iterdir()] == ["keep.py"]
 
 
+def section(output: str, heading: str) -> str:
+    """The lines after the line `heading` (a regex) up to the next blank line."""
+    match = re.search(rf"^{heading}\n((?:.+\n?)*)", output, re.M)
+    assert match, f"no section {heading!r} in:\n{output}"
+    return match[1]
+
+
 @pytest.mark.e2e
 def test_bench_runs_the_demo_then_times_every_stage(
     tmp_path: Path, project_environment: ProjectEnvironment
@@ -57,7 +64,9 @@ def test_bench_runs_the_demo_then_times_every_stage(
             "--no-print-directory",
             "bench",
             f"DEMO={demo}",
-            "SERVING_BENCH_ARGS=--requests 32 --rounds 1",  # the format, not the figures
+            # the format, not the figures
+            "PIPELINE_BENCH_ARGS=--scales 1 2",
+            "SERVING_BENCH_ARGS=--requests 32 --rounds 1",
         ],
         TEMPLATE,
         env,
@@ -67,16 +76,27 @@ def test_bench_runs_the_demo_then_times_every_stage(
     assert "Demo project:" in result.stdout
     assert "Model card" in (project / "docs" / "model_card.md").read_text()
     assert (project / "reports" / "registry.json").is_file()
-    # the benchmark: a row of figures per stage, then the totals
-    rows = {
-        match[0]: (float(match[1]), float(match[2]))
-        for match in re.findall(r"^(\w+)\s+([\d.]+)\s+([\d.]+)$", result.stdout, re.M)
-    }
-    assert set(rows) == set(
-        yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    )
-    assert all(seconds > 0 and peak_mib > 50 for seconds, peak_mib in rows.values())
-    assert re.search(r"^no-op repro\s+[\d.]+$", result.stdout, re.M)
+    # the pipeline benchmark: at each size, a row of figures per stage, then the totals; the
+    # growth between the sizes; the targets
+    stages = set(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
+    for scale, rows in (("1", "1,000"), ("2", "2,000")):
+        table = section(result.stdout, rf"{scale}x \({rows} rows\)")
+        figures = {
+            match[0]: (float(match[1]), float(match[2]))
+            for match in re.findall(r"^(\w+)\s+([\d.]+)\s+([\d.]+)$", table, re.M)
+        }
+        assert set(figures) == stages, table
+        assert all(seconds > 0 and peak > 50 for seconds, peak in figures.values())
+        for total in ("all stages", "cold repro", "no-op repro"):
+            assert re.search(rf"^{total}\s+[\d.]+$", table, re.M), (total, table)
+    growth = section(result.stdout, r"growth 1x -> 2x \(rows x2\)")
+    assert set(re.findall(r"^(\w+)\s+[\d.]+\s+[\d.]+$", growth, re.M)) == stages
+    for target in (
+        r"no-op repro at 1x under 1.5 s: [\d.]+ s, (met|missed)",
+        r"cold repro at 1x under 60 s: [\d.]+ s, (met|missed)",
+        r"time and memory grow no faster than the rows: (met|missed by .+)",
+    ):
+        assert re.search(rf"^{target}$", result.stdout, re.M), target
     # the serving benchmark side by side: every server at every point, the service without a
     # single non-2xx answer, and the ratios against the targets
     points = re.findall(

@@ -1,7 +1,8 @@
 """The SQL paths against a real PostgreSQL server on 127.0.0.1 (SQLite stays the embedded
 default): the pipeline ingests its data with a SQL query from PostgreSQL, the password given as
 `${DATA_SOURCE_POSTGRES_PASSWORD}`; `make serve` logs predictions and feedback into PostgreSQL and
-`make monitor` reads its window back from there.
+`make monitor` reads its window back from there; and the generated project's load test
+(10,000 requests at concurrency 32) loses no prediction logged into PostgreSQL.
 
 The server: `.ci/run` installs and starts Debian's PostgreSQL and creates the role
 `template_tests` (password `template-tests`, may create databases). Each test works in a
@@ -119,3 +120,28 @@ def test_the_service_logs_into_postgresql_and_monitoring_reads_it_back(
         0,
     )
     assert result["performance"]["current"]["roc_auc"] > 0.5
+
+
+def test_the_load_test_loses_no_prediction_logged_into_postgresql(
+    default_project: Project, postgres_database: str, tmp_path: Path
+) -> None:
+    """The generated tests/service/test_load.py with LOAD_TEST_SQL_URL: its database case, run
+    as a user runs it (pytest from the project's environment), against the real server."""
+    project = default_project.copy(tmp_path / default_project.path.name)
+    done = project.run(
+        "pytest",
+        "tests/service/test_load.py",
+        "-k",
+        "database",
+        "-p",
+        "no:cacheprovider",
+        env={"LOAD_TEST_SQL_URL": postgres_url(postgres_database)},
+        timeout=900,
+    )
+    assert re.search(r"\b1 passed\b", done.stdout), done.stdout[-3000:]
+    counts = json.loads(
+        project.run(
+            "python", "-c", COUNT, postgres_url(postgres_database), "predictions"
+        ).stdout
+    )
+    assert counts == {"predictions": 10_000}, counts

@@ -1,8 +1,10 @@
 """Nothing lost under load: a real `bentoml serve` takes LOAD_REQUESTS single-record
 predictions from LOAD_CONCURRENCY concurrent clients on loopback, answers every one with a 2xx,
 and after a graceful stop (SIGTERM: the service flushes its log) every answered prediction is
-in the prediction log exactly once, for the directory and the SQL sink. The service's metrics
-count every request's record in a batch, and fewer batches than requests."""
+in the prediction log exactly once, for the directory and the SQL sink (SQLite; and the database
+at LOAD_TEST_SQL_URL, e.g. PostgreSQL, when set: a database of its own, its log tables absent or
+empty). The service's metrics count every request's record in a batch, and fewer batches than
+requests."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ LOAD_CONCURRENCY = 32
 # must drop idle connections sooner: a request sent as the server closes it is reset (a
 # ReadError), the race any HTTP/1.1 client pool has, seen once in CI on a 5 s client expiry.
 CLIENT_KEEPALIVE_EXPIRY = 1.0
+SINKS = ["directory", "sqlite"] + (["database"] if os.environ.get("LOAD_TEST_SQL_URL") else [])
 
 
 async def send(url: str, records: list[dict[str, Any]]) -> tuple[list[str], Counter[int]]:
@@ -68,13 +71,15 @@ def batching_counts(url: str) -> tuple[float, float]:
     return counts["sum"], counts["count"]
 
 
-@pytest.mark.parametrize("sink", ["directory", "sqlite"])
+@pytest.mark.parametrize("sink", SINKS)
 def test_every_answered_prediction_is_logged_exactly_once(
     sink: str, service: Any, test_split: pd.DataFrame, tmp_path: Path
 ) -> None:
     location = str(tmp_path / "predictions")
     if sink == "sqlite":
         location = f"sqlite:///{tmp_path / 'predictions.db'}"
+    elif sink == "database":
+        location = os.environ["LOAD_TEST_SQL_URL"]
     records = as_records(test_split[service.SCHEMA.feature_names])
     server_log = tmp_path / "bentoml-serve.log"
     with serving(server_log, {ENV_VAR: location}) as url:

@@ -49,6 +49,18 @@ def test_stages_write_their_outputs(workspace: Path, capsys: pytest.CaptureFixtu
         line.startswith(f"train: search, 1 candidates x {folds} folds: done, {folds}/")
         for line in logged
     )
+    # the other long stages too: explore's two parts over the rows, fairness by feature
+    rows_in = f"{explored['rows']:,} rows"
+    assert f"explore: {rows_in} (figures, then Evidently's report): 2 parts" in logged
+    assert any(
+        line.startswith(f"explore: {rows_in} (") and ": done, 2/2 parts in " in line
+        for line in logged
+    )
+    features = len(params.data.sensitive_features)
+    assert any(
+        line.startswith("fairness: ") and f": done, {features}/{features} sensitive" in line
+        for line in logged
+    )
     rows = {path: len(load_table(str(path))) for path in (Paths.train_data, Paths.test_data)}
     assert abs(rows[Paths.test_data] / sum(rows.values()) - params.split.test_size) < 0.01
     metrics = read_json(Paths.metrics)

@@ -15,6 +15,7 @@ import pandas as pd
 from {{ cookiecutter.package_name }}.bundle import binary_target
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.io import stage_outputs
+from {{ cookiecutter.package_name }}.progress import step
 from {{ cookiecutter.package_name }}.schema import Schema, load_schema
 
 # Evidently's DataSummaryPreset without its auto-generated tests: exploring is not a gate (and
@@ -111,10 +112,10 @@ def evidently_report(table: pd.DataFrame, schema: Schema) -> Any:
     return report.run(Dataset.from_pandas(frame, data_definition=definition), None)
 
 
-def run(params: Params) -> dict[str, Any]:
-    schema = load_schema(params.data.schema_file)
-    table = schema.read_csv(Paths.validated_data)
-    positive = binary_target(table[schema.target], params.data.positive_label)
+def figures(
+    table: pd.DataFrame, schema: Schema, positive: pd.Series, params: Params
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The summary of reports/explore.json and the target-rate plot's rows."""
     rates = target_rates(table, schema, positive)
     summary = {
         "rows": len(table),
@@ -135,7 +136,19 @@ def run(params: Params) -> dict[str, Any]:
         ],
         columns=["group", "positive_rate"],
     )
-    snapshot = evidently_report(table, schema)
+    return summary, plot
+
+
+def run(params: Params) -> dict[str, Any]:
+    schema = load_schema(params.data.schema_file)
+    table = schema.read_csv(Paths.validated_data)
+    positive = binary_target(table[schema.target], params.data.positive_label)
+    progress_name = f"explore: {len(table):,} rows (figures, then Evidently's report)"
+    with step(progress_name, 2, "parts") as progress:
+        summary, plot = figures(table, schema, positive, params)
+        progress.advance()
+        snapshot = evidently_report(table, schema)
+        progress.advance()
     with stage_outputs() as outputs:
         snapshot.save_html(str(outputs.path(Paths.explore_report)))
         outputs.json(summary, Paths.explore_summary)

@@ -15,6 +15,7 @@ from {{ cookiecutter.package_name }}.bundle import load_bundle
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import GateError
 from {{ cookiecutter.package_name }}.io import stage_outputs
+from {{ cookiecutter.package_name }}.progress import step
 
 GROUP_METRICS = {
     "count": flm.count,
@@ -56,8 +57,13 @@ def run(params: Params) -> dict[str, Any]:
     results: dict[str, Any] = {}
     failures: list[str] = []
     rows = []
-    for feature, groups in bundle.sensitive_groups(test).items():
-        results[feature] = assessment = assess(y_true, y_pred, groups)
+    sensitive = bundle.sensitive_groups(test)
+    progress_name = f"fairness: {len(test):,} rows, by group"
+    with step(progress_name, len(sensitive), "sensitive features") as progress:
+        for feature, groups in sensitive.items():
+            results[feature] = assess(y_true, y_pred, groups)
+            progress.advance()
+    for feature, assessment in results.items():
         assessment["role"] = bundle.role(feature)
         for measure, limit in params.fairness.thresholds.items():
             if assessment[measure] > limit:
