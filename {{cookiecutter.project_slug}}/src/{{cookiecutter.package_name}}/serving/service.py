@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
+from prometheus_client import Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
@@ -140,9 +141,10 @@ class JsonOnly:
         await self.app(scope, receive, send)
 
 
-# Records per batch, by request: a histogram on /metrics (`batch_records`). Defined at import:
-# BentoML registers metrics with its multiprocess collector before the workers start.
-BATCH_RECORDS = bentoml.metrics.Histogram(
+# Records per batch: a histogram on /metrics (`batch_records`). prometheus_client directly, as
+# BentoML 1.4 asks (bentoml.metrics is deprecated): `bentoml serve` sets PROMETHEUS_MULTIPROC_DIR
+# before a worker imports this module, so /metrics adds up every worker's batches.
+BATCH_RECORDS = Histogram(
     name="batch_records",
     documentation="Records scored together in one batch (one or more requests)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
