@@ -16,7 +16,7 @@ machines set PYTHONDONTWRITEBYTECODE): a first, unreported run compiles what the
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import importlib
 import itertools
 import json
@@ -26,8 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +41,7 @@ UPSAMPLED_SOURCE = "data/external/upsampled.csv"
 NOT_COPIED = {".venv", ".bentoml", "logs", ".dvc/cache", ".dvc/tmp"}
 
 # Runs one stage command (`python -m <package> <stage>`) as DVC asked, then appends its wall
-# time and the peak resident memory of its largest process (KiB on Linux) to STAGE_LOG.
+# time and the peak resident memory of its largest process (KiB on Linux) to the stage log.
 SHIM = """#!{python} -IS
 import json, os, resource, subprocess, sys, time
 started = time.perf_counter()
@@ -57,7 +55,7 @@ sys.exit(code)
 """
 
 
-@dataclass
+@dataclasses.dataclass
 class Run:
     """One cold `dvc repro` and the no-op one after it, at one data size."""
 
@@ -65,20 +63,18 @@ class Run:
     rows: int
     cold_seconds: float
     no_op_seconds: float
-    stages: dict[str, tuple[float, float]] = field(
-        default_factory=dict
-    )  # seconds, peak MiB
+    # stage -> (seconds, peak MiB)
+    stages: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
 
-def stage_names(project: Path) -> dict[str, str]:
-    """The CLI command of each stage (`python -m <package> <command>`) -> its dvc.yaml name."""
+def stage_commands(project: Path) -> tuple[str, dict[str, str]]:
+    """The package every stage runs (`python -m <package> <command>`), and each stage's CLI
+    command -> its dvc.yaml name."""
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    return {stage["cmd"].split()[3]: name for name, stage in stages.items()}
-
-
-def package_name(project: Path) -> str:
-    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    return next(iter(stages.values()))["cmd"].split()[2]
+    commands = [stage["cmd"].split() for stage in stages.values()]
+    return commands[0][2], {
+        cmd[3]: name for cmd, name in zip(commands, stages, strict=True)
+    }
 
 
 def upsample(table: pd.DataFrame, scale: int, target: str, seed: int) -> pd.DataFrame:
@@ -138,8 +134,7 @@ def use_source(copy: Path, table: pd.DataFrame) -> None:
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@contextlib.contextmanager
-def stage_log(workdir: Path) -> Iterator[tuple[dict[str, str], Path]]:
+def shim_environment(workdir: Path) -> tuple[dict[str, str], Path]:
     """The environment for `dvc repro` with the shim first on PATH, and the log it writes."""
     shims = workdir / "shims"
     shims.mkdir(exist_ok=True)
@@ -156,7 +151,7 @@ def stage_log(workdir: Path) -> Iterator[tuple[dict[str, str], Path]]:
         [str(shims), str(Path(sys.executable).parent), env.get("PATH", "")]
     )
     env["DVC_NO_ANALYTICS"] = "1"
-    yield env, log
+    return env, log
 
 
 def repro(copy: Path, env: dict[str, str]) -> float:
@@ -187,30 +182,37 @@ def read_stages(log: Path, names: dict[str, str]) -> dict[str, tuple[float, floa
     return stages
 
 
-def run(
-    project: Path,
-    workdir: Path,
-    scale: int,
-    table: pd.DataFrame,
-    target: str,
-    keep: bool = False,
-) -> Run:
-    """A cold `dvc repro` of a copy of the project on the table `scale` times, then a no-op."""
-    copy = scratch_copy(project, workdir, f"{scale}x")
-    upsampled = upsample(table, scale, target, seed=scale)
-    if scale > 1:
-        use_source(copy, upsampled)
-    names = stage_names(project)
-    with stage_log(workdir) as (env, log):
-        cold = repro(copy, env)
-        stages = read_stages(log, names)
-        no_op = repro(copy, env)
-        rerun = read_stages(log, names)
-    if rerun:
-        raise SystemExit(f"the no-op dvc repro at {scale}x ran stages: {sorted(rerun)}")
-    if not keep:
-        shutil.rmtree(copy)
-    return Run(scale, len(upsampled), cold, no_op, stages)
+@dataclasses.dataclass
+class Bench:
+    """What every size's run shares: the project, its source table, where the copies go."""
+
+    project: Path
+    workdir: Path
+    table: pd.DataFrame
+    target: str
+    stage_names: dict[str, str]  # CLI command -> dvc.yaml stage
+    env: dict[str, str]  # for `dvc repro`: the shim first on PATH
+    stage_log: Path  # where the shim writes
+    keep: bool = False
+
+    def run(self, scale: int) -> Run:
+        """A cold `dvc repro` of a copy of the project on the table `scale` times, then a
+        no-op one, which must run no stage."""
+        copy = scratch_copy(self.project, self.workdir, f"{scale}x")
+        upsampled = upsample(self.table, scale, self.target, seed=scale)
+        if scale > 1:
+            use_source(copy, upsampled)
+        cold = repro(copy, self.env)
+        stages = read_stages(self.stage_log, self.stage_names)
+        no_op = repro(copy, self.env)
+        rerun = read_stages(self.stage_log, self.stage_names)
+        if rerun:
+            raise SystemExit(
+                f"the no-op dvc repro at {scale}x ran stages: {sorted(rerun)}"
+            )
+        if not self.keep:
+            shutil.rmtree(copy)
+        return Run(scale, len(upsampled), cold, no_op, stages)
 
 
 def print_run(result: Run) -> None:
@@ -269,20 +271,28 @@ def main() -> int:
     scales = sorted(set(arguments.scales) | {1})
     os.chdir(project)  # the source in params.yaml is relative to the project
     params = yaml.safe_load((project / "params.yaml").read_text())["data"]
-    loader = importlib.import_module(f"{package_name(project)}.io")
+    package, names = stage_commands(project)
+    loader = importlib.import_module(f"{package}.io")
     table = loader.load_table(params["source"], params.get("query"))
 
     workdir = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
+    bench = Bench(
+        project,
+        workdir,
+        table,
+        params["target"],
+        names,
+        *shim_environment(workdir),
+        keep=arguments.keep,
+    )
     try:
         started = time.perf_counter()
-        run(project, workdir, 1, table, params["target"])
+        dataclasses.replace(bench, keep=False).run(1)
         print(
             f"first run at 1x, compiling the imports' bytecode: "
             f"{time.perf_counter() - started:.1f} s (not reported below)"
         )
-        results = [
-            run(project, workdir, scale, table, params["target"]) for scale in scales
-        ]
+        results = [bench.run(scale) for scale in scales]
     finally:
         if arguments.keep:
             print(f"scratch copies: {workdir}")
