@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats.contingency import association  # scipy comes with scikit-learn
 
 from {{ cookiecutter.package_name }}.bundle import binary_target
 from {{ cookiecutter.package_name }}.config import Params, Paths
@@ -80,12 +81,11 @@ def associations(table: pd.DataFrame, schema: Schema, positive: pd.Series) -> di
 
 
 def _cramers_v(counts: np.ndarray) -> float:
+    """Cramér's V of a contingency table, without bias correction; 0 for a table with one row or
+    one column (a constant column or target says nothing), where scipy's answer is NaN."""
     if counts.shape[0] < 2 or counts.shape[1] < 2:
         return 0.0
-    total = counts.sum()
-    expected = counts.sum(axis=1, keepdims=True) * counts.sum(axis=0, keepdims=True) / total
-    chi2 = float(((counts - expected) ** 2 / expected).sum())
-    return float(np.sqrt(chi2 / (total * (min(counts.shape) - 1))))
+    return float(association(counts, method="cramer"))
 
 
 def evidently_report(table: pd.DataFrame, schema: Schema) -> Any:
