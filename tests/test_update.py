@@ -22,6 +22,9 @@ IDENTITY = {
     "GIT_COMMITTER_NAME": "Template Tests",
     "GIT_COMMITTER_EMAIL": "template-tests@example.com",
 }
+# What `cruft check` prints for each verdict (cruft 2.x, cruft/_commands/check.py).
+UP_TO_DATE = "Project's cruft is up to date"
+OUT_OF_DATE = "Project's cruft is out of date!"
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -72,7 +75,7 @@ def test_cruft_creates_checks_and_updates_a_project(tmp_path: Path) -> None:
 
     git("add", "-A", cwd=project)
     git("commit", "-q", "-m", "Generated", cwd=project)
-    run_command([cruft, "check"], project, env)
+    assert UP_TO_DATE in run_command([cruft, "check"], project, env).stdout
 
     # A later template change: a new line in the generated README and a new file.
     readme = template / "{{cookiecutter.project_slug}}" / "README.md"
@@ -86,8 +89,11 @@ def test_cruft_creates_checks_and_updates_a_project(tmp_path: Path) -> None:
     git("add", "-A", cwd=template)
     git("commit", "-q", "-m", "Template change", cwd=template)
 
+    # cruft exits 1 both when the project is out of date and when it crashes: only its
+    # verdict tells the two apart.
     stale = run_command([cruft, "check"], project, env, check=False)
-    assert stale.returncode != 0, stale.stdout
+    assert stale.returncode == 1, stale.stdout
+    assert OUT_OF_DATE in stale.stdout, stale.stdout
 
     run_command([cruft, "update", "--skip-apply-ask"], project, env)
     assert (
@@ -96,7 +102,7 @@ def test_cruft_creates_checks_and_updates_a_project(tmp_path: Path) -> None:
     )
     assert (project / "CHANGES.md").read_text() == "# Changes\n"
     assert not list(project.rglob("*.rej")), "the update left rejected hunks"
-    run_command([cruft, "check"], project, env)
+    assert UP_TO_DATE in run_command([cruft, "check"], project, env).stdout
     status = git("status", "--porcelain", cwd=project)
     assert (
         "README.md" in status and "CHANGES.md" in status
