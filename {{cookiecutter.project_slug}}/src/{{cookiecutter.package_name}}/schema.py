@@ -1,6 +1,6 @@
 """The one data schema, read from the reviewed schema.yaml. Data validation (pandera), the
-serving API's request model (pydantic) and typed reading of the pipeline's files all come from it,
-and `infer_schema` drafts it for a new dataset."""
+serving API's request model (pydantic), Evidently's column types and typed reading of the
+pipeline's files all come from it, and `infer_schema` drafts it for a new dataset."""
 
 from __future__ import annotations
 
@@ -92,6 +92,40 @@ class Schema:
     def read_csv(self, path: Path | str) -> pd.DataFrame:
         """Read a CSV written by a stage after validate, with the schema's types."""
         return pd.read_csv(path, dtype=self.dtypes)
+
+    def evidently_dataset(
+        self,
+        frame: pd.DataFrame,
+        *,
+        with_target: bool = True,
+        scored: tuple[str, str] | None = None,
+    ) -> Any:
+        """`frame` as Evidently's Dataset with the column types from the schema, never guessed
+        from the data: the features; `scored`, the model's decided label and probability columns
+        (monitoring's); the target. With both the target and `scored`, a binary classification
+        whose positive class is 1 (monitoring gives Evidently the labels as 1/0)."""
+        from evidently import BinaryClassification, DataDefinition, Dataset
+
+        labels, probabilities = ([scored[0]], [scored[1]]) if scored else ([], [])
+        target = [self.target] if with_target else []
+        classification = None
+        if scored and with_target:
+            classification = [
+                BinaryClassification(
+                    target=self.target,
+                    prediction_labels=scored[0],
+                    prediction_probas=scored[1],
+                    pos_label=1,
+                )
+            ]
+        definition = DataDefinition(
+            numerical_columns=[*self.numeric_features, *probabilities],
+            categorical_columns=[*self.categorical_features, *labels, *target],
+            classification=classification,
+        )
+        columns = [*self.feature_names, *labels, *probabilities, *target]
+        typed = frame[columns].astype({name: "float64" for name in self.numeric_features})
+        return Dataset.from_pandas(typed, data_definition=definition)
 
     def to_pandera(self) -> Any:
         """The pandera schema: types, ranges, categories, nullability, target values; strict."""

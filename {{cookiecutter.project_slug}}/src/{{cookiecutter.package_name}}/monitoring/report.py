@@ -48,40 +48,10 @@ def _binary(frame: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
     return out
 
 
-def data_definition(bundle: ModelBundle, with_target: bool) -> Any:
-    """Evidently's DataDefinition from the schema, never guessed from the data."""
-    from evidently import BinaryClassification, DataDefinition
-
-    schema = bundle.schema
-    classification = None
-    if with_target:
-        classification = [
-            BinaryClassification(
-                target=bundle.target,
-                prediction_labels=PREDICTION,
-                prediction_probas=PROBABILITY,
-                pos_label=1,
-            )
-        ]
-    return DataDefinition(
-        numerical_columns=[*schema.numeric_features, PROBABILITY],
-        categorical_columns=[
-            *schema.categorical_features,
-            PREDICTION,
-            *([bundle.target] if with_target else []),
-        ],
-        classification=classification,
-    )
-
-
 def _dataset(frame: pd.DataFrame, bundle: ModelBundle, with_target: bool) -> Any:
-    from evidently import Dataset
-
-    columns = [*bundle.schema.feature_names, PREDICTION, PROBABILITY]
-    if with_target:
-        columns.append(bundle.target)
-    frame = frame.astype({name: "float64" for name in bundle.schema.numeric_features})
-    return Dataset.from_pandas(frame[columns], data_definition=data_definition(bundle, with_target))
+    return bundle.schema.evidently_dataset(
+        frame, with_target=with_target, scored=(PREDICTION, PROBABILITY)
+    )
 
 
 def drift_scores(snapshot: Any) -> dict[str, float]:

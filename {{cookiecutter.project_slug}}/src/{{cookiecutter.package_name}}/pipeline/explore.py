@@ -92,16 +92,10 @@ def evidently_report(table: pd.DataFrame, schema: Schema) -> Any:
     """Evidently's data summary and correlations of the features and the target, with the
     column types from the schema (never guessed from the data)."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from evidently import DataDefinition, Dataset, Report
+    from evidently import Report
     from evidently.metrics import ColumnCorrelations, DatasetCorrelations
     from evidently.presets import DataSummaryPreset
 
-    definition = DataDefinition(
-        numerical_columns=schema.numeric_features,
-        categorical_columns=[*schema.categorical_features, schema.target],
-    )
-    columns = [*schema.feature_names, schema.target]
-    frame = table[columns].astype({name: "float64" for name in schema.numeric_features})
     report = Report(
         [
             DataSummaryPreset(**SUMMARY_WITHOUT_TESTS, column_tests={}),
@@ -109,7 +103,7 @@ def evidently_report(table: pd.DataFrame, schema: Schema) -> Any:
             ColumnCorrelations(column_name=schema.target),
         ]
     )
-    return report.run(Dataset.from_pandas(frame, data_definition=definition), None)
+    return report.run(schema.evidently_dataset(table), None)
 
 
 def figures(
