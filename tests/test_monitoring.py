@@ -48,7 +48,7 @@ def results(project: Project) -> list[dict[str, Any]]:
 def monitored(
     default_project: Project, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Project, dict[str, str]]:
-    """A copy of the default project after the four commands of the README."""
+    """A copy of the default project after the four commands of docs/monitoring.md."""
     project = default_project.copy(tmp_path_factory.mktemp("monitor") / "project")
     printed = {}
     printed["simulate"] = project.run("make", "simulate").stdout
