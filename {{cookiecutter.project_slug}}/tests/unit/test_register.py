@@ -16,9 +16,11 @@ from sklearn.dummy import DummyClassifier
 from {{ cookiecutter.package_name }}.bundle import load_bundle
 from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.errors import GateError
+from {{ cookiecutter.package_name }}.git import UNCOMMITTED
+from {{ cookiecutter.package_name }}.git import state as git_state
 from {{ cookiecutter.package_name }}.io import read_json, write_json
 from {{ cookiecutter.package_name }}.pipeline import register
-from {{ cookiecutter.package_name }}.pipeline.register import UNCOMMITTED, git_state, lineage
+from {{ cookiecutter.package_name }}.pipeline.register import lineage
 from {{ cookiecutter.package_name }}.pipeline.train import make_bundle, model_inputs
 from {{ cookiecutter.package_name }}.schema import load_schema
 from {{ cookiecutter.package_name }}.serving.store import (

@@ -6,11 +6,11 @@ source credentials never reach the store: sources are recorded redacted."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from {{ cookiecutter.package_name }} import git
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import GateError, PipelineError
@@ -23,35 +23,6 @@ from {{ cookiecutter.package_name }}.serving.store import (
     SERVING_FILE,
     use_project_store,
 )
-
-UNCOMMITTED = "uncommitted"
-
-
-def git_state(cwd: Path | str = ".") -> dict[str, Any]:
-    """The commit the code came from and whether the work tree differed from it.
-
-    A project without commits (or without git) is recorded as "uncommitted" rather than refused:
-    the first `make pipeline` of a freshly generated project must work.
-    """
-
-    def git(*args: str) -> subprocess.CompletedProcess[str] | None:
-        try:
-            return subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-
-    head = git("rev-parse", "--verify", "--quiet", "HEAD")
-    commit = head.stdout.strip() if head is not None and head.returncode == 0 else UNCOMMITTED
-    status = git("status", "--porcelain", "--untracked-files=no")
-    dirty = (
-        commit == UNCOMMITTED
-        or status is None
-        or status.returncode != 0
-        or bool(status.stdout.strip())
-    )
-    return {"commit": commit, "dirty": dirty}
 
 
 def gate_failures(metrics: dict[str, Any], fairness: dict[str, Any]) -> list[str]:
@@ -93,7 +64,7 @@ def lineage(params: Params, bundle: ModelBundle) -> dict[str, Any]:
         raise GateError("register", [*failures, "refusing to register a model that failed a gate"])
     manifest = read_json(Paths.raw_manifest)
     return {
-        "git": git_state(),
+        "git": git.state(),
         "data": {
             "sha256": manifest.get("sha256"),
             "source": redact(str(manifest.get("source", ""))),

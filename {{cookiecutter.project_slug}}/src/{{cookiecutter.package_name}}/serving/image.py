@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from {{ cookiecutter.package_name }} import git
 from {{ cookiecutter.package_name }}.errors import PipelineError
 from {{ cookiecutter.package_name }}.serving.store import LINEAGE_FILE, MODEL_NAME, use_project_store
 
@@ -35,13 +36,6 @@ class ImagePlan:
     bento: str
     tags: list[str]
     labels: dict[str, str]
-
-
-def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise PipelineError(f"`git {' '.join(args)}` failed: {done.stderr.strip()}")
-    return done.stdout
 
 
 def pipeline_outputs(dvc_file: Path | str = "dvc.yaml") -> set[str]:
@@ -61,7 +55,7 @@ def source_changes() -> list[str]:
     tracked files (pipeline outputs aside) and untracked files in src/ (the bento ships them)."""
     produced = pipeline_outputs()
     changes = []
-    for line in _git("status", "--porcelain=v1", "--untracked-files=all").splitlines():
+    for line in git.output("status", "--porcelain=v1", "--untracked-files=all").splitlines():
         state, path = line[:2], line[3:].split(" -> ")[-1].strip('"')
         if path in produced or any(path.startswith(f"{out.rstrip('/')}/") for out in produced):
             continue
@@ -92,10 +86,7 @@ def source_repository() -> str:
     server, repository = os.environ.get("GITHUB_SERVER_URL"), os.environ.get("GITHUB_REPOSITORY")
     if server and repository:
         return f"{server}/{repository}"
-    remote = subprocess.run(
-        ["git", "remote", "get-url", "origin"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    match = re.fullmatch(r"(?:https://|git@)([^/:]+)[/:](.+?)(?:\.git)?", remote)
+    match = re.fullmatch(r"(?:https://|git@)([^/:]+)[/:](.+?)(?:\.git)?", git.remote_url())
     return f"https://{match[1]}/{match[2]}" if match else DEFAULT_SOURCE
 
 
@@ -120,7 +111,7 @@ def plan(image: str, *, allow_dirty: bool = False) -> ImagePlan:
         raise PipelineError(f"bento {bento.tag} carries no {MODEL_NAME} model")
     model = bentoml.models.get(models[0])
     lineage = json.loads(Path(model.path_of(LINEAGE_FILE)).read_text())
-    commit = _git("rev-parse", "HEAD").strip()
+    commit = git.head_commit()
     version = project_version()
     suffix = "-dirty" if dirty else ""
     labels = {
