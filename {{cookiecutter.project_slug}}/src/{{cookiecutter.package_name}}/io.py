@@ -1,6 +1,10 @@
-"""The one loader for tabular sources (file, URL, SQL) and the writers of stage outputs: ingest
-and monitoring both read through `load_table`, and a stage's files are replaced all together or
-not at all, so no stage ever leaves a half-written or half-updated output behind.
+"""The one loader for tabular sources (file, URL, SQL) and the one writer of stage outputs: ingest
+and monitoring both read through `load_table`, and every output file goes through `stage_outputs`.
+
+What a stage's outputs guarantee: each file is written in full beside its target and then renamed
+over it, so no file is ever half-written; a failed stage renames none of its files; a stage that
+succeeds renames them one by one, so a crash during those renames can leave some of its files new
+and others old (rerunning the stage mends that). Files get the mode `open()` would give them.
 
 Credentials never live in params.yaml: a source may name environment variables as `${NAME}`
 (`postgresql://app:${DB_PASSWORD}@db/credit`, `https://host/x.csv?token=${DATA_TOKEN}`), which
@@ -15,7 +19,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,9 +157,26 @@ def _read_sql(url: str, query: str | None) -> pd.DataFrame:
         engine.dispose()
 
 
+def _new_file_beside(target: Path) -> Path:
+    """A new empty file in `target`'s directory, with the mode `open(target, "w")` would give."""
+    # Not tempfile.mkstemp: it makes every file 0600 and the rename keeps that mode, so reports
+    # would be readable by their owner only. Nor mkstemp plus a chmod to 0o666 & ~umask: reading
+    # the umask means setting it (os.umask changes it for every thread of the process) or
+    # /proc/self/status (Linux only). Creating the file with mode 0o666 lets the kernel apply the
+    # umask (and a directory's default ACL) itself, exactly as for open(); O_EXCL makes the name
+    # ours alone, as mkstemp does.
+    while True:
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return temporary
+
+
 class StageOutputs:
-    """The files one stage writes, staged as temporary files beside their targets and moved
-    into place together by `stage_outputs` once the stage's work has succeeded."""
+    """The files one stage writes, staged as temporary files beside their targets and renamed
+    into place by `stage_outputs` once the stage's work has succeeded."""
 
     def __init__(self) -> None:
         self._staged: dict[Path, Path] = {}
@@ -166,12 +187,9 @@ class StageOutputs:
         if target in self._staged:
             raise ValueError(f"{target} is written twice by one stage")
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-        )
-        os.close(handle)
-        self._staged[target] = Path(temporary)
-        return Path(temporary)
+        temporary = _new_file_beside(target)
+        self._staged[target] = temporary
+        return temporary
 
     def table(self, table: pd.DataFrame, target: Path | str) -> None:
         """CSV or Parquet, by the target's suffix."""
@@ -189,9 +207,11 @@ class StageOutputs:
         self.path(target).write_text(text)
 
     def _commit(self) -> None:
-        for target, temporary in self._staged.items():
-            os.replace(temporary, target)
-        self._staged.clear()
+        try:
+            for target, temporary in self._staged.items():
+                os.replace(temporary, target)
+        finally:
+            self._discard()  # after a failed rename: the temporary files not yet moved
 
     def _discard(self) -> None:
         for temporary in self._staged.values():
@@ -202,9 +222,9 @@ class StageOutputs:
 
 @contextlib.contextmanager
 def stage_outputs() -> Iterator[StageOutputs]:
-    """Write a stage's files all together: if the block fails, every previous file stays as it
-    was and no temporary file is left; if it succeeds, each file is replaced (one rename each,
-    after all were written), so the files never mix an old and a new run."""
+    """Write a stage's files: if the block fails, every previous file stays as it was and no
+    temporary file is left; if it succeeds, the files are renamed into place one by one after
+    all were written. Each file is whole; the set is not atomic (see the module docstring)."""
     outputs = StageOutputs()
     try:
         yield outputs

@@ -1,6 +1,8 @@
 import functools
 import http.server
+import os
 import sqlite3
+import stat
 import threading
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from {{ cookiecutter.package_name }}.io import (
     stage_outputs,
     write_json,
     write_table,
+    write_text,
 )
 
 pytestmark = pytest.mark.unit
@@ -120,6 +123,28 @@ def test_a_successful_stage_replaces_all_its_files(tmp_path: Path) -> None:
         assert not first.exists() and not second.exists()  # nothing moves before the end
     assert load_table(str(first)).shape == TABLE.shape
     assert read_json(second) == {"rows": len(TABLE)}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and the umask are POSIX")
+@pytest.mark.parametrize(
+    ("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)], ids=["umask-022", "umask-077"]
+)
+def test_outputs_get_the_mode_open_gives(tmp_path: Path, umask: int, mode: int) -> None:
+    """Reports and plots are readable by whoever the umask lets read a file made by open()."""
+    previous = os.umask(umask)
+    try:
+        (tmp_path / "by_open.txt").write_text("the reference")
+        write_json({"auc": 0.8}, tmp_path / "metrics.json")
+        write_text("# Model card\n", tmp_path / "model_card.md")
+        write_table(TABLE, tmp_path / "roc.csv")
+        write_table(TABLE, tmp_path / "train.parquet")
+        with stage_outputs() as outputs:  # as a library's own writer (Evidently's HTML) uses it
+            outputs.path(tmp_path / "explore.html").write_text("<html></html>")
+    finally:
+        os.umask(previous)
+    modes = {path.name: oct(stat.S_IMODE(path.stat().st_mode)) for path in tmp_path.iterdir()}
+    assert modes == dict.fromkeys(modes, oct(mode))
+    assert len(modes) == 6
 
 
 @pytest.mark.parametrize(

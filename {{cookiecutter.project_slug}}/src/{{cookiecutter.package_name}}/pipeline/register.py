@@ -14,7 +14,7 @@ from {{ cookiecutter.package_name }} import git
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import GateError, PipelineError
-from {{ cookiecutter.package_name }}.io import read_json, redact, stage_outputs, write_json
+from {{ cookiecutter.package_name }}.io import read_json, redact, stage_outputs
 from {{ cookiecutter.package_name }}.serving.store import (
     BUNDLE_FILE,
     LINEAGE_FILE,
@@ -120,11 +120,14 @@ def register(params: Params) -> dict[str, Any]:
     metadata = _without_nulls(
         {**record, "serving": {**serving, "prediction_log": redact(serving["prediction_log"])}}
     )
-    with bentoml.models.create(MODEL_NAME, labels=labels_for(record), metadata=metadata) as model:
-        shutil.copyfile(Paths.model, model.path_of(BUNDLE_FILE))
-        Path(model.path_of(SCHEMA_FILE)).write_text(bundle.schema.to_yaml())
-        write_json(serving, model.path_of(SERVING_FILE))
-        write_json(record, model.path_of(LINEAGE_FILE))
+    with (
+        bentoml.models.create(MODEL_NAME, labels=labels_for(record), metadata=metadata) as model,
+        stage_outputs() as files,  # in place before BentoML saves the model
+    ):
+        shutil.copyfile(Paths.model, files.path(model.path_of(BUNDLE_FILE)))
+        files.text(bundle.schema.to_yaml(), model.path_of(SCHEMA_FILE))
+        files.json(serving, model.path_of(SERVING_FILE))
+        files.json(record, model.path_of(LINEAGE_FILE))
     return {"tag": str(model.tag), "name": MODEL_NAME, "version": model.tag.version, **record}
 
 
