@@ -22,12 +22,15 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pandas as pd
 
 from {{ cookiecutter.package_name }}.errors import DataSourceError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 FILE_READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 
@@ -61,40 +64,81 @@ def resolve(source: str, key: str = "data.source") -> str:
     return _PLACEHOLDER.sub(value, source)
 
 
-def _secrets(source: str) -> list[str]:
-    """The parts of a source that must never be shown: password, query values, fragment."""
+def _database_url(source: str) -> URL | None:
+    """SQLAlchemy's reading of a database source, the one its engine connects with; None for a
+    file or http(s) source, or a database URL it cannot read as written (a `${PORT}`, say)."""
+    if source_kind(source) != "database":
+        return None
+    from sqlalchemy.engine import make_url  # imported here: only database sources need it
+    from sqlalchemy.exc import ArgumentError
+
     try:
-        parts = urlsplit(source)
-        password = parts.password
-    except ValueError:  # not a URL at all (e.g. a malformed port): show nothing of it
+        return make_url(source)
+    except (ArgumentError, ValueError):
+        return None
+
+
+def _url_parts(source: str) -> tuple[str | None, list[tuple[str, str]], str]:
+    """Password, query items and fragment: SQLAlchemy's reading of a database URL (which has no
+    fragment: a '#' is part of a name), urllib's of anything else. ValueError if not a URL."""
+    url = _database_url(source)
+    if url is not None:
+        query = [
+            (name, value)
+            for name, values in url.query.items()
+            for value in ((values,) if isinstance(values, str) else values)
+        ]
+        return url.password, query, ""
+    return _urllib_parts(source)
+
+
+def _urllib_parts(source: str) -> tuple[str | None, list[tuple[str, str]], str]:
+    parts = urlsplit(source)
+    return parts.password, parse_qsl(parts.query, keep_blank_values=True), parts.fragment
+
+
+def _secrets(source: str) -> list[str]:
+    """The parts of a source that must never be shown: password, query values, fragment. For a
+    database URL both readings count: SQLAlchemy's (decoded, as a driver's error may quote them)
+    and urllib's (as written, e.g. still percent-encoded)."""
+    try:
+        readings = [_url_parts(source), _urllib_parts(source)]
+    except ValueError:  # not a URL at all (e.g. a malformed IPv6 host): show nothing of it
         return [source]
-    found = [password] if password else []
-    found += [value for _, value in parse_qsl(parts.query, keep_blank_values=False)]
-    if parts.fragment:
-        found.append(parts.fragment)
-    return [secret for secret in found if secret and secret != HIDDEN]
+    found = {
+        secret
+        for password, query, fragment in readings
+        for secret in (password, *(value for _, value in query), fragment)
+    }
+    return sorted(secret for secret in found if secret and secret != HIDDEN)
 
 
 def redact(source: str) -> str:
     """The source with its password, query values and fragment hidden (placeholders such as
     `${DB_PASSWORD}` are kept: they are names, not secrets): safe for manifests and logs."""
     try:
-        parts = urlsplit(source)
-        password = parts.password
+        password, query, fragment = _url_parts(source)
     except ValueError:
         return HIDDEN
     if not _secrets(_PLACEHOLDER.sub("", source)):
         return source  # nothing to hide: leave it exactly as written
-    netloc = parts.netloc
-    if password and not _PLACEHOLDER.fullmatch(password):
-        user = parts.username or ""
-        netloc = f"{user}:{HIDDEN}@{netloc.rpartition('@')[2]}"
-    query = "&".join(
-        f"{name}={value if _PLACEHOLDER.fullmatch(value) else HIDDEN}"
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    hide_password = bool(password) and not _PLACEHOLDER.fullmatch(password or "")
+    shown_query = "&".join(
+        f"{name}={value if _PLACEHOLDER.fullmatch(value) else HIDDEN}" for name, value in query
     )
-    fragment = HIDDEN if parts.fragment else ""
-    return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=fragment))
+    url = _database_url(source)
+    if url is not None:
+        if hide_password:
+            head = url.set(query={}).render_as_string(hide_password=True)
+        else:  # nothing to hide before the query: leave that part as written
+            head = source.partition("?")[0]
+        return f"{head}?{shown_query}" if shown_query else head
+    parts = urlsplit(source)
+    netloc = parts.netloc
+    if hide_password:  # urllib can read a password but not replace one
+        netloc = f"{parts.username or ''}:{HIDDEN}@{netloc.rpartition('@')[2]}"
+    shown_fragment = HIDDEN if fragment else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=shown_query, fragment=shown_fragment))
 
 
 def scrub(text: str, *sources: str) -> str:

@@ -185,6 +185,12 @@ def test_read_errors_never_show_a_secret(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "hunter2" not in str(caught.value)
 
 
+def test_a_database_password_is_hidden_as_written_and_as_the_driver_gets_it() -> None:
+    source = "postgresql://app:p%40ss@db/credit"  # SQLAlchemy decodes it: the driver gets p@ss
+    assert redact(source) == "postgresql://app:***@db/credit"
+    assert scrub("login failed for p@ss (p%40ss)", source) == "login failed for *** (***)"
+
+
 def test_write_json_is_stable_and_hash_follows_content(tmp_path: Path) -> None:
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     write_json({"b": 1, "a": 2}, first)
