@@ -160,6 +160,18 @@ class ServingConfig(_Strict):
     inference_threads: int = Field(1, ge=1, le=64)
     timeout: float = Field(30.0, gt=0, le=3600)
     max_batch_size: int = Field(100, ge=1, le=100_000)
+    max_queue_wait: float = Field(5.0, gt=0, le=3600)
+    prediction_spool: str = Field("logs/spool", min_length=1)
+
+    @model_validator(mode="after")
+    def _queue_wait_within_timeout(self) -> ServingConfig:
+        if self.max_queue_wait >= self.timeout:
+            raise ValueError(
+                f"serving.max_queue_wait ({self.max_queue_wait:g} s) must be shorter than"
+                f" serving.timeout ({self.timeout:g} s): a request queued that long would time out"
+                " before it is scored"
+            )
+        return self
 
 
 P_VALUE_METHODS = ("ks", "chisquare")  # drifted below the threshold; distances at or above it

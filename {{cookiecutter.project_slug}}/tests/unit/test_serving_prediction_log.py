@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +12,15 @@ import pytest
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     ENV_VAR,
     DirectorySink,
+    LogUnavailable,
     PredictionLog,
     PredictionSink,
+    Spool,
     SqlSink,
+    feedback_record,
     join_feedback,
     open_sink,
-    utc_now,
+    prediction_record,
 )
 
 pytestmark = pytest.mark.unit
@@ -30,14 +33,7 @@ def no_override(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def prediction(**features: Any) -> dict[str, Any]:
-    return {
-        "prediction_id": str(uuid.uuid4()),
-        "timestamp": utc_now(),
-        "model_version": "model:v1",
-        "features": features,
-        "label": "1",
-        "probability": 0.75,
-    }
+    return prediction_record(features, 1, 0.75, "model:v1")
 
 
 @pytest.fixture(params=["directory", "sqlite"])
@@ -60,7 +56,7 @@ def test_relative_targets_are_anchored_at_the_project_not_the_working_directory(
     assert directory.directory == tmp_path / "logs" / "predictions"
     database = open_sink("sqlite:///logs/predictions.db", base_dir=tmp_path)
     assert isinstance(database, SqlSink)
-    assert (tmp_path / "logs" / "predictions.db").exists()
+    assert database.url == f"sqlite:///{tmp_path / 'logs' / 'predictions.db'}"
 
 
 def test_environment_variable_overrides_the_configured_target(
@@ -79,9 +75,7 @@ def test_records_written_through_the_log_read_back_as_tables(sink: PredictionSin
         prediction(age=51, sex="female", savings="rich"),
     )
     log.log_predictions([first, second])
-    log.log_feedback(
-        {"prediction_id": first["prediction_id"], "timestamp": utc_now(), "label": "0"}
-    )
+    log.log_feedback(feedback_record(first["prediction_id"], 0))
     log.close()  # writes everything queued
 
     predictions = sink.read_predictions()
@@ -124,48 +118,113 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path: Path) -> None:
     assert len(sink.read_predictions()) == 1
 
 
-def test_a_failed_write_is_retried(tmp_path: Path) -> None:
-    class Flaky(DirectorySink):
-        calls = 0
+class Outage(DirectorySink):
+    """A directory sink that fails while `down` is set, like a database that went away."""
 
-        def write(self, table: Any, records: list[dict[str, Any]]) -> None:
-            Flaky.calls += 1
-            if Flaky.calls == 1:
-                raise OSError("disk full")
-            super().write(table, records)
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.down = True
+        self.attempts = 0
 
-    sink = Flaky(tmp_path)
-    log = PredictionLog(sink)
-    assert log.log_predictions([prediction(age=1)])
+    def write(self, table: Any, records: list[dict[str, Any]]) -> None:
+        self.attempts += 1
+        if self.down:
+            raise OSError("connection refused")
+        super().write(table, records)
+
+
+def test_a_failing_sink_spools_and_the_spool_is_replayed_once_it_answers(tmp_path: Path) -> None:
+    sink = Outage(tmp_path / "log")
+    log = PredictionLog(sink, Spool(tmp_path / "spool"), retry_interval=0.05)
+    during = [prediction(age=i) for i in range(3)]
+    log.log_predictions(during[:2]).result(timeout=5)  # durable: spooled, not lost
+    log.log_feedback(feedback_record(during[0]["prediction_id"], 0)).result(timeout=5)
+    log.log_predictions(during[2:]).result(timeout=5)
+    assert (log.spooled, sink.read_predictions().empty) == (4, True)
+    attempts = sink.attempts
+    sink.down = False
+    time.sleep(0.3)  # a few retry intervals: the writer replays without new traffic
+    after = prediction(age=99)
+    log.log_predictions([after]).result(timeout=5)
     log.close()
-    assert sink.read_predictions()["age"].tolist() == [1]
-    assert (Flaky.calls, log.failed) == (2, 0)
+    assert attempts <= 3, "a failing sink was tried on every batch instead of every interval"
+    ids = sink.read_predictions()["prediction_id"].tolist()
+    assert sorted(ids) == sorted(record["prediction_id"] for record in [*during, after])
+    assert sink.read_feedback()["prediction_id"].tolist() == [during[0]["prediction_id"]]
+    assert (log.replayed, log.refused) == (4, 0)
+    assert not list((tmp_path / "spool").glob("spool-*.jsonl")), "a replayed spool file stayed"
 
 
-def test_a_failing_sink_does_not_stop_the_writer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from {{ cookiecutter.package_name }}.serving import prediction_log
-
-    monkeypatch.setattr(prediction_log, "WRITE_RETRIES", (0.0,))
-
-    class Broken(DirectorySink):
-        def write(self, table: Any, records: list[dict[str, Any]]) -> None:
-            if records[0]["features"]["age"] == 1:
-                raise OSError("disk full")
-            super().write(table, records)
-
-    sink = Broken(tmp_path)
-    log = PredictionLog(sink)
-    log.log_predictions([prediction(age=1)])
+def test_what_a_crashed_process_spooled_is_replayed_at_the_next_start(tmp_path: Path) -> None:
+    crashed = Spool(tmp_path / "spool")
+    lost = [prediction(age=i) for i in range(5)]
+    crashed.append("predictions", lost)
+    crashed._handle.close()  # the process died: its lock is gone, its file stays
+    sink = DirectorySink(tmp_path / "log")
+    log = PredictionLog(sink, Spool(tmp_path / "spool"))
     log.flush()
-    log.log_predictions([prediction(age=2)])
+    log.close()
+    assert sorted(sink.read_predictions()["prediction_id"]) == sorted(
+        record["prediction_id"] for record in lost
+    )
+    assert not list((tmp_path / "spool").glob("spool-*.jsonl"))
+
+
+def test_a_live_process_spool_is_left_to_its_owner(tmp_path: Path) -> None:
+    owner = Spool(tmp_path / "spool")
+    owner.append("predictions", [prediction(age=1)])  # holds its file's lock, as a live worker
+    other = Spool(tmp_path / "spool")
+    sink = DirectorySink(tmp_path / "log")
+    assert other.replay(sink) == 0
+    assert sink.read_predictions().empty
+    assert owner.replay(sink) == 1
+
+
+@pytest.mark.parametrize("kind", ["directory", "sqlite"])
+def test_a_replay_that_repeats_itself_stores_each_record_once(kind: str, tmp_path: Path) -> None:
+    sink = (
+        open_sink(str(tmp_path / "log"))
+        if kind == "directory"
+        else open_sink(f"sqlite:///{tmp_path}/log.db")
+    )
+    first, second = prediction(age=1), prediction(age=2)
+    told = feedback_record(first["prediction_id"], 1)
+    sink.write("predictions", [first])  # stored, but the writer heard an error: spooled too
+    sink.write("feedback", [told])
+    for _ in range(2):  # a replay cut short, then the whole replay again
+        sink.write_missing("predictions", [first, second])
+        sink.write_missing("feedback", [told])
+    assert sorted(sink.read_predictions()["age"]) == [1, 2]
+    assert len(sink.read_feedback()) == 1
+
+
+def test_without_a_spool_a_failing_write_is_refused_and_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
+    sink = Outage(tmp_path)
+    log = PredictionLog(sink)
+    with pytest.raises(LogUnavailable, match="connection refused"):
+        log.log_predictions([prediction(age=1)]).result(timeout=5)
+    sink.down = False
+    log.log_predictions([prediction(age=2)]).result(timeout=5)
     log.close()
     assert sink.read_predictions()["age"].tolist() == [2]
-    assert log.failed == 1
+    assert log.refused == 1
 
 
-def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+def test_when_neither_sink_nor_spool_takes_a_record_the_refusal_names_both(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "spool").write_text("a file where the spool directory should be")
+    log = PredictionLog(Outage(tmp_path / "log"), Spool(tmp_path / "spool"))
+    with pytest.raises(LogUnavailable) as refused:
+        log.log_predictions([prediction(age=1)]).result(timeout=5)
+    log.close()
+    assert "connection refused" in str(refused.value)
+    assert "spool" in str(refused.value)
+
+
+def test_a_full_queue_refuses_at_once_instead_of_blocking(tmp_path: Path) -> None:
     import threading
 
     release = threading.Event()
@@ -175,9 +234,12 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> No
             release.wait(10)
 
     log = PredictionLog(Stuck(tmp_path), max_pending=1, put_timeout=0.01)
-    queued = [log.log_predictions([prediction(age=1)]) for _ in range(5)]
-    assert log.dropped >= 3
-    assert queued.count(False) == log.dropped  # each refusal is told to the caller
+    receipts = [log.log_predictions([prediction(age=1)]) for _ in range(5)]
+    refused = [receipt for receipt in receipts if receipt.done()]
+    assert len(refused) >= 3 and log.refused == len(refused)
+    for receipt in refused:
+        with pytest.raises(LogUnavailable, match="not keeping up"):
+            receipt.result()
     release.set()
     log.close()
 

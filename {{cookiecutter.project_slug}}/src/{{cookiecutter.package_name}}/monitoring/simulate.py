@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,13 @@ import pandas as pd
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
-from {{ cookiecutter.package_name }}.monitoring.frames import SIMULATED
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
+    LogUnavailable,
     PredictionLog,
+    Receipt,
+    feedback_record,
     open_sink,
-    utc_now,
+    prediction_record,
 )
 
 BATCH = 50  # records per request
@@ -83,32 +84,30 @@ def _to_service(url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]
 def _to_log(
     params: Params, bundle: ModelBundle, rows: pd.DataFrame, records: list[dict[str, Any]]
 ) -> tuple[PredictionLog, list[dict[str, Any]]]:
+    """Score in-process and log straight into the prediction log, as the service would."""
     log = PredictionLog(open_sink(params.serving.prediction_log, base_dir=Path.cwd()))
     probabilities = bundle.probabilities(rows)
-    answers = [
-        {
-            "prediction_id": str(uuid.uuid4()),
-            "label": bundle.label(decision),
-            "probability": float(p),
-        }
-        for p, decision in zip(probabilities, bundle.decide(probabilities), strict=True)
+    logged = [
+        prediction_record(
+            record,
+            bundle.label(decision),
+            probability,
+            f"simulated ({bundle.family})",
+            simulated=True,
+        )
+        for record, probability, decision in zip(
+            records, probabilities, bundle.decide(probabilities), strict=True
+        )
     ]
-    timestamp = utc_now()
-    log.log_predictions(
-        [
-            {
-                "prediction_id": answer["prediction_id"],
-                "timestamp": timestamp,
-                "model_version": f"simulated ({bundle.family})",
-                "features": record,
-                "label": str(answer["label"]),
-                "probability": answer["probability"],
-                SIMULATED: True,
-            }
-            for answer, record in zip(answers, records, strict=True)
-        ]
-    )
-    return log, answers
+    _recorded(log.log_predictions(logged))
+    return log, logged
+
+
+def _recorded(receipt: Receipt) -> None:
+    try:
+        receipt.result(timeout=60)
+    except LogUnavailable as error:
+        raise PipelineError(f"simulated traffic could not be logged: {error}") from error
 
 
 def run(params: Params, url: str | None = None, drift: bool = False) -> dict[str, Any]:
@@ -135,11 +134,11 @@ def run(params: Params, url: str | None = None, drift: bool = False) -> dict[str
             _post(f"{url.rstrip('/')}/feedback", feedback)
         else:
             assert log is not None
-            log.log_feedback({**feedback, "label": str(feedback["label"]), "timestamp": utc_now()})
+            _recorded(
+                log.log_feedback(feedback_record(feedback["prediction_id"], feedback["label"]))
+            )
     if log is not None:
         log.close()
-        if log.dropped:
-            raise PipelineError(f"the prediction log dropped {log.dropped} simulated record(s)")
     return {
         "requests": len(answers),
         "feedback": told,

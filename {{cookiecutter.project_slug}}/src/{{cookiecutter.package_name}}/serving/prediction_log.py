@@ -1,14 +1,22 @@
-"""The prediction log: every served prediction and every feedback label, written by a background
-thread so a request never waits on a disk or a database. Monitoring reads it back.
+"""The prediction log: every served prediction and every feedback label, the service's audit
+record. A request is answered only once its records are durable (`PredictionLog`); monitoring
+reads them back.
 
 Where it goes: `serving.prediction_log` in params.yaml, or the `PREDICTION_LOG` environment
 variable (it wins, for containers):
 
 - a directory (the default, `logs/predictions`): JSON lines files
   `predictions-<YYYY-MM-DD>-<pid>.jsonl` and `feedback-<YYYY-MM-DD>-<pid>.jsonl`, one file per
-  UTC day and serving process so that workers never interleave their writes;
+  UTC day and serving process so that workers never interleave their writes; each write is
+  fsync'd;
 - a database URL (`sqlite:///logs/predictions.db`, `postgresql://user@host/db`): tables
   `predictions` and `feedback`, created on first use (SQLAlchemy).
+
+While the sink fails (a database restarting, a network cut), records go to the spool instead
+(`serving.prediction_spool`, `PREDICTION_SPOOL` overrides it): fsync'd JSON lines files on local
+disk, replayed into the sink when it answers again, and at the next start after a crash. A
+replay never duplicates a record: the SQL sink skips records it already holds, the directory
+sink's readers drop repeated ones.
 
 Record layout, the same in every sink (labels are text, compared as text like the pipeline does):
 
@@ -24,11 +32,12 @@ Record layout, the same in every sink (labels are text, compared as text like th
                  timestamp      when the feedback arrived
                  label          the true label
 
-`read_predictions()` returns one row per prediction with `features` spread into one column per
-feature; `read_feedback()` one row per feedback record (a prediction may get several: the latest
-timestamp is the newest word). Both return `timestamp` as a UTC datetime. `join_feedback()`
-gives each prediction its newest true label and counts the feedback that matches no prediction
-(the service records feedback for any well-formed id).
+`prediction_record()` and `feedback_record()` build them. `read_predictions()` returns one row
+per prediction with `features` spread into one column per feature; `read_feedback()` one row per
+feedback record (a prediction may get several: the latest timestamp is the newest word). Both
+return `timestamp` as a UTC datetime. `join_feedback()` gives each prediction its newest true
+label and counts the feedback that matches no prediction (the service records feedback for any
+well-formed id).
 
 A location may name environment variables as `${NAME}` (a database password, say), filled in
 when the sink opens.
@@ -38,13 +47,17 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import queue
 import threading
 import time
+import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +69,7 @@ from {{ cookiecutter.package_name }}.io import resolve, source_kind
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "PREDICTION_LOG"
+SPOOL_ENV_VAR = "PREDICTION_SPOOL"
 Table = Literal["predictions", "feedback"]
 COLUMNS: dict[Table, list[str]] = {
     "predictions": [
@@ -69,17 +83,54 @@ COLUMNS: dict[Table, list[str]] = {
     ],
     "feedback": ["prediction_id", "timestamp", "label"],
 }
+# What makes a record the same record when a replay meets it again.
+IDENTITY: dict[Table, list[str]] = {
+    "predictions": ["prediction_id"],
+    "feedback": ["prediction_id", "timestamp", "label"],
+}
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def prediction_record(
+    features: dict[str, Any],
+    label: object,
+    probability: float,
+    model_version: str,
+    *,
+    simulated: bool = False,
+    prediction_id: str | None = None,
+    timestamp: str | None = None,
+) -> dict[str, Any]:
+    """One `predictions` record in the layout above (a new id and the time now by default)."""
+    return {
+        "prediction_id": prediction_id or str(uuid.uuid4()),
+        "timestamp": timestamp or utc_now(),
+        "model_version": model_version,
+        "features": features,
+        "label": str(label),
+        "probability": float(probability),
+        "simulated": simulated,
+    }
+
+
+def feedback_record(prediction_id: str, label: object) -> dict[str, Any]:
+    """One `feedback` record: the true label of an earlier prediction, received now."""
+    return {"prediction_id": prediction_id, "timestamp": utc_now(), "label": str(label)}
+
+
 class PredictionSink(ABC):
     """Where log records are stored; the writer thread is the only caller of `write`."""
 
     @abstractmethod
-    def write(self, table: Table, records: list[dict[str, Any]]) -> None: ...
+    def write(self, table: Table, records: list[dict[str, Any]]) -> None:
+        """Store every record, durably, or raise."""
+
+    def write_missing(self, table: Table, records: list[dict[str, Any]]) -> None:
+        """Store the records the sink does not hold yet (a replay that may repeat itself)."""
+        self.write(table, records)
 
     @abstractmethod
     def _read(self, table: Table) -> pd.DataFrame:
@@ -108,6 +159,30 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _json_lines(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(record, default=str) + "\n" for record in records)
+
+
+def _read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a JSON lines file; a line cut short by a crash is skipped (its write was
+    never confirmed, so nobody was answered for it)."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                logger.warning("%s:%d is not valid JSON; skipped", path, number)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a new file's name durable, not just its contents."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class DirectorySink(PredictionSink):
     """JSON lines files in a directory: no server needed, easy to ship and to read."""
 
@@ -117,25 +192,32 @@ class DirectorySink(PredictionSink):
     def write(self, table: Table, records: list[dict[str, Any]]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         day = datetime.now(UTC).date().isoformat()
-        lines = "".join(json.dumps(record, default=str) + "\n" for record in records)
-        with open(
-            self.directory / f"{table}-{day}-{os.getpid()}.jsonl", "a", encoding="utf-8"
-        ) as handle:
-            handle.write(lines)
+        path = self.directory / f"{table}-{day}-{os.getpid()}.jsonl"
+        created = not path.exists()
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(_json_lines(records))
+            handle.flush()
+            os.fsync(handle.fileno())
+        if created:
+            _fsync_directory(self.directory)
 
     def _read(self, table: Table) -> pd.DataFrame:
-        records = []
-        for path in sorted(self.directory.glob(f"{table}-*.jsonl")):
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut short by a crash: skip it, keep the rest
-                    logger.warning("%s:%d is not valid JSON; skipped", path, number)
-        return pd.DataFrame(records, columns=COLUMNS[table])
+        records = [
+            record
+            for path in sorted(self.directory.glob(f"{table}-*.jsonl"))
+            for record in _read_json_lines(path)
+        ]
+        frame = pd.DataFrame(records, columns=COLUMNS[table])
+        # A replayed spool may repeat records a cut-short write had already stored.
+        repeated = frame[IDENTITY[table]].astype(str).duplicated()
+        return frame[~repeated].reset_index(drop=True)
 
 
 class SqlSink(PredictionSink):
-    """Two tables in any SQLAlchemy database, for logs shared by many replicas."""
+    """Two tables in any SQLAlchemy database, for logs shared by many replicas. The tables are
+    created on the first write, so a service starts (and spools) while its database is down."""
+
+    CHUNK = 500  # records per statement when a replay checks which ones are stored already
 
     def __init__(self, url: str) -> None:
         import sqlalchemy as sa  # imported here: the directory sink needs no database driver
@@ -143,12 +225,15 @@ class SqlSink(PredictionSink):
         self.url = url
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url)
-        metadata = sa.MetaData()
+        connect_args = {}
+        if sa.engine.make_url(url).get_backend_name() == "postgresql":
+            connect_args["connect_timeout"] = 5  # an unreachable server fails fast: spool
+        self.engine = sa.create_engine(url, connect_args=connect_args)
+        self.metadata = sa.MetaData()
         self.tables = {
             "predictions": sa.Table(
                 "predictions",
-                metadata,
+                self.metadata,
                 sa.Column("prediction_id", sa.String(36), primary_key=True),
                 sa.Column("timestamp", sa.String(40), nullable=False, index=True),
                 sa.Column("model_version", sa.String(200), nullable=False),
@@ -159,17 +244,23 @@ class SqlSink(PredictionSink):
             ),
             "feedback": sa.Table(
                 "feedback",
-                metadata,
+                self.metadata,
                 sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
                 sa.Column("prediction_id", sa.String(36), nullable=False, index=True),
                 sa.Column("timestamp", sa.String(40), nullable=False),
                 sa.Column("label", sa.String(200), nullable=False),
             ),
         }
-        metadata.create_all(self.engine)
+        self._created = False
 
-    def write(self, table: Table, records: list[dict[str, Any]]) -> None:
-        rows = [
+    def _create_tables(self) -> None:
+        if not self._created:
+            self.metadata.create_all(self.engine)
+            self._created = True
+
+    @staticmethod
+    def _rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
             {
                 **record,
                 "features": json.dumps(record["features"], default=str),
@@ -179,12 +270,42 @@ class SqlSink(PredictionSink):
             else record
             for record in records
         ]
+
+    def write(self, table: Table, records: list[dict[str, Any]]) -> None:
+        self._create_tables()
         with self.engine.begin() as connection:
-            connection.execute(self.tables[table].insert(), rows)
+            connection.execute(self.tables[table].insert(), self._rows(records))
+
+    def write_missing(self, table: Table, records: list[dict[str, Any]]) -> None:
+        import sqlalchemy as sa
+
+        self._create_tables()
+        sql_table = self.tables[table]
+        key = IDENTITY[table]
+        with self.engine.begin() as connection:
+            for start in range(0, len(records), self.CHUNK):
+                chunk = records[start : start + self.CHUNK]
+                ids = {record["prediction_id"] for record in chunk}
+                stored = {
+                    tuple(row)
+                    for row in connection.execute(
+                        sa.select(*(sql_table.c[name] for name in key)).where(
+                            sql_table.c.prediction_id.in_(ids)
+                        )
+                    )
+                }
+                new: dict[tuple[Any, ...], dict[str, Any]] = {}
+                for record in chunk:
+                    identity = tuple(record[name] for name in key)
+                    if identity not in stored:
+                        new.setdefault(identity, record)
+                if new:
+                    connection.execute(sql_table.insert(), self._rows(list(new.values())))
 
     def _read(self, table: Table) -> pd.DataFrame:
         import sqlalchemy as sa
 
+        self._create_tables()
         query = sa.select(*(self.tables[table].c[name] for name in COLUMNS[table]))
         with self.engine.connect() as connection:
             return pd.read_sql_query(query, connection)
@@ -197,16 +318,32 @@ def open_sink(target: str | None = None, base_dir: Path | str | None = None) -> 
     the project (or bento) directory, not to wherever the server happens to run; the override is
     used as given.
     """
-    override = os.environ.get(ENV_VAR)
-    if override:
-        target = resolve(override, key=ENV_VAR)
-    elif target:
-        target = resolve(target, key="serving.prediction_log")
-        if base_dir is not None:
-            target = _anchored(target, Path(base_dir))
+    target = _located(target, ENV_VAR, "serving.prediction_log", base_dir)
     if not target:
         raise ValueError(f"no prediction log configured: set serving.prediction_log or {ENV_VAR}")
     return SqlSink(target) if source_kind(target) == "database" else DirectorySink(target)
+
+
+def open_spool(target: str | None = None, base_dir: Path | str | None = None) -> Spool:
+    """The spool directory `target`; PREDICTION_SPOOL overrides it (taken as open_sink does)."""
+    target = _located(target, SPOOL_ENV_VAR, "serving.prediction_spool", base_dir)
+    if not target or source_kind(target) != "file":
+        raise ValueError(
+            f"serving.prediction_spool (or {SPOOL_ENV_VAR}) must be a local directory, got"
+            f" {target!r}"
+        )
+    return Spool(target)
+
+
+def _located(target: str | None, env_var: str, key: str, base_dir: Path | str | None) -> str | None:
+    override = os.environ.get(env_var)
+    if override:
+        return resolve(override, key=env_var)
+    if target:
+        target = resolve(target, key=key)
+        if base_dir is not None:
+            target = _anchored(target, Path(base_dir))
+    return target
 
 
 def join_feedback(predictions: pd.DataFrame, feedback: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -238,55 +375,170 @@ def _anchored(target: str, base_dir: Path) -> str:
     return target
 
 
+class Spool:
+    """Records the sink could not take, on local disk until it can.
+
+    Each process appends to a file of its own (`spool-<pid>-<random>.jsonl`) and holds an
+    exclusive lock on it for as long as it runs; the lock dies with the process, however it
+    ends. So a file nobody holds belongs to a process that is gone: whoever replays next (the
+    same service restarted, or another worker) takes it over. Appends are fsync'd before they
+    return; an append that fails is cut back off, so the file never holds half a record
+    followed by good ones.
+    """
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        self.pending = 0  # records in this process's own file
+        self._own: Path | None = None
+        self._handle: Any = None
+
+    def append(self, table: Table, records: list[dict[str, Any]]) -> None:
+        handle = self._own_file()
+        size = handle.tell()
+        try:
+            handle.write(_json_lines([{"table": table, "record": record} for record in records]))
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                handle.truncate(size)
+                handle.seek(size)
+            raise
+        self.pending += len(records)
+
+    def _own_file(self) -> Any:
+        if self._handle is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+            handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held while we run)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            _fsync_directory(self.directory)
+            self._own, self._handle = path, handle
+        return self._handle
+
+    def orphans(self) -> bool:
+        """Whether another, ended process left records here."""
+        return any(path != self._own for path in self.directory.glob("spool-*.jsonl"))
+
+    def replay(self, sink: PredictionSink, batch: int = 1_000) -> int:
+        """Move every record this process may take (its own and the orphans') into the sink;
+        how many. A file leaves the spool only once all its records are stored; a failure
+        raises with the rest still spooled."""
+        moved = 0
+        for path in sorted(self.directory.glob("spool-*.jsonl")):
+            if path == self._own:
+                moved += self._replay_file(path, sink, batch)
+                self._handle.truncate(0)
+                self._handle.seek(0)
+                self.pending = 0
+                continue
+            with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8") as held:
+                try:
+                    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live process's own file
+                moved += self._replay_file(path, sink, batch)
+                path.unlink()
+        return moved
+
+    @staticmethod
+    def _replay_file(path: Path, sink: PredictionSink, batch: int) -> int:
+        moved = 0
+        pending: dict[Table, list[dict[str, Any]]] = {"predictions": [], "feedback": []}
+        for line in _read_json_lines(path):
+            table: Table = line["table"]
+            pending[table].append(line["record"])
+            if len(pending[table]) >= batch:
+                sink.write_missing(table, pending[table])
+                moved += len(pending[table])
+                pending[table] = []
+        for table, records in pending.items():
+            if records:
+                sink.write_missing(table, records)
+                moved += len(records)
+        if moved:
+            logger.warning("replayed %d spooled record(s) from %s into the log", moved, path)
+        return moved
+
+    def close(self) -> None:
+        """Release this process's file; remove it when empty (else the next start replays it)."""
+        if self._handle is None:
+            return
+        empty = self.pending == 0
+        if empty and self._own is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._own.unlink()
+        self._handle.close()
+        self._handle = None
+
+
+class LogUnavailable(Exception):
+    """Records that neither the sink nor the spool could take: their request must not be
+    answered as if they were logged."""
+
+
+Receipt = Future[None]  # resolves to None once the records are durable; LogUnavailable otherwise
 _STOP = object()
 
 
-WRITE_RETRIES = (0.1, 0.5, 2.0)  # seconds between attempts at a failing write
-
-
 class PredictionLog:
-    """A bounded queue in front of a sink, drained by one writer thread.
+    """One writer thread in front of a sink and a spool: `log_predictions` / `log_feedback`
+    return a `Receipt` that resolves once the records are durable, in the sink or, while the
+    sink fails, in the spool.
 
-    When the sink falls behind for longer than `put_timeout`, a record is not queued: `log_*`
-    return False (the service then refuses the request with a 503 rather than answer a
-    prediction it cannot record) and the record is counted in `dropped`. A failing write is
-    retried (WRITE_RETRIES) before its records are counted in `failed`. `close()` writes what is
-    queued.
+    The writer takes everything queued in one go (a group commit: one transaction or one fsync
+    for many requests). After a sink failure it spools without trying the sink on every batch,
+    and every `retry_interval` seconds tries to replay the spool; once that succeeds, records go
+    straight to the sink again. On start it replays what a crashed run left in the spool; on
+    close it writes what is queued and tries the spool once more (what stays is replayed at the
+    next start). A full queue (the sink slower than traffic for `put_timeout`) refuses at once.
     """
 
     def __init__(
-        self, sink: PredictionSink, max_pending: int = 1_000, put_timeout: float = 1.0
+        self,
+        sink: PredictionSink,
+        spool: Spool | None = None,
+        max_pending: int = 1_000,
+        put_timeout: float = 1.0,
+        retry_interval: float = 1.0,
     ) -> None:
         self.sink = sink
-        self.dropped = 0
-        self.failed = 0
+        self.spool = spool
+        self.refused = 0  # records neither the sink nor the spool took, or the queue had no room
+        self.spooled = 0  # records written to the spool
+        self.replayed = 0  # records moved from the spool into the sink
         self._put_timeout = put_timeout
+        self._retry_interval = retry_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        self._sink_error: str | None = None  # why the sink last failed; None while it works
+        self._last_attempt = 0.0
         self._closed = False
-        self._thread = threading.Thread(target=self._drain, name="prediction-log", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
         atexit.register(self.close)
 
-    def log_predictions(self, records: list[dict[str, Any]]) -> bool:
-        """Queue predictions for writing; False if the log is full (nothing was queued)."""
-        return self._put(("predictions", records))
+    def log_predictions(self, records: list[dict[str, Any]]) -> Receipt:
+        return self._put("predictions", records)
 
-    def log_feedback(self, record: dict[str, Any]) -> bool:
-        return self._put(("feedback", [record]))
+    def log_feedback(self, record: dict[str, Any]) -> Receipt:
+        return self._put("feedback", [record])
 
-    def _put(self, item: tuple[Table, list[dict[str, Any]]]) -> bool:
+    def _put(self, table: Table, records: list[dict[str, Any]]) -> Receipt:
         if self._closed:
             raise RuntimeError("the prediction log is closed")
+        receipt: Receipt = Future()
         try:
-            self._queue.put(item, timeout=self._put_timeout)
+            self._queue.put((table, records, receipt), timeout=self._put_timeout)
         except queue.Full:
-            self.dropped += len(item[1])
-            logger.error("prediction log is full: dropped %d %s record(s)", len(item[1]), item[0])
-            return False
-        return True
+            self.refused += len(records)
+            logger.error("prediction log is full: refused %d %s record(s)", len(records), table)
+            receipt.set_exception(
+                LogUnavailable("the prediction log is not keeping up: retry shortly")
+            )
+        return receipt
 
     def flush(self) -> None:
-        """Wait until everything queued so far is written."""
+        """Wait until everything queued so far is durable."""
         self._queue.join()
 
     def close(self, timeout: float = 10.0) -> None:
@@ -299,35 +551,96 @@ class PredictionLog:
         self._thread.join(timeout)
         atexit.unregister(self.close)
 
-    def _write(self, table: Table, records: list[dict[str, Any]]) -> None:
-        """Write, retrying a failure; a sink that keeps failing must not kill the writer."""
-        for wait in (*WRITE_RETRIES, None):
-            try:
-                self.sink.write(table, records)
-                return
-            except Exception:
-                if wait is None:
-                    self.failed += len(records)
-                    logger.exception("could not write %d %s record(s)", len(records), table)
-                    return
-                logger.warning("writing %d %s record(s) failed: retrying", len(records), table)
-                time.sleep(wait)
-
-    def _drain(self) -> None:
+    def _run(self) -> None:
+        self._replay()  # what an earlier, crashed run left behind
         while True:
-            items = [self._queue.get()]
-            while len(items) < 100:  # write what has piled up in one go
+            spooling = self.spool is not None and self.spool.pending > 0
+            try:
+                items = [self._queue.get(timeout=self._retry_interval if spooling else None)]
+            except queue.Empty:
+                self._replay()
+                continue
+            while len(items) < 1_000:  # a group commit: everything queued meanwhile
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            batches: dict[Table, list[dict[str, Any]]] = {}
-            for item in items:
-                if item is not _STOP:
-                    batches.setdefault(item[0], []).extend(item[1])
-            for table, records in batches.items():
-                self._write(table, records)
+            entries = [item for item in items if item is not _STOP]
+            for table in ("predictions", "feedback"):
+                batch = [entry for entry in entries if entry[0] == table]
+                if batch:
+                    self._commit(table, batch)
+            if spooling and time.monotonic() - self._last_attempt >= self._retry_interval:
+                self._replay()
             for _ in items:
                 self._queue.task_done()
-            if any(item is _STOP for item in items):
+            if len(entries) < len(items):  # _STOP: last chance for the spool, then stop
+                self._replay()
+                if self.spool is not None:
+                    self.spool.close()
                 return
+
+    def _commit(
+        self, table: Table, batch: list[tuple[Table, list[dict[str, Any]], Receipt]]
+    ) -> None:
+        records = [record for _, entry_records, _ in batch for record in entry_records]
+        where = self._store(table, records)
+        for _, entry_records, receipt in batch:
+            if where is None:
+                receipt.set_result(None)
+            else:
+                self.refused += len(entry_records)
+                receipt.set_exception(LogUnavailable(where))
+
+    def _store(self, table: Table, records: list[dict[str, Any]]) -> str | None:
+        """Store in the sink or else the spool; None, or why neither took the records. A sink
+        that failed is tried again only every `retry_interval` (a dead database would otherwise
+        cost every batch its connection timeout)."""
+        retry_due = time.monotonic() - self._last_attempt >= self._retry_interval
+        if self.spool is None or self._sink_error is None or retry_due:
+            try:
+                self.sink.write(table, records)
+                self._sink_error = None
+                return None
+            except Exception as error:
+                self._sink_failed(error)
+        if self.spool is None:
+            logger.error(
+                "could not write %d %s record(s): %s", len(records), table, self._sink_error
+            )
+            return f"the prediction log cannot record this: {self._sink_error}"
+        try:
+            self.spool.append(table, records)
+        except Exception as error:
+            logger.exception("could not spool %d %s record(s)", len(records), table)
+            return (
+                f"the prediction log cannot record this: the sink failed ({self._sink_error})"
+                f" and so did the spool ({type(error).__name__}: {error})"
+            )
+        self.spooled += len(records)
+        return None
+
+    def _sink_failed(self, error: Exception) -> None:
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        if self._sink_error is None:
+            logger.error(
+                "the prediction log's sink failed (%s: %s); spooling until it answers again",
+                type(error).__name__,
+                first_line,
+            )
+        self._sink_error = f"{type(error).__name__}: {first_line}"
+        self._last_attempt = time.monotonic()
+
+    def _replay(self) -> None:
+        """Try to move the spool into the sink; the sink counts as working again once it did."""
+        if self.spool is None or (self.spool.pending == 0 and not self.spool.orphans()):
+            return
+        self._last_attempt = time.monotonic()
+        try:
+            self.replayed += self.spool.replay(self.sink)
+        except Exception as error:
+            self._sink_failed(error)
+            return
+        if self._sink_error is not None:
+            logger.warning("the prediction log's sink answers again: spool replayed")
+        self._sink_error = None

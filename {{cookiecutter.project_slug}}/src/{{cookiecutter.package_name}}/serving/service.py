@@ -5,10 +5,16 @@ sent (they are logged, for monitoring fairness) and never reach the model.
 
 Run it with `make serve` (project dir) or from the built bento/image. BentoML adds `/healthz`,
 `/readyz`, `/livez` and `/metrics` (Prometheus) by itself.
+
+A 2xx means the answer is on record: a prediction or feedback is answered only once the
+prediction log has it durably (in its sink, or in its spool while the sink fails). When it
+cannot, or when the queue ahead holds more than `serving.max_queue_wait` seconds of scoring, the
+request gets a 503 whose body names the reason and whose `Retry-After` says when to come back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -17,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
-from bentoml.exceptions import ServiceUnavailable
 from prometheus_client import Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,16 +30,20 @@ from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import ServingConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.inference import records_scorer
-from {{ cookiecutter.package_name }}.serving.batching import Batcher
+from {{ cookiecutter.package_name }}.serving.batching import Batcher, Overloaded
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
+    LogUnavailable,
     PredictionLog,
+    Receipt,
+    feedback_record,
     open_sink,
-    utc_now,
+    open_spool,
+    prediction_record,
 )
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME, SERVING_FILE
 
 JSON_ROUTES = ("/predict", "/predict_simulated", "/feedback")
-LOG_BEHIND = "the prediction log is not keeping up: retry shortly"  # a 503's reason
+LOG_RETRY_AFTER = 1  # seconds a client waits after a 503 from the log (it spools within that)
 logger = logging.getLogger("bentoml")  # BentoML shows its own logger's records in its log
 
 
@@ -86,6 +95,7 @@ else:
 
 
 PredictJob = tuple[Any, bool]  # one request's records, and whether they are simulated
+Answer = tuple[list["Prediction"], Receipt]  # a request's predictions, and their log receipt
 
 
 class PredictRequest(bentoml.IODescriptor):
@@ -117,6 +127,16 @@ class FeedbackReceipt(BaseModel):
     prediction_id: str
     label: TargetLabel  # documented as the schema's values (int | str would say integer only)
     recorded: bool
+
+
+def unavailable(reason: str, retry_after: int) -> Any:
+    """A 503 that says why and when to retry. BentoML answers a 5xx raised as an exception with
+    a generic message and no headers; an API returning a response object has it sent as is."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(
+        {"error": reason}, status_code=503, headers={"Retry-After": str(retry_after)}
+    )
 
 
 class JsonOnly:
@@ -164,73 +184,88 @@ class ModelService:
         self.score, path = records_scorer(BUNDLE)
         logger.info("scoring with the %s", path)
         self.model_version = str(self.model_ref.tag)
-        self.log = PredictionLog(open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR))
+        self.log = PredictionLog(
+            open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR),
+            open_spool(SETTINGS.prediction_spool, base_dir=BASE_DIR),
+        )
         self.batcher = Batcher(
             self._answer,
             size_of=lambda job: len(job[0]),
             max_size=SETTINGS.max_batch_size,
+            max_wait=SETTINGS.max_queue_wait,
             on_batch=BATCH_RECORDS.observe,
         )
 
     @bentoml.api(input_spec=PredictRequest)
     async def predict(self, records: Records) -> list[Prediction]:
         """Score a batch of 1 to `serving.max_records` records, each with the schema's features."""
-        return await self.batcher.submit((records, False))
+        return await self._predict(records, simulated=False)
 
     @bentoml.api(input_spec=PredictRequest)
     async def predict_simulated(self, records: Records) -> list[Prediction]:
         """As /predict, for the traffic `make simulate` sends: logged as simulated, so that
         monitoring can tell it from real traffic."""
-        return await self.batcher.submit((records, True))
+        return await self._predict(records, simulated=True)
 
-    def _answer(self, jobs: list[PredictJob]) -> list[list[Prediction]]:
-        """Score, decide and log the records of the requests in one batch, in one go; each
-        request's predictions. A log that cannot keep up fails the whole batch (503)."""
+    async def _predict(self, records: Records, simulated: bool) -> Any:
+        """The request's predictions once they are on record; else a 503 saying why."""
+        try:
+            predictions, receipt = await self.batcher.submit((records, simulated))
+        except Overloaded as busy:
+            return unavailable(str(busy), busy.retry_after)
+        try:
+            await asyncio.wrap_future(receipt)
+        except LogUnavailable as error:  # an answer that is not on record is not given
+            return unavailable(str(error), LOG_RETRY_AFTER)
+        return predictions
+
+    def _answer(self, jobs: list[PredictJob]) -> list[Answer]:
+        """Score, decide and log the records of the requests in one batch, in one go: each
+        request's predictions, with the receipt of the batch's log records (awaited outside
+        the batcher, so the next batch is scored while this one is written)."""
         rows = [record.model_dump() for records, _ in jobs for record in records]
         probabilities = self.score(rows)  # measured-only attributes are logged, never used
         decisions = self.bundle.decide(probabilities)
-        timestamp = utc_now()
+        simulated = [flag for records, flag in jobs for _ in records]
+        logged = [
+            prediction_record(
+                row,
+                self.bundle.label(decision),
+                probability,
+                self.model_version,
+                simulated=flag,
+            )
+            for row, probability, decision, flag in zip(
+                rows, probabilities, decisions, simulated, strict=True
+            )
+        ]
         predictions = [
             Prediction(
-                prediction_id=str(uuid.uuid4()),
+                prediction_id=record["prediction_id"],
                 label=self.bundle.label(decision),
-                probability=float(probability),
+                probability=record["probability"],
                 model_version=self.model_version,
             )
-            for probability, decision in zip(probabilities, decisions, strict=True)
+            for record, decision in zip(logged, decisions, strict=True)
         ]
-        simulated = [flag for records, flag in jobs for _ in records]
-        recorded = self.log.log_predictions(
-            [
-                {
-                    "prediction_id": prediction.prediction_id,
-                    "timestamp": timestamp,
-                    "model_version": prediction.model_version,
-                    "features": row,
-                    "label": str(prediction.label),
-                    "probability": prediction.probability,
-                    "simulated": flag,
-                }
-                for prediction, row, flag in zip(predictions, rows, simulated, strict=True)
-            ]
-        )
-        if not recorded:  # an answer that monitoring would never see is not given
-            raise ServiceUnavailable(LOG_BEHIND)
+        receipt = self.log.log_predictions(logged)
         answers, start = [], 0
         for records, _ in jobs:
-            answers.append(predictions[start : start + len(records)])
+            answers.append((predictions[start : start + len(records)], receipt))
             start += len(records)
         return answers
 
     @bentoml.api(input_spec=FeedbackRequest)
-    def feedback(self, prediction_id: uuid.UUID, label: TargetLabel) -> FeedbackReceipt:
+    async def feedback(self, prediction_id: uuid.UUID, label: TargetLabel) -> FeedbackReceipt:
         """Record the true label of an earlier prediction, for monitoring to compare. Any
         well-formed id is recorded (checking it would read the log on every call); feedback
         whose id was never issued is counted as unmatched when monitoring joins the two."""
-        if not self.log.log_feedback(
-            {"prediction_id": str(prediction_id), "timestamp": utc_now(), "label": str(label)}
-        ):
-            raise ServiceUnavailable(LOG_BEHIND)
+        try:
+            await asyncio.wrap_future(
+                self.log.log_feedback(feedback_record(str(prediction_id), label))
+            )
+        except LogUnavailable as error:
+            return unavailable(str(error), LOG_RETRY_AFTER)
         return FeedbackReceipt(prediction_id=str(prediction_id), label=label, recorded=True)
 
     @bentoml.on_shutdown
