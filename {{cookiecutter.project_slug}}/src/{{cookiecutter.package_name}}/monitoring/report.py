@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
-from {{ cookiecutter.package_name }}.config import P_VALUE_METHODS, Params, Paths
+from {{ cookiecutter.package_name }}.config import (
+    P_VALUE_METHODS,
+    MonitorThresholds,
+    Params,
+    Paths,
+)
 from {{ cookiecutter.package_name }}.errors import ConfigError, GateError
 from {{ cookiecutter.package_name }}.io import stage_outputs
 from {{ cookiecutter.package_name }}.monitoring.frames import PREDICTION, PROBABILITY, labelled
@@ -96,85 +101,112 @@ def drifted_columns(
     }
 
 
-def gate(
-    params: Params,
-    bundle: ModelBundle,
-    info: WindowInfo,
-    scores: dict[str, float],
-    drifted: dict[str, float],
-    missing: dict[str, tuple[float, float]],
-    current_performance: dict[str, float] | None,
-    reference_performance: dict[str, float] | None,
-) -> list[Check]:
-    """Every check of `monitor.thresholds`, each naming what it saw."""
-    limits = params.monitor.thresholds
-    features = bundle.schema.feature_names
-    checks = [
-        Check(
-            "min_rows",
-            info.compared >= limits.min_rows,
-            f"{info.compared} rows in the window (monitor.thresholds.min_rows {limits.min_rows})",
-        )
-    ]
+@dataclass(frozen=True)
+class GateInputs:
+    """What a monitoring run saw, for the gate to judge."""
+
+    window: WindowInfo
+    scores: dict[str, float]  # every compared column's drift score
+    drifted: dict[str, float]  # the feature columns whose score crossed their threshold
+    missing: dict[str, tuple[float, float]]  # each feature's missing share: current, reference
+    current_performance: dict[str, float] | None = None  # None: too few labels, or one class
+    reference_performance: dict[str, float] | None = None
+
+
+def _rows_check(window: WindowInfo, limits: MonitorThresholds) -> Check:
+    return Check(
+        "min_rows",
+        window.compared >= limits.min_rows,
+        f"{window.compared} rows in the window (monitor.thresholds.min_rows {limits.min_rows})",
+    )
+
+
+def _drift_share_check(
+    drifted: dict[str, float], features: list[str], limits: MonitorThresholds
+) -> Check:
     share = len(drifted) / len(features) if features else 0.0
     named = ", ".join(f"{c} ({score:.3f})" for c, score in drifted.items()) or "none"
-    checks.append(
-        Check(
-            "drift_share",
-            share <= limits.drift_share,
-            f"{len(drifted)} of {len(features)} columns drifted ({share:.0%}, monitor.thresholds."
-            f"drift_share {limits.drift_share:.0%}): {named}",
-        )
+    return Check(
+        "drift_share",
+        share <= limits.drift_share,
+        f"{len(drifted)} of {len(features)} columns drifted ({share:.0%}, monitor.thresholds."
+        f"drift_share {limits.drift_share:.0%}): {named}",
     )
+
+
+def _key_feature_checks(seen: GateInputs, limits: MonitorThresholds) -> list[Check]:
+    checks = []
     for column in limits.key_features:
-        score = scores.get(column, float("nan"))
+        score = seen.scores.get(column, float("nan"))
+        drifted = column in seen.drifted
         checks.append(
             Check(
                 f"key_feature:{column}",
-                column not in drifted,
+                not drifted,
                 f"{column} drift score {score:.3f}"
-                f" ({'drifted' if column in drifted else 'no drift'}; a key feature)",
+                f" ({'drifted' if drifted else 'no drift'}; a key feature)",
             )
         )
-    if limits.prediction_drift:
-        score = scores.get(PROBABILITY, float("nan"))
-        moved = is_drifted(PROBABILITY, score, bundle, params)
-        checks.append(
-            Check(
-                "prediction_drift",
-                not moved,
-                f"the model's probability drift score {score:.3f}"
-                f" ({'drifted' if moved else 'no drift'})",
-            )
-        )
+    return checks
+
+
+def _prediction_drift_check(scores: dict[str, float], bundle: ModelBundle, params: Params) -> Check:
+    score = scores.get(PROBABILITY, float("nan"))
+    moved = is_drifted(PROBABILITY, score, bundle, params)
+    return Check(
+        "prediction_drift",
+        not moved,
+        f"the model's probability drift score {score:.3f} ({'drifted' if moved else 'no drift'})",
+    )
+
+
+def _missing_share_check(
+    missing: dict[str, tuple[float, float]], limits: MonitorThresholds
+) -> Check:
     rising = {
         column: (now, before)
         for column, (now, before) in missing.items()
         if now - before > limits.missing_share_increase
     }
-    checks.append(
-        Check(
-            "missing_share",
-            not rising,
-            "; ".join(
-                f"{c} {now:.1%} missing (reference {before:.1%})"
-                for c, (now, before) in rising.items()
-            )
-            or f"no column's missing share rose more than {limits.missing_share_increase:.0%}",
+    return Check(
+        "missing_share",
+        not rising,
+        "; ".join(
+            f"{c} {now:.1%} missing (reference {before:.1%})" for c, (now, before) in rising.items()
         )
+        or f"no column's missing share rose more than {limits.missing_share_increase:.0%}",
     )
+
+
+def _performance_check(
+    current: dict[str, float], reference: dict[str, float], labelled_rows: int, params: Params
+) -> Check:
     primary = params.evaluate.primary_metric
-    if current_performance is not None and reference_performance is not None:
-        drop = reference_performance[primary] - current_performance[primary]
-        checks.append(
-            Check(
-                "performance",
-                drop <= limits.performance_drop,
-                f"{primary} {current_performance[primary]:.3f} on {info.labelled} labelled rows,"
-                f" reference {reference_performance[primary]:.3f} (drop {drop:+.3f},"
-                f" monitor.thresholds.performance_drop {limits.performance_drop:.3f})",
-            )
-        )
+    limit = params.monitor.thresholds.performance_drop
+    drop = reference[primary] - current[primary]
+    return Check(
+        "performance",
+        drop <= limit,
+        f"{primary} {current[primary]:.3f} on {labelled_rows} labelled rows,"
+        f" reference {reference[primary]:.3f} (drop {drop:+.3f},"
+        f" monitor.thresholds.performance_drop {limit:.3f})",
+    )
+
+
+def gate(params: Params, bundle: ModelBundle, seen: GateInputs) -> list[Check]:
+    """Every check of `monitor.thresholds`, each naming what it saw."""
+    limits = params.monitor.thresholds
+    checks = [
+        _rows_check(seen.window, limits),
+        _drift_share_check(seen.drifted, bundle.schema.feature_names, limits),
+        *_key_feature_checks(seen, limits),
+    ]
+    if limits.prediction_drift:
+        checks.append(_prediction_drift_check(seen.scores, bundle, params))
+    checks.append(_missing_share_check(seen.missing, limits))
+    current, reference = seen.current_performance, seen.reference_performance
+    if current is not None and reference is not None:
+        checks.append(_performance_check(current, reference, seen.window.labelled, params))
     return checks
 
 
@@ -262,29 +294,31 @@ def add_to_workspace(location: str, snapshots: list[Any]) -> None:
         workspace.add_run(project.id, snapshot, include_data=False)
 
 
-def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
-    """One monitoring run; raises GateError (after writing everything) when the gate fails."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    from evidently import Report
-    from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
-
-    now = now or datetime.now(UTC)
-    bundle = load_bundle(Paths.model)
+def _check_key_features(params: Params, bundle: ModelBundle) -> None:
     features = bundle.schema.feature_names
     unknown = [c for c in params.monitor.thresholds.key_features if c not in features]
     if unknown:
         raise ConfigError(
             f"monitor.thresholds.key_features: {unknown} are not columns of the schema ({features})"
         )
-    reference = load_reference(bundle)
-    current, info = load_current(params, bundle, now)
-    drift = params.monitor.drift
 
+
+def _data_snapshot(
+    current: pd.DataFrame, reference: pd.DataFrame, bundle: ModelBundle, params: Params
+) -> Any:
+    """Evidently's data summary and drift of every feature and of the model's probability, with
+    `monitor.drift`'s methods and thresholds; None when the window holds no rows."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset, DataSummaryPreset
+
+    if not len(current):
+        return None
+    drift = params.monitor.drift
     data_report = Report(
         [
             DataSummaryPreset(**SUMMARY_WITHOUT_TESTS, column_tests={}),
             DataDriftPreset(
-                columns=[*features, PROBABILITY],
+                columns=[*bundle.schema.feature_names, PROBABILITY],
                 num_method=drift.num_method,
                 num_threshold=drift.num_threshold,
                 cat_method=drift.cat_method,
@@ -293,71 +327,123 @@ def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
             ),
         ]
     )
-    snapshots = []
-    scores: dict[str, float] = {}
-    if len(current):
-        data = data_report.run(
-            _dataset(_binary(current, bundle), bundle, False),
-            _dataset(_binary(reference, bundle), bundle, False),
-        )
-        snapshots.append(data)
-        scores = drift_scores(data)
-    current_perf = reference_perf = None
-    perf_snapshot = None
-    if info.labelled >= params.monitor.thresholds.min_labelled_rows:
-        current_perf = performance(current, bundle, params)
-        reference_perf = performance(reference, bundle, params)
-        if current_perf is not None:
-            rows = _binary(current[labelled(current, bundle)], bundle)
-            rows[bundle.target] = rows[bundle.target].astype(int)
-            perf_snapshot = Report([ClassificationPreset(probas_threshold=bundle.threshold)]).run(
-                _dataset(rows, bundle, True), _dataset(_binary(reference, bundle), bundle, True)
-            )
-            snapshots.append(perf_snapshot)
-    drifted = drifted_columns(scores, bundle, params)
-    checks = gate(
-        params,
-        bundle,
-        info,
-        scores,
-        drifted,
-        _missing_shares(current, reference, features),
-        current_perf,
-        reference_perf,
+    return data_report.run(
+        _dataset(_binary(current, bundle), bundle, False),
+        _dataset(_binary(reference, bundle), bundle, False),
     )
+
+
+@dataclass(frozen=True)
+class PerformanceComparison:
+    """The model's metrics on the window's labelled rows and on the reference, and Evidently's
+    classification report of both; all None with too few labels (or one class only)."""
+
+    current: dict[str, float] | None = None
+    reference: dict[str, float] | None = None
+    snapshot: Any = None
+
+
+def _performance_comparison(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    window: WindowInfo,
+    bundle: ModelBundle,
+    params: Params,
+) -> PerformanceComparison:
+    from evidently import Report
+    from evidently.presets import ClassificationPreset
+
+    if window.labelled < params.monitor.thresholds.min_labelled_rows:
+        return PerformanceComparison()
+    current_performance = performance(current, bundle, params)
+    reference_performance = performance(reference, bundle, params)
+    if current_performance is None:
+        return PerformanceComparison(current_performance, reference_performance)
+    rows = _binary(current[labelled(current, bundle)], bundle)
+    rows[bundle.target] = rows[bundle.target].astype(int)
+    snapshot = Report([ClassificationPreset(probas_threshold=bundle.threshold)]).run(
+        _dataset(rows, bundle, True), _dataset(_binary(reference, bundle), bundle, True)
+    )
+    return PerformanceComparison(current_performance, reference_performance, snapshot)
+
+
+def _result(
+    now: datetime,
+    bundle: ModelBundle,
+    reference_rows: int,
+    seen: GateInputs,
+    checks: list[Check],
+    performance_report: bool,
+) -> dict[str, Any]:
+    """The run's result.json."""
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
     run_dir = Paths.monitoring / "runs" / run_id
-    result: dict[str, Any] = {
+    return {
         "run_id": run_id,
         "time": now.isoformat(timespec="seconds"),
         "model": f"threshold {bundle.threshold:.2f}, {bundle.family}",
-        "reference_rows": len(reference),
-        "window": info.dict(),
+        "reference_rows": reference_rows,
+        "window": seen.window.dict(),
         "passed": all(check.passed for check in checks),
         "checks": [check.__dict__ for check in checks],
-        "drift_scores": scores,
-        "drifted_columns": list(drifted),
-        "performance": {"current": current_perf, "reference": reference_perf},
+        "drift_scores": seen.scores,
+        "drifted_columns": list(seen.drifted),
+        "performance": {
+            "current": seen.current_performance,
+            "reference": seen.reference_performance,
+        },
         "report": str(run_dir / "report.html"),
-        "performance_report": str(run_dir / "performance.html") if perf_snapshot else None,
+        "performance_report": str(run_dir / "performance.html") if performance_report else None,
     }
+
+
+def _write_run(result: dict[str, Any], data_snapshot: Any, performance_snapshot: Any) -> None:
+    """The run's folder (reports, snapshots, result, summary) and the latest summary."""
+    run_dir = Paths.monitoring / "runs" / result["run_id"]
     with stage_outputs() as outputs:
-        if snapshots:
-            snapshots[0].save_html(str(outputs.path(run_dir / "report.html")))
-            outputs.json(snapshots[0].dump_dict(), run_dir / "snapshot.json")
+        if data_snapshot is not None:
+            data_snapshot.save_html(str(outputs.path(run_dir / "report.html")))
+            outputs.json(data_snapshot.dump_dict(), run_dir / "snapshot.json")
         else:
             outputs.text(
                 "<!doctype html><title>No rows</title><p>The window held no rows.</p>\n",
                 run_dir / "report.html",
             )
-        if perf_snapshot is not None:
-            perf_snapshot.save_html(str(outputs.path(run_dir / "performance.html")))
-            outputs.json(perf_snapshot.dump_dict(), run_dir / "performance.json")
+        if performance_snapshot is not None:
+            performance_snapshot.save_html(str(outputs.path(run_dir / "performance.html")))
+            outputs.json(performance_snapshot.dump_dict(), run_dir / "performance.json")
         outputs.json(result, run_dir / "result.json")
         summary = summary_markdown(result)
         outputs.text(summary, run_dir / "summary.md")
         outputs.text(summary, Paths.monitoring / "summary.md")
+
+
+def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
+    """One monitoring run; raises GateError (after writing everything) when the gate fails."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # before Evidently is imported
+    now = now or datetime.now(UTC)
+    bundle = load_bundle(Paths.model)
+    _check_key_features(params, bundle)
+    reference = load_reference(bundle)
+    current, window = load_current(params, bundle, now)
+
+    data_snapshot = _data_snapshot(current, reference, bundle, params)
+    scores = drift_scores(data_snapshot) if data_snapshot is not None else {}
+    compared = _performance_comparison(current, reference, window, bundle, params)
+    seen = GateInputs(
+        window=window,
+        scores=scores,
+        drifted=drifted_columns(scores, bundle, params),
+        missing=_missing_shares(current, reference, bundle.schema.feature_names),
+        current_performance=compared.current,
+        reference_performance=compared.reference,
+    )
+    checks = gate(params, bundle, seen)
+    result = _result(now, bundle, len(reference), seen, checks, compared.snapshot is not None)
+
+    _write_run(result, data_snapshot, compared.snapshot)
     write_index(Paths.monitoring)
+    snapshots = [s for s in (data_snapshot, compared.snapshot) if s is not None]
     if snapshots:
         add_to_workspace(params.monitor.workspace, snapshots)
     if not result["passed"]:
