@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from {{ cookiecutter.package_name }}.config import load_params
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
@@ -82,77 +82,116 @@ def generate_schema() -> str:
     return f"wrote {target}: {columns} feature columns, target '{schema.target}'. Review it."
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="{{ cookiecutter.package_name }}", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+Command = Callable[[argparse.Namespace], int]  # runs one command; returns the exit code
+
+
+class UsageError(Exception):
+    """A command's arguments that argparse alone cannot refuse; reported as argparse reports."""
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    stage = args.command.replace("-", "_")
+    module = importlib.import_module(f"{{ cookiecutter.package_name }}.pipeline.{stage}")
+    module.run(load_params())
+    return 0
+
+
+def draft_schema(args: argparse.Namespace) -> int:
+    print(generate_schema())
+    return 0
+
+
+def monitor(args: argparse.Namespace) -> int:
+    from {{ cookiecutter.package_name }}.monitoring import report
+
+    print(report.summary_markdown(report.run(load_params())))
+    return 0
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from {{ cookiecutter.package_name }}.monitoring import simulate as simulator
+
+    done = simulator.run(load_params(), url=args.url, drift=args.drift)
+    shifted = ", ".join(done["drift"]) or "none"
+    print(
+        f"sent {done['requests']} simulated requests to {done['to']}"
+        f" ({done['feedback']} with feedback; shifted: {shifted})"
+    )
+    return 0
+
+
+def monitor_ui(args: argparse.Namespace) -> int:
+    """Replaces this process with `evidently ui` on the monitoring workspace."""
+    import os
+
+    workspace = load_params().monitor.workspace
+    ui_args = ["evidently", "ui", "--workspace", workspace, "--host", "127.0.0.1"]
+    os.execvp("evidently", [*ui_args, "--port", str(args.port)])
+
+
+def image(args: argparse.Namespace) -> int:
+    from {{ cookiecutter.package_name }}.serving import image as images
+
+    if args.check:
+        images.check_source(allow_dirty=args.allow_dirty)
+        return 0
+    if not args.image:
+        raise UsageError("image: --image is required (or --check)")
+    for tag in images.build(args.image, allow_dirty=args.allow_dirty).tags:
+        print(f"built {tag}")
+    return 0
+
+
+def registered(args: argparse.Namespace) -> int:
+    from {{ cookiecutter.package_name }}.serving.store import registered_model_missing
+
+    missing = registered_model_missing()
+    if missing:
+        print(f"{missing}: registering again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command, each with the function that runs it (its `run` default)."""
+    cli = argparse.ArgumentParser(prog="{{ cookiecutter.package_name }}", description=__doc__)
+    commands = cli.add_subparsers(dest="command", required=True, title="commands")
+
+    def command(name: str, run: Command, description: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=description)
+        sub.set_defaults(run=run)
+        return sub
+
     for stage in STAGES:
-        commands.add_parser(stage.replace("_", "-"), help=f"run the {stage} stage")
-    commands.add_parser("schema", help="draft schema.yaml from the data source (review it after)")
-    commands.add_parser("monitor", help="compare the current window with the reference (gate)")
-    simulate = commands.add_parser("simulate", help="send simulated traffic (see monitoring)")
-    simulate.add_argument("--url", help="a running service, e.g. http://127.0.0.1:3000")
-    simulate.add_argument("--drift", action="store_true", help="shift monitor.simulate.drift")
-    ui = commands.add_parser("monitor-ui", help="browse the monitoring workspace (evidently ui)")
+        command(stage.replace("_", "-"), run_stage, f"run the {stage} stage")
+    command("schema", draft_schema, "draft schema.yaml from the data source (review it after)")
+    command("monitor", monitor, "compare the current window with the reference (gate)")
+    simulating = command("simulate", simulate, "send simulated traffic (see monitoring)")
+    simulating.add_argument("--url", help="a running service, e.g. http://127.0.0.1:3000")
+    simulating.add_argument("--drift", action="store_true", help="shift monitor.simulate.drift")
+    ui = command("monitor-ui", monitor_ui, "browse the monitoring workspace (evidently ui)")
     ui.add_argument("--port", type=int, default=8000)
-    image_command = commands.add_parser("image", help="containerize the newest bento (make image)")
-    image_command.add_argument("--image", help="the image repository (the Makefile's IMAGE)")
-    image_command.add_argument(
+    imaging = command("image", image, "containerize the newest bento (make image)")
+    imaging.add_argument("--image", help="the image repository (the Makefile's IMAGE)")
+    imaging.add_argument(
         "--allow-dirty", action="store_true", help="build from uncommitted changes, labelled dirty"
     )
-    image_command.add_argument("--check", action="store_true", help="only check the work tree")
-    commands.add_parser(
-        "registered", help="exit 1 unless the model store holds the model the pipeline registered"
+    imaging.add_argument("--check", action="store_true", help="only check the work tree")
+    command(
+        "registered",
+        registered,
+        "exit 1 unless the model store holds the model the pipeline registered",
     )
-    args = parser.parse_args(argv)
+    return cli
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cli = build_parser()
+    args = cli.parse_args(argv)
     try:
-        if args.command == "schema":
-            print(generate_schema())
-            return 0
-        if args.command == "monitor":
-            from {{ cookiecutter.package_name }}.monitoring import report
-
-            print(report.summary_markdown(report.run(load_params())))
-            return 0
-        if args.command == "simulate":
-            from {{ cookiecutter.package_name }}.monitoring import simulate as simulator
-
-            done = simulator.run(load_params(), url=args.url, drift=args.drift)
-            shifted = ", ".join(done["drift"]) or "none"
-            print(
-                f"sent {done['requests']} simulated requests to {done['to']}"
-                f" ({done['feedback']} with feedback; shifted: {shifted})"
-            )
-            return 0
-        if args.command == "monitor-ui":
-            import os
-
-            workspace = load_params().monitor.workspace
-            ui_args = ["evidently", "ui", "--workspace", workspace, "--host", "127.0.0.1"]
-            os.execvp("evidently", [*ui_args, "--port", str(args.port)])
-        if args.command == "image":
-            from {{ cookiecutter.package_name }}.serving import image
-
-            if args.check:
-                image.check_source(allow_dirty=args.allow_dirty)
-                return 0
-            if not args.image:
-                parser.error("image: --image is required (or --check)")
-            for tag in image.build(args.image, allow_dirty=args.allow_dirty).tags:
-                print(f"built {tag}")
-            return 0
-        if args.command == "registered":
-            from {{ cookiecutter.package_name }}.serving.store import registered_model_missing
-
-            missing = registered_model_missing()
-            if missing:
-                print(f"{missing}: registering again", file=sys.stderr)
-                return 1
-            return 0
-        stage = args.command.replace("-", "_")
-        module = importlib.import_module(f"{{ cookiecutter.package_name }}.pipeline.{stage}")
-        module.run(load_params())
+        return int(args.run(args))
+    except UsageError as error:
+        cli.error(str(error))
     except PipelineError as error:
         print(f"{args.command} failed: {error}", file=sys.stderr)
         return 1
-    return 0

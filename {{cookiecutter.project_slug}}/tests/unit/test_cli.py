@@ -1,7 +1,9 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
+from {{ cookiecutter.package_name }} import cli
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.io import load_table, write_table
 from {{ cookiecutter.package_name }}.schema import load_schema
@@ -66,3 +68,42 @@ def test_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
         main(["deploy"])
     assert caught.value.code == 2
     assert "invalid choice: 'deploy'" in capsys.readouterr().err
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--help"])
+    assert caught.value.code == 0
+    listed = capsys.readouterr().out
+    others = ("schema", "monitor", "simulate", "monitor-ui", "image", "registered")
+    for name in (*(stage.replace("_", "-") for stage in cli.STAGES), *others):
+        assert f"\n    {name} " in listed, name
+
+
+# What the Makefile passes (its variables filled in); dvc.yaml's stages are read below.
+MAKEFILE_COMMANDS = [
+    (["registered"], cli.registered),
+    (["schema"], cli.draft_schema),
+    (["image", "--image", "ghcr.io/o/p", "--allow-dirty"], cli.image),
+    (["image", "--check"], cli.image),
+    (["simulate", "--url", "http://127.0.0.1:3000", "--drift"], cli.simulate),
+    (["monitor"], cli.monitor),
+    (["monitor-ui", "--port", "8001"], cli.monitor_ui),
+]
+
+
+def test_every_invocation_of_the_project_reaches_its_command(project_root: Path) -> None:
+    stages = yaml.safe_load((project_root / "dvc.yaml").read_text())["stages"]
+    invocations = [
+        (stage["cmd"].split()[3:], cli.run_stage) for stage in stages.values()
+    ] + MAKEFILE_COMMANDS
+    parser = cli.build_parser()
+    for argv, command in invocations:
+        assert parser.parse_args(argv).run is command, argv
+
+
+def test_image_needs_a_repository_unless_checking(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["image"])
+    assert caught.value.code == 2
+    assert "image: --image is required (or --check)" in capsys.readouterr().err
