@@ -1,9 +1,10 @@
-"""A typed view of params.yaml, so a bad value fails early with the key that holds it."""
+"""A typed view of params.yaml, so a bad value fails early with the key that holds it (schema.yaml
+is read the same way, by schema.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -18,6 +19,7 @@ from pydantic import (
 from {{ cookiecutter.package_name }}.errors import ConfigError
 
 PARAMS_FILE = Path("params.yaml")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 ModelFamily = Literal["hist_gradient_boosting", "random_forest", "logistic_regression"]
 
 
@@ -249,26 +251,32 @@ class Params(_Strict):
         return self
 
 
-def _describe(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        problems.append(f"{key}: {item['msg']}")
-    return "; ".join(problems)
+def read_yaml(path: Path, missing: str) -> Any:
+    """The YAML document in `path`; ConfigError saying `missing` when there is no such file."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise ConfigError(missing) from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+
+
+def validated(model: type[ModelT], document: Any, path: Path) -> ModelT:
+    """`document` read into `model`; ConfigError naming the file and every bad key otherwise."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+            problems.append(f"{key}: {item['msg']}")
+        raise ConfigError(f"{path}: {'; '.join(problems)}") from error
 
 
 def load_params(path: Path | str = PARAMS_FILE) -> Params:
     """Read and check params.yaml; a bad value raises ConfigError naming its key."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError as error:
-        raise ConfigError(f"{path} not found: run from the project root") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    raw = read_yaml(path, missing=f"{path} not found: run from the project root")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of stage names to settings")
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as error:
-        raise ConfigError(f"{path}: {_describe(error)}") from error
+    return validated(Params, raw, path)

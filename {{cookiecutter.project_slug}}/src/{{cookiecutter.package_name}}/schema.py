@@ -10,11 +10,12 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 import yaml
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from {{ cookiecutter.package_name }}.config import read_yaml, validated
 from {{ cookiecutter.package_name }}.errors import ConfigError
 
 ColumnType = Literal["integer", "float", "category"]
-COLUMN_TYPES: tuple[str, ...] = ("integer", "float", "category")
 
 
 @dataclass(frozen=True)
@@ -193,49 +194,74 @@ class Schema:
         return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
-def _column_from_dict(name: str, spec: Any) -> ColumnSpec:
-    if not isinstance(spec, dict):
-        raise ConfigError(f"schema: column '{name}' must be a mapping")
-    unknown = set(spec) - {"type", "nullable", "min", "max", "categories"}
-    if unknown:
-        raise ConfigError(f"schema: column '{name}' has unknown keys {sorted(unknown)}")
-    kind = spec.get("type")
-    if kind not in COLUMN_TYPES:
-        raise ConfigError(
-            f"schema: column '{name}' type '{kind}' is not one of {list(COLUMN_TYPES)}"
+class _ColumnFile(BaseModel):
+    """One column of schema.yaml as written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: ColumnType
+    nullable: bool = False
+    min: int | float | None = None
+    max: int | float | None = None
+    categories: tuple[str, ...] = ()
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        """Categories are text, even those YAML reads as numbers or booleans."""
+        if value is None:
+            return ()
+        return [str(item) for item in value] if isinstance(value, list | tuple) else value
+
+    @model_validator(mode="after")
+    def _category_has_categories(self) -> _ColumnFile:
+        if self.type == "category" and not self.categories:
+            raise ValueError("a category column needs a list of categories")
+        return self
+
+
+class _TargetFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    values: tuple[Any, ...]
+
+    @field_validator("values")
+    @classmethod
+    def _two_classes(cls, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(values) != 2:
+            raise ValueError(f"must list the two classes, got {list(values)}")
+        return values
+
+
+class SchemaFile(BaseModel):
+    """schema.yaml as written: the target and every feature column, each checked by type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: _TargetFile
+    columns: dict[str, _ColumnFile]
+
+    def to_schema(self) -> Schema:
+        columns = tuple(
+            ColumnSpec(
+                name=name,
+                type=column.type,
+                nullable=column.nullable,
+                min=column.min,
+                max=column.max,
+                categories=column.categories,
+            )
+            for name, column in self.columns.items()
         )
-    categories = tuple(str(value) for value in spec.get("categories") or ())
-    if kind == "category" and not categories:
-        raise ConfigError(f"schema: category column '{name}' needs a list of categories")
-    return ColumnSpec(
-        name=name,
-        type=kind,
-        nullable=bool(spec.get("nullable", False)),
-        min=spec.get("min"),
-        max=spec.get("max"),
-        categories=categories,
-    )
+        return Schema(target=self.target.name, target_values=self.target.values, columns=columns)
 
 
 def load_schema(path: Path | str) -> Schema:
-    """Read schema.yaml; a malformed file raises ConfigError naming the column."""
+    """Read schema.yaml; a malformed file raises ConfigError naming the key, as params.yaml's do."""
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except FileNotFoundError as error:
-        raise ConfigError(f"schema file not found: {path} (run `make schema`)") from error
-    try:
-        target = document["target"]
-        columns = document["columns"]
-        target_name, target_values = target["name"], tuple(target["values"])
-    except (TypeError, KeyError) as error:
-        raise ConfigError(f"{path}: needs target.name, target.values and columns") from error
-    if len(target_values) != 2:
-        raise ConfigError(
-            f"{path}: target.values must list the two classes, got {list(target_values)}"
-        )
-    specs = tuple(_column_from_dict(name, spec) for name, spec in columns.items())
-    return Schema(target=target_name, target_values=target_values, columns=specs)
+    document = read_yaml(path, missing=f"schema file not found: {path} (run `make schema`)")
+    return validated(SchemaFile, document, path).to_schema()
 
 
 def infer_schema(

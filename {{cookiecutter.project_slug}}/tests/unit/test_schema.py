@@ -124,20 +124,46 @@ def test_subset_keeps_the_named_columns_and_the_target(schema) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("columns: {}\n", "needs target.name"),
-        ("target: {name: y, values: [0, 1, 2]}\ncolumns: {}\n", "two classes"),
-        ("target: {name: y, values: [0, 1]}\ncolumns: {x: {type: text}}\n", "'x' type 'text'"),
+        ("columns: {}\n", "schema.yaml: target: Field required"),
+        (
+            "target: {name: y, values: [0, 1, 2]}\ncolumns: {}\n",
+            "target.values: Value error, must list the two classes, got [0, 1, 2]",
+        ),
+        (
+            "target: {name: y, values: [0, 1]}\ncolumns: {x: {type: text}}\n",
+            "columns.x.type: Input should be 'integer', 'float' or 'category'",
+        ),
         (
             "target: {name: y, values: [0, 1]}\ncolumns: {x: {type: category}}\n",
-            "needs a list of categories",
+            "columns.x: Value error, a category column needs a list of categories",
         ),
         (
             "target: {name: y, values: [0, 1]}\ncolumns: {x: {type: float, maximum: 3}}\n",
-            "unknown keys",
+            "columns.x.maximum: Extra inputs are not permitted",
         ),
+        ("target: {name: y, values: [0, 1]\n", "is not valid YAML"),
+        ("[]\n", "(top level): Input should be a valid dictionary"),
     ],
 )
-def test_malformed_schema_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
+def test_malformed_schema_files_are_refused_naming_the_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
     (tmp_path / "schema.yaml").write_text(text)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError) as caught:
         load_schema(tmp_path / "schema.yaml")
+    assert message in str(caught.value)
+
+
+def test_a_missing_schema_file_says_how_to_draft_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="run `make schema`"):
+        load_schema(tmp_path / "schema.yaml")
+
+
+def test_categories_are_read_as_text(tmp_path: Path) -> None:
+    (tmp_path / "schema.yaml").write_text(
+        "target: {name: y, values: [0, 1]}\n"
+        "columns: {grade: {type: category, categories: [1, 2, A]}, n: {type: integer, max: 3}}\n"
+    )
+    schema = load_schema(tmp_path / "schema.yaml")
+    assert schema.column("grade").categories == ("1", "2", "A")
+    assert schema.column("n").max == 3 and isinstance(schema.column("n").max, int)
