@@ -16,12 +16,7 @@ import numpy as np
 import pandas as pd
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
-from {{ cookiecutter.package_name }}.config import (
-    P_VALUE_METHODS,
-    MonitorThresholds,
-    Params,
-    Paths,
-)
+from {{ cookiecutter.package_name }}.config import P_VALUE_METHODS, MonitorThresholds, Params, Paths
 from {{ cookiecutter.package_name }}.errors import ConfigError, GateError
 from {{ cookiecutter.package_name }}.io import stage_outputs
 from {{ cookiecutter.package_name }}.monitoring.frames import PREDICTION, PROBABILITY, labelled
