@@ -244,15 +244,7 @@ class SchemaFile(BaseModel):
 
     def to_schema(self) -> Schema:
         columns = tuple(
-            ColumnSpec(
-                name=name,
-                type=column.type,
-                nullable=column.nullable,
-                min=column.min,
-                max=column.max,
-                categories=column.categories,
-            )
-            for name, column in self.columns.items()
+            ColumnSpec(name=name, **column.model_dump()) for name, column in self.columns.items()
         )
         return Schema(target=self.target.name, target_values=self.target.values, columns=columns)
 
