@@ -181,7 +181,7 @@ def test_read_errors_never_show_a_secret(monkeypatch: pytest.MonkeyPatch) -> Non
         "failed: postgresql://app:***@127.0.0.1:9/credit?sslkey=***"
     )
     with pytest.raises(DataSourceError) as caught:
-        load_table("sqlite:///no/such/dir/x.db?password=hunter2", "SELECT 1")
+        load_table("postgresql://app@127.0.0.1:9/credit?password=hunter2", "SELECT 1")
     assert "hunter2" not in str(caught.value)
 
 
