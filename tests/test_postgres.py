@@ -1,8 +1,9 @@
 """The SQL paths against a real PostgreSQL server on 127.0.0.1 (SQLite stays the embedded
 default): the pipeline ingests its data with a SQL query from PostgreSQL, the password given as
 `${DATA_SOURCE_POSTGRES_PASSWORD}`; `make serve` logs predictions and feedback into PostgreSQL and
-`make monitor` reads its window back from there; and the generated project's load test
-(10,000 requests at concurrency 32) loses no prediction logged into PostgreSQL.
+`make monitor` reads its window back from there; the generated project's load test (10,000
+requests at concurrency 32) loses no prediction logged into PostgreSQL; and its durability tests
+lose no answered prediction when the database goes away mid-load or the service is killed.
 
 The server: `.ci/run` installs and starts Debian's PostgreSQL and creates the role
 `template_tests` (password `template-tests`, may create databases). Each test works in a
@@ -145,3 +146,22 @@ def test_the_load_test_loses_no_prediction_logged_into_postgresql(
         ).stdout
     )
     assert counts == {"predictions": 10_000}, counts
+
+
+def test_no_answered_prediction_is_lost_through_a_database_outage_or_a_crash(
+    default_project: Project, postgres_database: str, tmp_path: Path
+) -> None:
+    """The generated tests/service/test_durability.py with LOAD_TEST_SQL_URL, run as a user
+    runs it: PostgreSQL cut off for 8 s under load (the service spools, then replays), and the
+    service killed with SIGKILL while spooling (the next start replays)."""
+    project = default_project.copy(tmp_path / default_project.path.name)
+    done = project.run(
+        "pytest",
+        "tests/service/test_durability.py",
+        "-p",
+        "no:cacheprovider",
+        env={"LOAD_TEST_SQL_URL": postgres_url(postgres_database)},
+        timeout=900,
+    )
+    assert re.search(r"\b3 passed\b", done.stdout), done.stdout[-3000:]
+    assert "skipped" not in done.stdout, done.stdout[-3000:]

@@ -1,9 +1,11 @@
 """Fixtures of the service tests: the registered model's service, served in-process (BentoML's
-ASGI app in starlette's TestClient), with its prediction log in a scratch directory; and
-`serving()`, a real `bentoml serve` on loopback whose whole process tree is always stopped."""
+ASGI app in starlette's TestClient), with its prediction log in a scratch directory;
+`serving()`, a real `bentoml serve` on loopback whose whole process tree is always stopped; and
+`send()`, bounded concurrent traffic to it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import json
@@ -13,7 +15,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -108,6 +112,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the server and every worker at once, as a crash or an OOM kill would: nothing
+    gets to flush. Its workers live in sessions of their own, so each is killed by pid."""
+    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    assert not alive, f"still running after SIGKILL: {alive}"
+    process.wait(timeout=10)
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the server's process group (a graceful stop: the service flushes its log), then
     SIGKILL whatever is left of its tree (BentoML may start workers in sessions of their own,
@@ -143,9 +159,26 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> N
     pytest.fail(f"not ready after {READY_TIMEOUT:.0f} s:\n{log.read_text()[-3000:]}")
 
 
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def __str__(self) -> str:
+        return self.url
+
+
 @contextlib.contextmanager
 def serving(log: Path, env: Mapping[str, str]) -> Iterator[str]:
     """`bentoml serve` of the project on a free loopback port, its output in `log`; the URL."""
+    with server_process(log, env) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def server_process(log: Path, env: Mapping[str, str]) -> Iterator[Server]:
+    """As `serving()`, with the process, for tests that stop it their own way (`kill`)."""
     port = free_port()
     with open(log, "wb") as output:
         process = subprocess.Popen(
@@ -160,6 +193,93 @@ def serving(log: Path, env: Mapping[str, str]) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, process, log)
-        yield url
+        yield Server(url, process, log)
     finally:
-        stop(process)
+        if process.poll() is None:
+            stop(process)
+
+
+# ---------------------------------------------------------------------------------------------
+# Traffic
+
+# The server closes a connection idle for 5 s (uvicorn's keep-alive under bentoml serve). A pool
+# must drop idle connections sooner: a request sent as the server closes it is reset (a
+# ReadError), the race any HTTP/1.1 client pool has, seen once in CI on a 5 s client expiry.
+CLIENT_KEEPALIVE_EXPIRY = 1.0
+NO_ANSWER = 0  # the status counted for a request that got no response (connection lost)
+
+
+@dataclass
+class Traffic:
+    """What a load run got back: the ids answered with a 2xx, every status, the refusals."""
+
+    answered: list[str] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    refusals: list[httpx.Response] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def send(
+    url: str,
+    records: list[dict[str, Any]],
+    *,
+    clients: int,
+    requests: int | None = None,
+    seconds: float | None = None,
+    records_per_request: int = 1,
+    tolerate_no_answer: bool = False,
+    path: str = "/predict",
+) -> Traffic:
+    """`requests` requests (or as many as fit in `seconds`) from `clients` concurrent clients,
+    each with `records_per_request` of `records` in turn. A request without an answer fails the
+    run unless `tolerate_no_answer` (a test that kills the server): then it is counted as
+    NO_ANSWER and its client stops."""
+    if (requests is None) == (seconds is None):
+        raise ValueError("give requests or seconds")
+    return asyncio.run(
+        _send(
+            url, records, clients, requests, seconds, records_per_request, tolerate_no_answer, path
+        )
+    )
+
+
+async def _send(
+    url: str,
+    records: list[dict[str, Any]],
+    clients: int,
+    requests: int | None,
+    seconds: float | None,
+    size: int,
+    tolerate_no_answer: bool,
+    path: str,
+) -> Traffic:
+    traffic = Traffic()
+    deadline = time.monotonic() + seconds if seconds is not None else None
+    issued = 0
+    limits = httpx.Limits(max_connections=clients, keepalive_expiry=CLIENT_KEEPALIVE_EXPIRY)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def client_loop() -> None:
+            nonlocal issued
+            while (requests is None or issued < requests) and (
+                deadline is None or time.monotonic() < deadline
+            ):
+                first = issued * size
+                issued += 1
+                body = {"records": [records[(first + i) % len(records)] for i in range(size)]}
+                try:
+                    response = await client.post(path, json=body)
+                except httpx.TransportError as error:
+                    if not tolerate_no_answer:
+                        raise
+                    traffic.statuses[NO_ANSWER] += 1
+                    traffic.errors.append(repr(error))
+                    return  # the server is gone: this client stops
+                traffic.statuses[response.status_code] += 1
+                if response.is_success:
+                    traffic.answered.extend(answer["prediction_id"] for answer in response.json())
+                else:
+                    traffic.refusals.append(response)
+
+        await asyncio.gather(*(client_loop() for _ in range(clients)))
+    return traffic

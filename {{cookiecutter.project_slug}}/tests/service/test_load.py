@@ -8,7 +8,6 @@ requests."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from collections import Counter
@@ -21,41 +20,13 @@ import pytest
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, open_sink
 
-from .conftest import as_records, serving
+from .conftest import as_records, send, serving
 
 pytestmark = pytest.mark.service
 
 LOAD_REQUESTS = int(os.environ.get("LOAD_REQUESTS", "10000"))
 LOAD_CONCURRENCY = 32
-# The server closes a connection idle for 5 s (uvicorn's keep-alive under bentoml serve). A pool
-# must drop idle connections sooner: a request sent as the server closes it is reset (a
-# ReadError), the race any HTTP/1.1 client pool has, seen once in CI on a 5 s client expiry.
-CLIENT_KEEPALIVE_EXPIRY = 1.0
 SINKS = ["directory", "sqlite"] + (["database"] if os.environ.get("LOAD_TEST_SQL_URL") else [])
-
-
-async def send(url: str, records: list[dict[str, Any]]) -> tuple[list[str], Counter[int]]:
-    """Every request once, from LOAD_CONCURRENCY clients; the ids answered, the status counts."""
-    pending: asyncio.Queue[int] = asyncio.Queue()
-    for number in range(LOAD_REQUESTS):
-        pending.put_nowait(number)
-    answered: list[str] = []
-    statuses: Counter[int] = Counter()
-    limits = httpx.Limits(
-        max_connections=LOAD_CONCURRENCY, keepalive_expiry=CLIENT_KEEPALIVE_EXPIRY
-    )
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-
-        async def client_loop() -> None:
-            while not pending.empty():
-                record = records[pending.get_nowait() % len(records)]
-                response = await client.post("/predict", json={"records": [record]})
-                statuses[response.status_code] += 1
-                if response.is_success:
-                    answered.extend(answer["prediction_id"] for answer in response.json())
-
-        await asyncio.gather(*(client_loop() for _ in range(LOAD_CONCURRENCY)))
-    return answered, statuses
 
 
 def batching_counts(url: str) -> tuple[float, float]:
@@ -84,7 +55,7 @@ def test_every_answered_prediction_is_logged_exactly_once(
     server_log = tmp_path / "bentoml-serve.log"
     with serving(server_log, {ENV_VAR: location}) as url:
         try:
-            answered, statuses = asyncio.run(send(url, records))
+            traffic = send(url, records, clients=LOAD_CONCURRENCY, requests=LOAD_REQUESTS)
         except httpx.TransportError as error:
             pytest.fail(
                 f"a request got no answer: {error!r}; the server's log ends:\n"
@@ -92,7 +63,8 @@ def test_every_answered_prediction_is_logged_exactly_once(
             )
         batched, batches = batching_counts(url)
     # the server is stopped: whatever it answered must be written by now
-    assert statuses == Counter({200: LOAD_REQUESTS}), statuses
+    answered = traffic.answered
+    assert traffic.statuses == Counter({200: LOAD_REQUESTS}), traffic.statuses
     logged = Counter(open_sink(location).read_predictions()["prediction_id"])
     assert len(answered) == LOAD_REQUESTS == len(set(answered))
     missing = set(answered) - set(logged)

@@ -600,7 +600,7 @@ class PredictionLog:
         if self.spool is None or self._sink_error is None or retry_due:
             try:
                 self.sink.write(table, records)
-                self._sink_error = None
+                self._sink_answered()
                 return None
             except Exception as error:
                 self._sink_failed(error)
@@ -641,6 +641,9 @@ class PredictionLog:
         except Exception as error:
             self._sink_failed(error)
             return
+        self._sink_answered()
+
+    def _sink_answered(self) -> None:
         if self._sink_error is not None:
-            logger.warning("the prediction log's sink answers again: spool replayed")
+            logger.warning("the prediction log's sink answers again")
         self._sink_error = None

@@ -1,0 +1,240 @@
+"""Nothing answered is lost: a 2xx means the prediction is on record, through a database outage
+and a crash. A real `bentoml serve` logs into the database at LOAD_TEST_SQL_URL (e.g.
+PostgreSQL: a database of its own, its log tables absent or empty) through a loopback TCP proxy
+that the test cuts, as if the server stopped: every connection closed, new ones refused. While
+it is cut the service spools on local disk; the spool is replayed when the database answers
+again, or at the next start after a SIGKILL. Without a database the service refuses with a 503
+that names the reason. The database cases skip without LOAD_TEST_SQL_URL."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, SPOOL_ENV_VAR, open_sink
+
+from .conftest import NO_ANSWER, Traffic, as_records, free_port, kill, send, server_process
+
+pytestmark = pytest.mark.service
+
+DATABASE = os.environ.get("LOAD_TEST_SQL_URL")
+needs_database = pytest.mark.skipif(
+    not DATABASE,
+    reason="set LOAD_TEST_SQL_URL to a database of your own (e.g. postgresql://user:pw@host/db)"
+    " to run the outage and crash cases against it",
+)
+CLIENTS = 16
+OUTAGE_SECONDS = 8.0  # longer than any retry: the records must go somewhere durable meanwhile
+
+
+class CuttableProxy:
+    """A TCP proxy on 127.0.0.1 in front of a server. `cut()` closes every connection and stops
+    listening, so new connections are refused, as when the server stops; `restore()` listens on
+    the same port again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = free_port()
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        self._cut = False
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        self._cut = True
+        if self._listener is not None:
+            with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+            self._connections.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # cut: the listener is closed
+                return
+            if self._cut:
+                client.close()
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._connections.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def database() -> Iterator[tuple[str, CuttableProxy]]:
+    """LOAD_TEST_SQL_URL's log tables emptied, and a URL to it through a cuttable proxy."""
+    assert DATABASE
+    url = sa.engine.make_url(DATABASE)
+    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
+    drop_log_tables(url)
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port)
+    try:
+        yield through_proxy.render_as_string(hide_password=False), proxy
+    finally:
+        proxy.cut()
+        drop_log_tables(url)
+
+
+def drop_log_tables(url: sa.URL) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        for table in ("predictions", "feedback"):
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()
+
+
+@pytest.fixture
+def records(service: Any, test_split: pd.DataFrame) -> list[dict[str, Any]]:
+    return as_records(test_split[service.SCHEMA.feature_names])
+
+
+def in_background(work: Any) -> tuple[threading.Thread, list[Traffic]]:
+    result: list[Traffic] = []
+    thread = threading.Thread(target=lambda: result.append(work()), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def logged_ids(location: str) -> set[str]:
+    return set(open_sink(location).read_predictions()["prediction_id"])
+
+
+def assert_logged_once(location: str, traffic: Traffic, *, only_answered: bool = True) -> None:
+    logged = Counter(open_sink(location).read_predictions()["prediction_id"])
+    answered = set(traffic.answered)
+    assert len(answered) == len(traffic.answered), "a prediction id was answered twice"
+    missing = answered - set(logged)
+    assert not missing, f"{len(missing)} of {len(answered)} answered predictions are not logged"
+    assert max(logged.values()) == 1, "a prediction was logged more than once"
+    if only_answered:
+        assert set(logged) == answered, "the log holds predictions nobody was answered"
+
+
+@needs_database
+def test_a_database_outage_loses_no_answered_prediction(
+    database: tuple[str, CuttableProxy], records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    location, proxy = database
+    env = {ENV_VAR: location, SPOOL_ENV_VAR: str(tmp_path / "spool")}
+    with server_process(tmp_path / "serve.log", env) as server:
+        thread, result = in_background(
+            lambda: send(server.url, records, clients=CLIENTS, seconds=3 * OUTAGE_SECONDS)
+        )
+        time.sleep(OUTAGE_SECONDS)
+        proxy.cut()
+        time.sleep(OUTAGE_SECONDS)
+        proxy.restore()
+        thread.join(timeout=6 * OUTAGE_SECONDS)
+    # stopped gracefully: whatever was answered is written by now
+    [traffic] = result
+    assert traffic.statuses.keys() == {200}, (
+        f"{traffic.statuses}; {traffic.refusals[:1] and traffic.refusals[0].text}"
+    )
+    assert_logged_once(location, traffic)
+    server_log = (tmp_path / "serve.log").read_text()
+    assert "spooling until it answers again" in server_log, "the outage never reached the log"
+    assert "answers again" in server_log
+    assert not list((tmp_path / "spool").glob("spool-*.jsonl")), "records stayed in the spool"
+
+
+@needs_database
+def test_what_was_spooled_before_a_crash_is_logged_at_the_next_start(
+    database: tuple[str, CuttableProxy], records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    location, proxy = database
+    env = {ENV_VAR: location, SPOOL_ENV_VAR: str(tmp_path / "spool")}
+    with server_process(tmp_path / "first.log", env) as server:
+        thread, result = in_background(
+            lambda: send(server.url, records, clients=CLIENTS, seconds=60, tolerate_no_answer=True)
+        )
+        time.sleep(OUTAGE_SECONDS / 2)
+        proxy.cut()
+        time.sleep(OUTAGE_SECONDS / 2)
+        kill(server.process)  # mid-load, the database still away: answers are in the spool only
+        thread.join(timeout=90)
+    [traffic] = result
+    assert traffic.statuses[200] > 0 and traffic.statuses[NO_ANSWER] > 0, traffic.statuses
+    assert set(traffic.statuses) <= {200, NO_ANSWER}, traffic.statuses
+    assert list((tmp_path / "spool").glob("spool-*.jsonl")), "nothing was spooled"
+
+    proxy.restore()
+    with server_process(tmp_path / "second.log", env):
+        # replayed at start, not only when it stops: the answers reach the database meanwhile
+        deadline = time.monotonic() + 60
+        while not set(traffic.answered) <= logged_ids(location):
+            assert time.monotonic() < deadline, "the spool was not replayed at start"
+            time.sleep(0.5)
+    # Requests cut off by the kill may have been logged without an answer reaching the client.
+    assert_logged_once(location, traffic, only_answered=False)
+    assert not list((tmp_path / "spool").glob("spool-*.jsonl")), "records stayed in the spool"
+
+
+def test_a_prediction_that_cannot_be_recorded_is_refused_naming_why(
+    service: Any, valid_record: dict[str, Any], tmp_path: Path
+) -> None:
+    """Neither the log's database (nothing listens on its port) nor the spool (a file stands
+    where its directory should be) can take the record: 503, the reason, when to retry."""
+    (tmp_path / "spool").write_text("not a directory")
+    env = {
+        ENV_VAR: f"postgresql://nobody:secret@127.0.0.1:{free_port()}/none",
+        SPOOL_ENV_VAR: str(tmp_path / "spool"),
+    }
+    with server_process(tmp_path / "serve.log", env) as server:
+        predicted = httpx.post(
+            f"{server.url}/predict", json={"records": [valid_record]}, timeout=30
+        )
+        told = httpx.post(
+            f"{server.url}/feedback",
+            json={"prediction_id": str(uuid.uuid4()), "label": service.BUNDLE.positive_label},
+            timeout=30,
+        )
+    for response in (predicted, told):
+        assert response.status_code == 503, response.text
+        reason = response.json()["error"]
+        assert "cannot record" in reason and "spool" in reason, reason
+        assert "secret" not in reason
+        assert int(response.headers["Retry-After"]) >= 1
