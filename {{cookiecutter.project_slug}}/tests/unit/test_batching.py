@@ -1,15 +1,17 @@
 """The service's batcher: a lone request is scored at once, requests that arrive while a batch
 runs are scored together (up to the size limit, never split), each gets its own result, and an
-error reaches every request of its batch without stopping the next ones."""
+error reaches every request of its batch without stopping the next ones; past `max_wait`
+seconds of queued work a request is refused at once."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
-from {{ cookiecutter.package_name }}.serving.batching import Batcher
+from {{ cookiecutter.package_name }}.serving.batching import Batcher, Overloaded
 
 
 class Recorder:
@@ -104,3 +106,55 @@ def test_work_returning_the_wrong_number_of_results_fails_the_batch(results: lis
     batcher = Batcher(lambda jobs: results, size_of=len, max_size=10)
     with pytest.raises(RuntimeError, match=r"results for 1 jobs"):
         asyncio.run(batcher.submit("a"))
+
+
+def test_past_max_wait_a_request_is_refused_at_once_and_told_when_to_retry() -> None:
+    """The bound is in seconds of queued work, from the measured pace: after one timed record
+    (about 0.1 s), three queued records (about 0.3 s) leave no room under max_wait 0.25 s."""
+    work = Recorder()
+
+    def slow(jobs: list[str]) -> list[str]:
+        time.sleep(0.1 * sum(map(len, jobs)))
+        return work(jobs)
+
+    batcher = Batcher(slow, size_of=len, max_size=1, max_wait=0.25)
+
+    async def scenario() -> tuple[list[str], Overloaded]:
+        await batcher.submit("a")  # times the pace
+        work.release.clear()
+        queued = [asyncio.ensure_future(batcher.submit(job)) for job in ("b", "c", "d")]
+        await asyncio.sleep(0)  # the three are queued
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit("e")
+        work.release.set()
+        return await asyncio.gather(*queued), refused.value
+
+    answers, refused = asyncio.run(scenario())
+    assert answers == ["B", "C", "D"]  # the queued ones are still served
+    assert ["e"] not in work.batches  # the refused one never reached the work
+    assert refused.retry_after >= 1
+    assert "at capacity" in str(refused) and "serving.max_queue_wait" in str(refused)
+    assert batcher.queued_records == 0
+
+
+def test_the_queue_count_falls_back_to_zero_after_errors_and_cancellations() -> None:
+    work = Recorder()
+    work.fail_on = "b"
+    batcher = Batcher(work, size_of=len, max_size=10)
+
+    async def scenario() -> None:
+        work.release.clear()
+        first = asyncio.ensure_future(batcher.submit("a"))
+        await wait_for(work.entered)
+        failing = asyncio.ensure_future(batcher.submit("b"))
+        cancelled = asyncio.ensure_future(batcher.submit("cc"))
+        await asyncio.sleep(0)
+        assert batcher.queued_records == 4
+        cancelled.cancel()
+        work.release.set()
+        await first
+        with pytest.raises(ValueError):
+            await failing
+
+    asyncio.run(scenario())
+    assert batcher.queued_records == 0
