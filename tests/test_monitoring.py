@@ -6,8 +6,9 @@ the report classification performance; `make monitor-ui` serves the workspace on
 `make retrain` re-ingests the source and reruns what changed; the history page renders in a
 real headless browser, every link opens its report, with no console error.
 
-The browser is Debian's `chromium` (`.ci/run` installs it); without it the browser test is
-skipped, unless REQUIRE_BROWSER_TEST=1 (set by `.ci/run`): then it fails.
+The browser is Chromium (`.ci/run` installs Debian's) or Google Chrome (a GitHub runner's);
+without one the browser test is skipped, unless REQUIRE_BROWSER_TEST=1 (set by `.ci/run`): then
+it fails.
 """
 
 from __future__ import annotations
@@ -129,15 +130,21 @@ def test_monitor_ui_serves_the_workspace_on_loopback(
     assert not ui.survivors, ui.survivors
 
 
+BROWSERS = ("chromium", "google-chrome", "chromium-browser")  # same flags, same engine
+
+
 def chromium() -> str:
-    found = shutil.which("chromium")
-    if found:
-        return found
+    for name in BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    reason = (
+        "no headless Chromium or Chrome on PATH (install one: `apt install chromium`,"
+        " `brew install --cask chromium`)"
+    )
     if os.environ.get(REQUIRE_BROWSER) == "1":
-        pytest.fail(
-            f"chromium is not installed, and {REQUIRE_BROWSER}=1 requires this test"
-        )
-    pytest.skip(f"chromium is not installed (set {REQUIRE_BROWSER}=1 to fail instead)")
+        pytest.fail(f"{reason}, and {REQUIRE_BROWSER}=1 requires this test")
+    pytest.skip(f"{reason}; set {REQUIRE_BROWSER}=1 to fail instead")
 
 
 def browse(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -293,9 +293,7 @@ def docker_engine() -> DockerEngine | None:
 def docker() -> DockerEngine:
     found = docker_engine()
     if found is None:
-        reason = (
-            "no Docker engine answers (start one: ../shared/tools/docker-daemon start)"
-        )
+        reason = "no Docker engine answers (`docker info` fails): start Docker"
         if os.environ.get(REQUIRE) == "1":
             pytest.fail(f"{reason}, and {REQUIRE}=1 requires the container test")
         pytest.skip(f"{reason}; set {REQUIRE}=1 to fail instead")
