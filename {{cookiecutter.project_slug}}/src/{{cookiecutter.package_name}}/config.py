@@ -3,8 +3,10 @@ is read the same way, by schema.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import (
@@ -19,7 +21,6 @@ from pydantic import (
 from {{ cookiecutter.package_name }}.errors import ConfigError
 
 PARAMS_FILE = Path("params.yaml")
-ModelT = TypeVar("ModelT", bound=BaseModel)
 ModelFamily = Literal["hist_gradient_boosting", "random_forest", "logistic_regression"]
 
 
@@ -261,10 +262,11 @@ def read_yaml(path: Path, missing: str) -> Any:
         raise ConfigError(f"{path} is not valid YAML: {error}") from error
 
 
-def validated(model: type[ModelT], document: Any, path: Path) -> ModelT:
-    """`document` read into `model`; ConfigError naming the file and every bad key otherwise."""
+@contextmanager
+def naming_bad_keys(path: Path) -> Iterator[None]:
+    """A pydantic ValidationError inside becomes a ConfigError naming the file and every bad key."""
     try:
-        return model.model_validate(document)
+        yield
     except ValidationError as error:
         problems = []
         for item in error.errors():
@@ -279,4 +281,5 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
     raw = read_yaml(path, missing=f"{path} not found: run from the project root")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of stage names to settings")
-    return validated(Params, raw, path)
+    with naming_bad_keys(path):
+        return Params.model_validate(raw)

@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from {{ cookiecutter.package_name }}.config import read_yaml, validated
+from {{ cookiecutter.package_name }}.config import naming_bad_keys, read_yaml
 from {{ cookiecutter.package_name }}.errors import ConfigError
 
 ColumnType = Literal["integer", "float", "category"]
@@ -253,7 +253,8 @@ def load_schema(path: Path | str) -> Schema:
     """Read schema.yaml; a malformed file raises ConfigError naming the key, as params.yaml's do."""
     path = Path(path)
     document = read_yaml(path, missing=f"schema file not found: {path} (run `make schema`)")
-    return validated(SchemaFile, document, path).to_schema()
+    with naming_bad_keys(path):
+        return SchemaFile.model_validate(document).to_schema()
 
 
 def infer_schema(
