@@ -123,23 +123,30 @@ def test_the_service_logs_into_postgresql_and_monitoring_reads_it_back(
     assert result["performance"]["current"]["roc_auc"] > 0.5
 
 
+def generated_tests_against(project: Project, database: str, *pytest_args: str) -> str:
+    """The generated project's own pytest, run as a user runs it (from the project's
+    environment), with LOAD_TEST_SQL_URL naming `database`; its output."""
+    done = project.run(
+        "pytest",
+        *pytest_args,
+        "-p",
+        "no:cacheprovider",
+        env={"LOAD_TEST_SQL_URL": postgres_url(database)},
+        timeout=900,
+    )
+    return done.stdout
+
+
 def test_the_load_test_loses_no_prediction_logged_into_postgresql(
     default_project: Project, postgres_database: str, tmp_path: Path
 ) -> None:
-    """The generated tests/service/test_load.py with LOAD_TEST_SQL_URL: its database case, run
-    as a user runs it (pytest from the project's environment), against the real server."""
+    """The generated tests/service/test_load.py with LOAD_TEST_SQL_URL: its database case,
+    against the real server."""
     project = default_project.copy(tmp_path / default_project.path.name)
-    done = project.run(
-        "pytest",
-        "tests/service/test_load.py",
-        "-k",
-        "database",
-        "-p",
-        "no:cacheprovider",
-        env={"LOAD_TEST_SQL_URL": postgres_url(postgres_database)},
-        timeout=900,
+    output = generated_tests_against(
+        project, postgres_database, "tests/service/test_load.py", "-k", "database"
     )
-    assert re.search(r"\b1 passed\b", done.stdout), done.stdout[-3000:]
+    assert re.search(r"\b1 passed\b", output), output[-3000:]
     counts = json.loads(
         project.run(
             "python", "-c", COUNT, postgres_url(postgres_database), "predictions"
@@ -151,17 +158,12 @@ def test_the_load_test_loses_no_prediction_logged_into_postgresql(
 def test_no_answered_prediction_is_lost_through_a_database_outage_or_a_crash(
     default_project: Project, postgres_database: str, tmp_path: Path
 ) -> None:
-    """The generated tests/service/test_durability.py with LOAD_TEST_SQL_URL, run as a user
-    runs it: PostgreSQL cut off for 8 s under load (the service spools, then replays), and the
-    service killed with SIGKILL while spooling (the next start replays)."""
+    """The generated tests/service/test_durability.py with LOAD_TEST_SQL_URL: PostgreSQL cut
+    off for 8 s under load (the service spools, then replays), and the service killed with
+    SIGKILL while spooling (the next start replays)."""
     project = default_project.copy(tmp_path / default_project.path.name)
-    done = project.run(
-        "pytest",
-        "tests/service/test_durability.py",
-        "-p",
-        "no:cacheprovider",
-        env={"LOAD_TEST_SQL_URL": postgres_url(postgres_database)},
-        timeout=900,
+    output = generated_tests_against(
+        project, postgres_database, "tests/service/test_durability.py"
     )
-    assert re.search(r"\b3 passed\b", done.stdout), done.stdout[-3000:]
-    assert "skipped" not in done.stdout, done.stdout[-3000:]
+    assert re.search(r"\b3 passed\b", output), output[-3000:]
+    assert "skipped" not in output, output[-3000:]

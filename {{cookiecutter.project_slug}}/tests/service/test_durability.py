@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,16 +105,26 @@ class CuttableProxy:
             sink.shutdown(socket.SHUT_WR)
 
 
+@dataclass
+class Outage:
+    """The log's database behind a cuttable proxy, and the service's environment to use it."""
+
+    location: str  # the database URL through the proxy
+    proxy: CuttableProxy
+    env: dict[str, str]
+
+
 @pytest.fixture
-def database() -> Iterator[tuple[str, CuttableProxy]]:
-    """LOAD_TEST_SQL_URL's log tables emptied, and a URL to it through a cuttable proxy."""
+def outage(tmp_path: Path) -> Iterator[Outage]:
+    """LOAD_TEST_SQL_URL's log tables emptied, reached through a cuttable proxy, with a spool."""
     assert DATABASE
     url = sa.engine.make_url(DATABASE)
     proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
     drop_log_tables(url)
-    through_proxy = url.set(host="127.0.0.1", port=proxy.port)
+    location = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    env = {ENV_VAR: location, SPOOL_ENV_VAR: str(tmp_path / "spool")}
     try:
-        yield through_proxy.render_as_string(hide_password=False), proxy
+        yield Outage(location, proxy, env)
     finally:
         proxy.cut()
         drop_log_tables(url)
@@ -132,11 +143,19 @@ def records(service: Any, test_split: pd.DataFrame) -> list[dict[str, Any]]:
     return as_records(test_split[service.SCHEMA.feature_names])
 
 
-def in_background(work: Any) -> tuple[threading.Thread, list[Traffic]]:
+@contextlib.contextmanager
+def background_load(
+    url: str, records: list[dict[str, Any]], **load: Any
+) -> Iterator[list[Traffic]]:
+    """Load `url` from a thread while the block acts; the traffic is in the list afterwards."""
     result: list[Traffic] = []
-    thread = threading.Thread(target=lambda: result.append(work()), daemon=True)
+    thread = threading.Thread(
+        target=lambda: result.append(send(url, records, clients=CLIENTS, **load)), daemon=True
+    )
     thread.start()
-    return thread, result
+    yield result
+    thread.join(timeout=120)
+    assert result, "the load never finished"
 
 
 def logged_ids(location: str) -> set[str]:
@@ -156,60 +175,54 @@ def assert_logged_once(location: str, traffic: Traffic, *, only_answered: bool =
 
 @needs_database
 def test_a_database_outage_loses_no_answered_prediction(
-    database: tuple[str, CuttableProxy], records: list[dict[str, Any]], tmp_path: Path
+    outage: Outage, records: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    location, proxy = database
-    env = {ENV_VAR: location, SPOOL_ENV_VAR: str(tmp_path / "spool")}
-    with server_process(tmp_path / "serve.log", env) as server:
-        thread, result = in_background(
-            lambda: send(server.url, records, clients=CLIENTS, seconds=3 * OUTAGE_SECONDS)
-        )
+    with (
+        server_process(tmp_path / "serve.log", outage.env) as server,
+        background_load(server.url, records, seconds=3 * OUTAGE_SECONDS) as result,
+    ):
         time.sleep(OUTAGE_SECONDS)
-        proxy.cut()
+        outage.proxy.cut()
         time.sleep(OUTAGE_SECONDS)
-        proxy.restore()
-        thread.join(timeout=6 * OUTAGE_SECONDS)
+        outage.proxy.restore()
     # stopped gracefully: whatever was answered is written by now
     [traffic] = result
     assert traffic.statuses.keys() == {200}, (
         f"{traffic.statuses}; {traffic.refusals[:1] and traffic.refusals[0].text}"
     )
-    assert_logged_once(location, traffic)
+    assert_logged_once(outage.location, traffic)
     server_log = (tmp_path / "serve.log").read_text()
     assert "spooling until it answers again" in server_log, "the outage never reached the log"
-    assert "answers again" in server_log
+    assert "the prediction log's sink answers again" in server_log
     assert not list((tmp_path / "spool").glob("spool-*.jsonl")), "records stayed in the spool"
 
 
 @needs_database
 def test_what_was_spooled_before_a_crash_is_logged_at_the_next_start(
-    database: tuple[str, CuttableProxy], records: list[dict[str, Any]], tmp_path: Path
+    outage: Outage, records: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    location, proxy = database
-    env = {ENV_VAR: location, SPOOL_ENV_VAR: str(tmp_path / "spool")}
-    with server_process(tmp_path / "first.log", env) as server:
-        thread, result = in_background(
-            lambda: send(server.url, records, clients=CLIENTS, seconds=60, tolerate_no_answer=True)
-        )
+    with (
+        server_process(tmp_path / "first.log", outage.env) as server,
+        background_load(server.url, records, seconds=60, tolerate_no_answer=True) as result,
+    ):
         time.sleep(OUTAGE_SECONDS / 2)
-        proxy.cut()
+        outage.proxy.cut()
         time.sleep(OUTAGE_SECONDS / 2)
         kill(server.process)  # mid-load, the database still away: answers are in the spool only
-        thread.join(timeout=90)
     [traffic] = result
     assert traffic.statuses[200] > 0 and traffic.statuses[NO_ANSWER] > 0, traffic.statuses
     assert set(traffic.statuses) <= {200, NO_ANSWER}, traffic.statuses
     assert list((tmp_path / "spool").glob("spool-*.jsonl")), "nothing was spooled"
 
-    proxy.restore()
-    with server_process(tmp_path / "second.log", env):
+    outage.proxy.restore()
+    with server_process(tmp_path / "second.log", outage.env):
         # replayed at start, not only when it stops: the answers reach the database meanwhile
         deadline = time.monotonic() + 60
-        while not set(traffic.answered) <= logged_ids(location):
+        while not set(traffic.answered) <= logged_ids(outage.location):
             assert time.monotonic() < deadline, "the spool was not replayed at start"
             time.sleep(0.5)
     # Requests cut off by the kill may have been logged without an answer reaching the client.
-    assert_logged_once(location, traffic, only_answered=False)
+    assert_logged_once(outage.location, traffic, only_answered=False)
     assert not list((tmp_path / "spool").glob("spool-*.jsonl")), "records stayed in the spool"
 
 
