@@ -45,10 +45,27 @@ def test_unit_layer_runs_alone(project: Project) -> None:
     assert " failed" not in result.stdout
 
 
-def test_format_leaves_a_generated_project_unchanged(project: Project) -> None:
-    before = project.run("git", "status", "--porcelain").stdout
-    project.run("make", "format")
-    assert project.run("git", "status", "--porcelain").stdout == before
+def changed_files(project: Project) -> list[str]:
+    """Files that differ from the last commit, untracked ones listed one by one."""
+    listed = project.run("git", "status", "--porcelain", "--untracked-files=all").stdout
+    return [line[3:] for line in listed.splitlines()]
+
+
+def test_format_leaves_a_generated_project_unchanged(
+    project: Project, tmp_path: Path
+) -> None:
+    """Compared with a commit of the bake: uncommitted, src/ and tests/ would each show as one
+    untracked line whatever `make format` rewrote inside them. A mis-formatted file committed
+    afterwards shows the comparison sees a reformat."""
+    formatted = project.copy(tmp_path / "project")
+    formatted.commit("as baked")
+    formatted.run("make", "format")
+    assert changed_files(formatted) == [], "make format rewrote files of a fresh bake"
+
+    (formatted.path / "misformatted.py").write_text("GREETING = 'hello'\n")
+    formatted.commit("a file ruff format rewrites")
+    formatted.run("make", "format")
+    assert changed_files(formatted) == ["misformatted.py"]
 
 
 def test_clean_removes_caches_only(project: Project) -> None:
