@@ -16,6 +16,21 @@ from {{ cookiecutter.package_name }}.config import Params, Paths, load_params
 from {{ cookiecutter.package_name }}.schema import Schema, load_schema
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TESTS_ROOT = Path(__file__).resolve().parent
+LAYERS = ("unit", "data", "model", "bias", "service")  # tests/<layer>/, one marker each
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: it must see the layer markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test gets the marker of the layer its directory names, so `pytest -m unit`
+    (make test-unit) selects a test even when its module forgot `pytestmark`."""
+    for item in items:
+        try:
+            layer = item.path.resolve().relative_to(TESTS_ROOT).parts[0]
+        except ValueError:  # collected from outside tests/
+            continue
+        if layer in LAYERS:
+            item.add_marker(layer)
 
 
 @pytest.fixture(scope="session")
