@@ -27,6 +27,17 @@ def test_measured_only_attributes_are_not_model_inputs(bundle: ModelBundle, para
     assert not set(bundle.measured_only) & set(bundle.features)
 
 
+def test_the_fitted_pipeline_takes_no_measured_only_attribute(bundle: ModelBundle, params) -> None:
+    """Read from the trained pipeline itself, not from the bundle's list of inputs: the bundle
+    hands the pipeline only `features`, so flipping an attribute through it cannot show what
+    the pipeline was fitted on, and the service's fast path takes its columns from the pipeline."""
+    fitted = getattr(bundle.pipeline, "feature_names_in_", None)
+    assert fitted is not None, "the pipeline was fitted without column names: inputs unknown"
+    leaked = sorted(set(params.data.not_model_inputs) & set(fitted))
+    assert not leaked, f"measured-only attributes are inputs of the trained pipeline: {leaked}"
+    assert tuple(fitted) == bundle.features
+
+
 def test_flipping_a_measured_only_attribute_changes_no_prediction(
     bundle: ModelBundle, test_split: pd.DataFrame
 ) -> None:

@@ -6,7 +6,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.dummy import DummyClassifier
 
 from {{ cookiecutter.package_name }}.bundle import (
     BUNDLE_FORMAT,
@@ -16,7 +15,9 @@ from {{ cookiecutter.package_name }}.bundle import (
     load_bundle,
     negative_label_of,
 )
+from {{ cookiecutter.package_name }}.config import DataConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
+from {{ cookiecutter.package_name }}.pipeline.train import build_model, model_inputs
 from {{ cookiecutter.package_name }}.schema import ColumnSpec, Schema
 
 pytestmark = pytest.mark.unit
@@ -29,20 +30,31 @@ SCHEMA = Schema(
         ColumnSpec("sex", "category", categories=("female", "male")),
     ),
 )
-TABLE = pd.DataFrame({"age": [20, 30, 50, 70], "sex": ["female", "male"] * 2, "risk": [0, 1, 1, 0]})
+TABLE = pd.DataFrame({"age": [20, 30, 50, 70], "sex": ["female", "male"] * 2, "risk": [0, 0, 1, 1]})
+DATA = DataConfig(
+    source="data.csv",
+    schema="schema.yaml",
+    target="risk",
+    positive_label=1,
+    not_model_inputs=["sex"],
+)
 
 
 def make(threshold: float = 0.5) -> ModelBundle:
-    model = DummyClassifier(strategy="prior").fit(TABLE[["age"]], TABLE["risk"])
+    """A bundle around a real pipeline, chosen and fitted as train does it (its inputs, its
+    preprocessing): a stand-in model that ignores its inputs could not show what reaches it."""
+    inputs = model_inputs(SCHEMA, DATA)
+    model = build_model("logistic_regression", SCHEMA.subset(inputs), seed=0)
+    model.fit(TABLE[list(inputs)], TABLE["risk"])
     return ModelBundle(
         pipeline=model,
         schema=SCHEMA,
-        features=("age",),
+        features=inputs,
         positive_label=1,
         negative_label=0,
         threshold=threshold,
         threshold_source="params",
-        family="dummy",
+        family="logistic_regression",
         sensitive_features=("sex", "age_group"),
         derived_groups={
             "age_group": DerivedGroup("age", (0, 25, 45, 200), ("<25", "25-44", "45+"))
@@ -54,16 +66,21 @@ def test_decisions_follow_the_threshold() -> None:
     bundle = make(threshold=0.6)
     np.testing.assert_array_equal(bundle.decide(np.array([0.59, 0.6, 0.9])), [0, 1, 1])
     assert [bundle.label(d) for d in (1, 0)] == [1, 0]
-    assert bundle.probabilities(TABLE).tolist() == [0.5] * 4  # the prior of the labels
+    positive_column = list(bundle.pipeline.classes_).index(1)
+    expected = bundle.pipeline.predict_proba(TABLE[["age"]])[:, positive_column]
+    np.testing.assert_allclose(bundle.probabilities(TABLE), expected)
 
 
 def test_measured_only_columns_never_reach_the_model() -> None:
     bundle = make()
     assert bundle.measured_only == ("sex",)
+    assert list(bundle.pipeline.feature_names_in_) == ["age"]  # what the model was fitted on
     with_sex_missing = TABLE.assign(sex=None)
     np.testing.assert_array_equal(
         bundle.probabilities(with_sex_missing), bundle.probabilities(TABLE)
     )
+    older = TABLE.assign(age=TABLE["age"] + 10)  # the model does read its inputs
+    assert not np.allclose(bundle.probabilities(older), bundle.probabilities(TABLE))
     assert bundle.role("sex") == "measured only, not a model input"
     assert bundle.role("age_group") == "derived from age, a model input"
 
