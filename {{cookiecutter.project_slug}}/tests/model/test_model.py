@@ -2,7 +2,9 @@
 its own, its decisions hold up per group and under small input changes, and it is what train
 chose on the training rows alone."""
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +18,18 @@ from {{ cookiecutter.package_name }}.io import read_json
 pytestmark = pytest.mark.model
 
 MIN_GROUP_ROWS = 20  # smaller groups are too noisy to judge
-MAX_FLIPPED_SHARE = 0.10  # at most this share of decisions may flip under a 1% nudge
+# At most this share of decisions may flip when every numeric input moves by 1%, up or down.
+# Measured with each of hist_gradient_boosting, random_forest and logistic_regression: the German
+# credit models flip at most 0.8%, the template tests' churn example 2.1%.
+MAX_FLIPPED_SHARE = 0.05
+# At most this share may flip when one integer input moves by one unit, up or down. A unit is
+# the smallest change an integer can make, yet far more than 1% of a small value (a month of a
+# 12-month loan): models split between neighbouring values that many rows share (12, 24 months),
+# so it flips more: at most 4.8% in the models above (duration -1, hist_gradient_boosting).
+MAX_FLIPPED_SHARE_ONE_UNIT = 0.10
+# Integer inputs spanning fewer units are levels in disguise (job: 0-3 skill grades), where one
+# unit is no small change: they are not stepped.
+MIN_UNITS_FOR_A_STEP = 20
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +71,54 @@ def test_model_ranks_better_than_chance_in_every_group(bundle, test_split) -> No
             assert auc > 0.5, f"{feature}={group}: ROC AUC {auc:.3f} is no better than chance"
 
 
+def flipped_share(bundle: ModelBundle, table: pd.DataFrame, changed: pd.DataFrame) -> float:
+    """The share of rows whose decision differs between `table` and `changed`."""
+    before = bundle.decide(bundle.probabilities(table))
+    return float((before != bundle.decide(bundle.probabilities(changed))).mean())
+
+
+def moved(bundle: ModelBundle, table: pd.DataFrame, name: str, values: pd.Series) -> pd.DataFrame:
+    """`table` with column `name` set to `values`, kept within the schema's range and dtype."""
+    column = bundle.schema.column(name)
+    return table.assign(**{name: values.clip(column.min, column.max).astype(table[name].dtype)})
+
+
 def test_decisions_are_stable_under_small_numeric_changes(bundle, test_split) -> None:
+    """Every numeric input 1% up (then down) at once; an integer moves by its nearest whole
+    number of units (values of 50 and more move; the next test steps the smaller ones)."""
     numeric = [name for name in bundle.schema.numeric_features if name in bundle.features]
     if not numeric:
         pytest.skip("no numeric model input")
-    nudged = test_split.copy()
-    for name in numeric:
+    for factor in (1.01, 0.99):
+        nudged = test_split
+        for name in numeric:
+            scaled = test_split[name].astype(float) * factor
+            if bundle.schema.column(name).type == "integer":
+                scaled = scaled.round()
+            nudged = moved(bundle, nudged, name, scaled)
+        share = flipped_share(bundle, test_split, nudged)
+        assert share <= MAX_FLIPPED_SHARE, f"x{factor}: {share:.1%} of decisions flipped"
+
+
+def test_decisions_are_stable_under_one_unit_integer_steps(bundle, test_split) -> None:
+    """Each integer input that spans enough units one unit up, then down, alone."""
+    stepped = []
+    for name in bundle.features:
         column = bundle.schema.column(name)
-        scaled = nudged[name].astype(float) * 1.01
-        if column.type == "integer":
-            scaled = scaled.round()
-        nudged[name] = scaled.clip(column.min, column.max).astype(nudged[name].dtype)
-    before = bundle.decide(bundle.probabilities(test_split))
-    after = bundle.decide(bundle.probabilities(nudged))
-    assert (before != after).mean() <= MAX_FLIPPED_SHARE
+        if column.type != "integer":
+            continue
+        low = column.min if column.min is not None else test_split[name].min()
+        high = column.max if column.max is not None else test_split[name].max()
+        if high - low < MIN_UNITS_FOR_A_STEP:
+            continue
+        stepped.append(name)
+        for step in (1, -1):
+            share = flipped_share(
+                bundle, test_split, moved(bundle, test_split, name, test_split[name] + step)
+            )
+            assert share <= MAX_FLIPPED_SHARE_ONE_UNIT, f"{name} {step:+d}: {share:.1%} flipped"
+    if not stepped:
+        pytest.skip("no integer model input spans enough units to step")
 
 
 def test_probabilities_are_valid_and_deterministic(bundle, test_split) -> None:
@@ -83,10 +130,30 @@ def test_probabilities_are_valid_and_deterministic(bundle, test_split) -> None:
     )
 
 
+class RecordingPipeline:
+    """Passes predict_proba on to the real pipeline, noting the columns it was handed."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.handed: list[list[str]] = []
+
+    def predict_proba(self, table: pd.DataFrame) -> np.ndarray:
+        self.handed.append(list(table.columns))
+        return self.pipeline.predict_proba(table)
+
+
 def test_column_order_and_batching_do_not_change_predictions(bundle, test_split) -> None:
+    """The bundle hands the pipeline exactly the columns it was fitted on, in their fitted order,
+    whatever the caller's order; the pipeline itself picks its columns by name (callers that
+    bypass the bundle, such as the service's fast path, rely on that); batching changes nothing."""
     expected = bundle.probabilities(test_split)
     shuffled = test_split[list(reversed(test_split.columns))]
-    np.testing.assert_allclose(bundle.probabilities(shuffled), expected)
+    recording = RecordingPipeline(bundle.pipeline)
+    np.testing.assert_allclose(
+        replace(bundle, pipeline=recording).probabilities(shuffled), expected
+    )
+    assert recording.handed == [list(bundle.pipeline.feature_names_in_)]
+    np.testing.assert_allclose(bundle.pipeline.predict_proba(shuffled)[:, 1], expected)
     one_by_one = [bundle.probabilities(test_split.iloc[[i]])[0] for i in range(10)]
     np.testing.assert_allclose(one_by_one, expected[:10])
 
