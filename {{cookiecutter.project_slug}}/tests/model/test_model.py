@@ -85,7 +85,7 @@ def moved(bundle: ModelBundle, table: pd.DataFrame, name: str, values: pd.Series
 
 def test_decisions_are_stable_under_small_numeric_changes(bundle, test_split) -> None:
     """Every numeric input 1% up (then down) at once; an integer moves by its nearest whole
-    number of units (values of 50 and more move; the next test steps the smaller ones)."""
+    number of units (values above 50 move; the next test steps the smaller ones)."""
     numeric = [name for name in bundle.schema.numeric_features if name in bundle.features]
     if not numeric:
         pytest.skip("no numeric model input")
@@ -144,8 +144,8 @@ class RecordingPipeline:
 
 def test_column_order_and_batching_do_not_change_predictions(bundle, test_split) -> None:
     """The bundle hands the pipeline exactly the columns it was fitted on, in their fitted order,
-    whatever the caller's order; the pipeline itself picks its columns by name (callers that
-    bypass the bundle, such as the service's fast path, rely on that); batching changes nothing."""
+    whatever the caller's order; the pipeline itself picks its columns by name, so a caller that
+    skips the bundle gets the same answers; batching changes nothing."""
     expected = bundle.probabilities(test_split)
     shuffled = test_split[list(reversed(test_split.columns))]
     recording = RecordingPipeline(bundle.pipeline)
