@@ -29,17 +29,13 @@ LOAD_CONCURRENCY = 32
 SINKS = ["directory", "sqlite"] + (["database"] if os.environ.get("LOAD_TEST_SQL_URL") else [])
 
 
-def batching_counts(url: str) -> tuple[float, float]:
-    """(records, batches) the service's batcher scored, from the server's /metrics."""
-    metrics = httpx.get(f"{url}/metrics", timeout=10).text
-    counts = {}
-    for kind in ("sum", "count"):
-        counts[kind] = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in metrics.splitlines()
-            if re.match("^batch_records_" + kind + r"[ \{]", line)
-        )
-    return counts["sum"], counts["count"]
+def metric_total(metrics: str, name: str) -> float:
+    """The sum of every sample of one metric (all its labels) in a /metrics page."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if re.match(re.escape(name) + r"[ \{]", line)
+    )
 
 
 @pytest.mark.parametrize("sink", SINKS)
@@ -61,7 +57,7 @@ def test_every_answered_prediction_is_logged_exactly_once(
                 f"a request got no answer: {error!r}; the server's log ends:\n"
                 f"{server_log.read_text()[-3000:]}"
             )
-        batched, batches = batching_counts(url)
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
     # the server is stopped: whatever it answered must be written by now
     answered = traffic.answered
     assert traffic.statuses == Counter({200: LOAD_REQUESTS}), traffic.statuses
@@ -71,5 +67,9 @@ def test_every_answered_prediction_is_logged_exactly_once(
     assert not missing, f"{len(missing)} answered prediction(s) never reached the log"
     assert set(logged) == set(answered), "the log holds predictions nobody was answered"
     assert max(logged.values()) == 1, "a prediction was logged more than once"
+    batched, batches = (metric_total(metrics, f"batch_records_{kind}") for kind in ("sum", "count"))
     assert batched == LOAD_REQUESTS, "not every request went through the batcher"
     assert batches < batched, "no batch ever joined two requests under load"
+    # the decisions, per model version, for the canary to compare: one per answer
+    assert metric_total(metrics, "predictions_total") == LOAD_REQUESTS
+    assert metric_total(metrics, "prediction_probability_count") == LOAD_REQUESTS

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
@@ -169,6 +169,19 @@ BATCH_RECORDS = Histogram(
     documentation="Records scored together in one batch (one or more requests)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
+# What the model decided, per model version: a canary's decisions can be compared with the
+# primary's (the share of each label, the mean probability) on the service's own signals.
+DECISIONS = Counter(
+    name="predictions",
+    documentation="Predictions answered (logged and returned), by model version and label",
+    labelnames=("model_version", "label"),
+)
+PROBABILITY = Histogram(
+    name="prediction_probability",
+    documentation="Probability of the positive class of each answered prediction",
+    labelnames=("model_version",),
+    buckets=tuple(step / 10 for step in range(1, 11)),
+)
 
 
 @bentoml.service(
@@ -217,7 +230,14 @@ class ModelService:
             await asyncio.wrap_future(receipt)
         except LogUnavailable as error:  # an answer that is not on record is not given
             return unavailable(str(error), LOG_RETRY_AFTER)
+        self._count(predictions)
         return predictions
+
+    def _count(self, predictions: list[Prediction]) -> None:
+        probability = PROBABILITY.labels(self.model_version)
+        for prediction in predictions:
+            DECISIONS.labels(self.model_version, str(prediction.label)).inc()
+            probability.observe(prediction.probability)
 
     def _answer(self, jobs: list[PredictJob]) -> list[Answer]:
         """Score, decide and log the records of the requests in one batch, in one go: each
