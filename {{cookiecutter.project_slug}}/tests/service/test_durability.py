@@ -42,56 +42,58 @@ OUTAGE_SECONDS = 8.0  # longer than any retry: the records must go somewhere dur
 
 
 class CuttableProxy:
-    """A TCP proxy on 127.0.0.1 in front of a server. `cut()` closes every connection and stops
-    listening, so new connections are refused, as when the server stops; `restore()` listens on
-    the same port again."""
+    """A TCP proxy on 127.0.0.1 in front of a server. `cut()` closes every connection, and
+    until `restore()` each new one is closed as soon as it is accepted: to a client, the server
+    went away. (The listener stays open, so its port cannot be taken meanwhile.)"""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
-        self.port = free_port()
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self.restore()
-
-    def restore(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
         self._cut = False
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self) -> None:
-        self._cut = True
-        if self._listener is not None:
-            with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
-            self._listener = None
         with self._lock:
+            self._cut = True
             for connection in self._connections:
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
                 connection.close()
             self._connections.clear()
 
-    def _accept(self, listener: socket.socket) -> None:
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
+
+    def close(self) -> None:
+        self.cut()
+        with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+
+    def _accept(self) -> None:
         while True:
             try:
-                client, _ = listener.accept()
-            except OSError:  # cut: the listener is closed
+                client, _ = self._listener.accept()
+            except OSError:  # closed
                 return
-            if self._cut:
-                client.close()
-                return
+            with self._lock:
+                if self._cut:
+                    client.close()
+                    continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
                 client.close()
                 continue
             with self._lock:
+                if self._cut:  # cut while connecting
+                    client.close()
+                    upstream.close()
+                    continue
                 self._connections.update((client, upstream))
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
@@ -126,7 +128,7 @@ def outage(tmp_path: Path) -> Iterator[Outage]:
     try:
         yield Outage(location, proxy, env)
     finally:
-        proxy.cut()
+        proxy.close()
         drop_log_tables(url)
 
 

@@ -1,6 +1,8 @@
 """Every prediction and every feedback label is in the prediction log (a scratch directory here,
 through the PREDICTION_LOG override), in the layout monitoring reads, by the time its request is
-answered: a 2xx means the record is durable, so these tests read the log right after it."""
+answered: a 2xx means the record is durable, so these tests read the log right after it. (A
+log written after the answer would usually win that race too: what proves the guarantee is
+test_durability.py, against a real server, a database outage and a crash.)"""
 
 from __future__ import annotations
 

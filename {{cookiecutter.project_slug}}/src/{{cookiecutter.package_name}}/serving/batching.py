@@ -11,7 +11,10 @@ The queue is bounded by time, not by a count: the batcher measures how long a re
 score (a moving average over recent batches) and refuses a request at once (`Overloaded`, with
 the seconds to wait before retrying) when the work queued ahead of it would take longer than
 `max_wait`. So under overload a client hears "come back in N s" immediately instead of waiting
-out the service's timeout.
+out the service's timeout. The pace is the time a batch takes per record, so it includes
+whatever holds a batch up (a prediction log that is slow to accept records too), and it follows
+the batch sizes seen last: after lone requests it overestimates a burst's first seconds, which
+only errs on the safe side.
 """
 
 from __future__ import annotations

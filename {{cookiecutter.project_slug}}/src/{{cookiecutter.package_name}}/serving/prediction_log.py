@@ -132,6 +132,11 @@ class PredictionSink(ABC):
         """Store the records the sink does not hold yet (a replay that may repeat itself)."""
         self.write(table, records)
 
+    def refuses(self, error: Exception) -> bool:
+        """Whether `error` says the sink will never take these records (not that it is away
+        for now): they are refused rather than spooled, since no replay could store them."""
+        return False
+
     @abstractmethod
     def _read(self, table: Table) -> pd.DataFrame:
         """The raw records of one table, in the layout above (features possibly JSON text)."""
@@ -174,6 +179,21 @@ def _read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
                 logger.warning("%s:%d is not valid JSON; skipped", path, number)
 
 
+def _durable_append(handle: Any, data: bytes) -> None:
+    """Append and fsync; a failed append is cut back off, so the file never holds half a
+    record that the next good one would be glued to (and lost with, when read)."""
+    size = handle.seek(0, os.SEEK_END)
+    try:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            handle.truncate(size)
+            handle.seek(size)
+        raise
+
+
 def _fsync_directory(directory: Path) -> None:
     """Make a new file's name durable, not just its contents."""
     descriptor = os.open(directory, os.O_RDONLY)
@@ -194,10 +214,8 @@ class DirectorySink(PredictionSink):
         day = datetime.now(UTC).date().isoformat()
         path = self.directory / f"{table}-{day}-{os.getpid()}.jsonl"
         created = not path.exists()
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(_json_lines(records))
-            handle.flush()
-            os.fsync(handle.fileno())
+        with open(path, "ab") as handle:
+            _durable_append(handle, _json_lines(records).encode())
         if created:
             _fsync_directory(self.directory)
 
@@ -225,9 +243,21 @@ class SqlSink(PredictionSink):
         self.url = url
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        connect_args = {}
+        connect_args: dict[str, Any] = {}
         if sa.engine.make_url(url).get_backend_name() == "postgresql":
-            connect_args["connect_timeout"] = 5  # an unreachable server fails fast: spool
+            # A server that is away fails fast, so the records go to the spool: connecting
+            # gives up after 5 s; on an open connection a silent network (no reset) is noticed
+            # by TCP keepalives and a 10 s limit on unacknowledged data, a stuck statement
+            # after 10 s.
+            connect_args = {
+                "connect_timeout": 5,
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 2,
+                "keepalives_count": 2,
+                "tcp_user_timeout": 10_000,
+                "options": "-c statement_timeout=10000",
+            }
         self.engine = sa.create_engine(url, connect_args=connect_args)
         self.metadata = sa.MetaData()
         self.tables = {
@@ -257,6 +287,12 @@ class SqlSink(PredictionSink):
         if not self._created:
             self.metadata.create_all(self.engine)
             self._created = True
+
+    def refuses(self, error: Exception) -> bool:
+        import sqlalchemy as sa
+
+        self._created = False  # after any failure, check the tables again on the next write
+        return isinstance(error, sa.exc.IntegrityError | sa.exc.DataError)
 
     @staticmethod
     def _rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -393,25 +429,21 @@ class Spool:
         self._handle: Any = None
 
     def append(self, table: Table, records: list[dict[str, Any]]) -> None:
-        handle = self._own_file()
-        size = handle.tell()
-        try:
-            handle.write(_json_lines([{"table": table, "record": record} for record in records]))
-            handle.flush()
-            os.fsync(handle.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                handle.truncate(size)
-                handle.seek(size)
-            raise
+        lines = _json_lines([{"table": table, "record": record} for record in records])
+        _durable_append(self._own_file(), lines.encode())
         self.pending += len(records)
 
     def _own_file(self) -> Any:
         if self._handle is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-            handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held while we run)
+            name = f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+            # Locked under a name replays do not look at, then renamed (the lock stays with the
+            # file): another process never sees it unlocked, so never takes it as an orphan.
+            hidden = self.directory / f".{name}.new"
+            handle = open(hidden, "ab+")  # noqa: SIM115 (held while we run)
             fcntl.flock(handle, fcntl.LOCK_EX)
+            path = self.directory / name
+            os.rename(hidden, path)
             _fsync_directory(self.directory)
             self._own, self._handle = path, handle
         return self._handle
@@ -437,6 +469,8 @@ class Spool:
                     fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a live process's own file
+                if os.fstat(held.fileno()).st_nlink == 0:
+                    continue  # replayed and removed by another process meanwhile
                 moved += self._replay_file(path, sink, batch)
                 path.unlink()
         return moved
@@ -511,6 +545,7 @@ class PredictionLog:
         self._retry_interval = retry_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._sink_error: str | None = None  # why the sink last failed; None while it works
+        self._unreplayed = False  # a replay failed: spool files (maybe others') still wait
         self._last_attempt = 0.0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -527,6 +562,9 @@ class PredictionLog:
         if self._closed:
             raise RuntimeError("the prediction log is closed")
         receipt: Receipt = Future()
+        # Running: a waiter that gives up (a request timed out, a client gone) cannot cancel
+        # it, which would cancel it for every request of its batch and stop the writer.
+        receipt.set_running_or_notify_cancel()
         try:
             self._queue.put((table, records, receipt), timeout=self._put_timeout)
         except queue.Full:
@@ -554,43 +592,62 @@ class PredictionLog:
     def _run(self) -> None:
         self._replay()  # what an earlier, crashed run left behind
         while True:
-            spooling = self.spool is not None and self.spool.pending > 0
-            try:
-                items = [self._queue.get(timeout=self._retry_interval if spooling else None)]
-            except queue.Empty:
-                self._replay()
-                continue
-            while len(items) < 1_000:  # a group commit: everything queued meanwhile
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            items = self._next_items()
             entries = [item for item in items if item is not _STOP]
-            for table in ("predictions", "feedback"):
-                batch = [entry for entry in entries if entry[0] == table]
-                if batch:
-                    self._commit(table, batch)
-            if spooling and time.monotonic() - self._last_attempt >= self._retry_interval:
-                self._replay()
-            for _ in items:
-                self._queue.task_done()
+            try:
+                for table in ("predictions", "feedback"):
+                    batch = [entry for entry in entries if entry[0] == table]
+                    if batch:
+                        self._commit(table, batch)
+                if self._replay_due():
+                    self._replay()
+            except Exception as error:  # a bug must not stop the writer: refuse, carry on
+                logger.exception("the prediction log's writer failed")
+                for _, records, receipt in entries:
+                    if not receipt.done():
+                        self.refused += len(records)
+                        receipt.set_exception(LogUnavailable(f"the prediction log failed: {error}"))
+            finally:
+                for _ in items:
+                    self._queue.task_done()
             if len(entries) < len(items):  # _STOP: last chance for the spool, then stop
                 self._replay()
                 if self.spool is not None:
                     self.spool.close()
                 return
 
+    def _next_items(self) -> list[Any]:
+        """Everything queued, at least one item; while spooled records wait for the sink, the
+        wait is cut every `retry_interval` to try a replay."""
+        while True:
+            waiting = self._unreplayed or (self.spool is not None and self.spool.pending > 0)
+            try:
+                items = [self._queue.get(timeout=self._retry_interval if waiting else None)]
+                break
+            except queue.Empty:
+                self._replay()
+        while len(items) < 1_000:  # a group commit: everything queued meanwhile
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _replay_due(self) -> bool:
+        waiting = self._unreplayed or (self.spool is not None and self.spool.pending > 0)
+        return waiting and time.monotonic() - self._last_attempt >= self._retry_interval
+
     def _commit(
         self, table: Table, batch: list[tuple[Table, list[dict[str, Any]], Receipt]]
     ) -> None:
         records = [record for _, entry_records, _ in batch for record in entry_records]
-        where = self._store(table, records)
+        refusal = self._store(table, records)
         for _, entry_records, receipt in batch:
-            if where is None:
+            if refusal is None:
                 receipt.set_result(None)
             else:
                 self.refused += len(entry_records)
-                receipt.set_exception(LogUnavailable(where))
+                receipt.set_exception(LogUnavailable(refusal))
 
     def _store(self, table: Table, records: list[dict[str, Any]]) -> str | None:
         """Store in the sink or else the spool; None, or why neither took the records. A sink
@@ -603,6 +660,14 @@ class PredictionLog:
                 self._sink_answered()
                 return None
             except Exception as error:
+                if self.sink.refuses(error):  # no replay could store them: refuse now
+                    logger.error(
+                        "the prediction log's sink refused %d %s record(s): %s",
+                        len(records),
+                        table,
+                        error,
+                    )
+                    return f"the prediction log refused this record: {type(error).__name__}"
                 self._sink_failed(error)
         if self.spool is None:
             logger.error(
@@ -639,8 +704,10 @@ class PredictionLog:
         try:
             self.replayed += self.spool.replay(self.sink)
         except Exception as error:
+            self._unreplayed = True
             self._sink_failed(error)
             return
+        self._unreplayed = False
         self._sink_answered()
 
     def _sink_answered(self) -> None:
