@@ -142,6 +142,22 @@ def image(args: argparse.Namespace) -> int:
     return 0
 
 
+def manifests(args: argparse.Namespace) -> int:
+    from {{ cookiecutter.package_name }}.deploy import manifests as kubernetes
+
+    params = load_params()
+    if args.check:
+        kubernetes.check(params)
+        print("deploy/ is what params.yaml renders")
+        return 0
+    changed = kubernetes.write(params)
+    for path in changed:
+        print(f"wrote {path}" if path.exists() else f"removed {path}")
+    if not changed:
+        print("deploy/ was already what params.yaml renders")
+    return 0
+
+
 def registered(args: argparse.Namespace) -> int:
     from {{ cookiecutter.package_name }}.serving.store import registered_model_missing
 
@@ -177,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-dirty", action="store_true", help="build from uncommitted changes, labelled dirty"
     )
     imaging.add_argument("--check", action="store_true", help="only check the work tree")
+    rendering = command(
+        "manifests", manifests, "render the Kubernetes manifests in deploy/ from params.yaml"
+    )
+    rendering.add_argument(
+        "--check", action="store_true", help="only check that deploy/ is current (exit 1 if not)"
+    )
     command(
         "registered",
         registered,

@@ -3,6 +3,8 @@ is read the same way, by schema.py)."""
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -220,6 +222,141 @@ class MonitorConfig(_Strict):
     simulate: SimulateConfig
 
 
+# Kubernetes quantities (deploy.resources): a number with an optional unit suffix.
+QUANTITY_UNITS: Final = {
+    "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40,
+}  # fmt: skip
+QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?")
+# Durations as Flagger's analysis takes them: a whole number of seconds or minutes.
+DURATION = re.compile(r"([1-9]\d*)(s|m)")
+DURATION_SECONDS: Final = {"s": 1, "m": 60}
+
+
+def quantity_value(quantity: str) -> float:
+    """`500m` -> 0.5, `1Gi` -> 2**30: to compare a request with its limit."""
+    number, unit = QUANTITY.fullmatch(quantity).groups()  # type: ignore[union-attr]
+    return float(number) * QUANTITY_UNITS[unit or ""]
+
+
+def duration_seconds(duration: str) -> int:
+    number, unit = DURATION.fullmatch(duration).groups()  # type: ignore[union-attr]
+    return int(number) * DURATION_SECONDS[unit]
+
+
+class ComputeResources(_Strict):
+    """Kubernetes quantities: cpu `500m` or `1`, memory `512Mi` or `2Gi`."""
+
+    cpu: str
+    memory: str
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _positive_quantity(cls, value: Any) -> str:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        text = str(value) if number else value
+        if not isinstance(text, str) or not QUANTITY.fullmatch(text) or not quantity_value(text):
+            raise ValueError(
+                "must be a positive Kubernetes quantity such as 500m, 1, 512Mi or 2Gi,"
+                f" got {value!r}"
+            )
+        return text
+
+
+class DeployResources(_Strict):
+    requests: ComputeResources
+    limits: ComputeResources
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> DeployResources:
+        for name in ("cpu", "memory"):
+            requested, limit = getattr(self.requests, name), getattr(self.limits, name)
+            if quantity_value(requested) > quantity_value(limit):
+                raise ValueError(f"requests.{name} ({requested}) is above limits.{name} ({limit})")
+        return self
+
+
+class DeployEnvironment(_Strict):
+    """One cluster namespace the service runs in (an overlay of deploy/)."""
+
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    host: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # the HTTPRoute's hostname
+    min_replicas: int = Field(ge=1, le=1000)
+    max_replicas: int = Field(ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _max_at_least_min(self) -> DeployEnvironment:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
+
+
+class DeployEnvironments(_Strict):
+    staging: DeployEnvironment
+    production: DeployEnvironment
+
+
+class GatewayRef(_Strict):
+    name: str = Field(min_length=1)
+    namespace: str = Field(min_length=1)
+
+
+class CanaryConfig(_Strict):
+    """Flagger's analysis of a new production version: traffic steps and the limits that roll
+    it back."""
+
+    step_weights: list[int] = Field(min_length=1)
+    interval: str
+    failed_checks: int = Field(ge=1, le=100)
+    max_error_rate: float = Field(ge=0, le=1)
+    max_latency_p99: float = Field(gt=0)
+    max_decision_shift: float = Field(gt=0, le=1)
+    decision_window: str
+
+    @field_validator("interval", "decision_window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not DURATION.fullmatch(value):
+            raise ValueError(f"must be a duration such as 30s or 5m, got {value!r}")
+        return value
+
+    @field_validator("step_weights")
+    @classmethod
+    def _weights_rise_within_1_to_99(cls, weights: list[int]) -> list[int]:
+        outside = [weight for weight in weights if not 1 <= weight <= 99]
+        if outside:
+            raise ValueError(
+                f"weights are percentages of traffic from 1 to 99 (100 is the promotion),"
+                f" got {outside}"
+            )
+        if any(later <= earlier for earlier, later in itertools.pairwise(weights)):
+            raise ValueError(f"weights must rise strictly, got {weights}")
+        return weights
+
+    @model_validator(mode="after")
+    def _decision_window_spans_an_interval(self) -> CanaryConfig:
+        if duration_seconds(self.decision_window) < duration_seconds(self.interval):
+            raise ValueError(
+                f"decision_window ({self.decision_window}) is shorter than interval"
+                f" ({self.interval}): each check would miss part of the step's traffic"
+            )
+        return self
+
+
+class DeployConfig(_Strict):
+    # The Kubernetes name of the service's resources (a DNS label starting with a letter).
+    name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
+    image: str = Field(pattern=r"^[a-z0-9][a-z0-9._/-]*[a-z0-9]$")  # no tag: deployed by digest
+    environments: DeployEnvironments
+    gateway: GatewayRef
+    prometheus: str = Field(pattern=r"^https?://\S+$")
+    target_cpu_utilization: int = Field(ge=1, le=100)
+    resources: DeployResources
+    canary: CanaryConfig
+
+
 class Params(_Strict):
     data: DataConfig
     curate: CurateConfig
@@ -230,6 +367,7 @@ class Params(_Strict):
     fairness: FairnessConfig
     serving: ServingConfig
     monitor: MonitorConfig
+    deploy: DeployConfig
 
     @model_validator(mode="after")
     def _columns_are_usable(self) -> Params:
@@ -248,6 +386,16 @@ class Params(_Strict):
             raise ValueError(
                 f"data.not_model_inputs: {misplaced} must be data columns the model could use"
                 " (not the target, a dropped column or a derived one)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _canary_latency_within_timeout(self) -> Params:
+        latency = self.deploy.canary.max_latency_p99
+        if latency >= self.serving.timeout:
+            raise ValueError(
+                f"deploy.canary.max_latency_p99 ({latency:g} s) must be shorter than"
+                f" serving.timeout ({self.serving.timeout:g} s), which ends a request first"
             )
         return self
 

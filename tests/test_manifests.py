@@ -1,0 +1,258 @@
+"""The generated project's Kubernetes manifests (deploy/): a fresh bake ships them current, both
+overlays render with kustomize, and every document passes a strict schema check: the built-in
+kinds with `kubernetes-validate --strict` (Kubernetes' own schemas), the custom resources
+(Flagger's Canary and MetricTemplate, Gateway API's HTTPRoute) with `check-jsonschema` against
+the schemas in $K8S_SCHEMAS (default ../shared/k8s-schemas beside the template; see its
+README). A document of a kind with no schema fails, as does any warning. Bad `deploy:` values
+are refused by `make manifests`, naming the key, and leave deploy/ as it was.
+
+Without kubectl or the schema directory these tests skip, saying why; with
+REQUIRE_K8S_SCHEMAS=1 (.ci/run) they fail instead. Nothing here reaches a cluster: no API
+server, no controllers, no image pulls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import TEMPLATE, BakeProject, Project
+
+OVERLAYS = ("staging", "production")
+# API groups whose kinds Kubernetes serves itself ("" is the core group, `v1`).
+BUILT_IN_GROUPS = {"", "apps", "policy", "autoscaling"}
+# The kinds each overlay must hold (production: Flagger makes the Services and the HTTPRoute).
+EXPECTED_KINDS = {
+    "staging": {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "HTTPRoute",
+    },
+    "production": {
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Canary",
+        "MetricTemplate",
+    },
+}
+REQUIRED = os.environ.get("REQUIRE_K8S_SCHEMAS") == "1"
+
+
+def needed(reason: str) -> None:
+    """Fail with `reason` when the validation is required here, else skip with it."""
+    if REQUIRED:
+        pytest.fail(f"{reason} (REQUIRE_K8S_SCHEMAS=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def schema_directory() -> Path:
+    directory = Path(
+        os.environ.get("K8S_SCHEMAS", TEMPLATE.parent / "shared" / "k8s-schemas")
+    )
+    if not directory.is_dir():
+        needed(
+            f"no custom-resource schemas at {directory}: set K8S_SCHEMAS to a directory of"
+            " <group>/<kind>_<version>.json files"
+        )
+    return directory
+
+
+def tool(name: str) -> str:
+    """A program from the test runner's environment (the template's .venv) or PATH."""
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    found = shutil.which(name, path=search)
+    if not found:
+        needed(f"{name} is not installed")
+    return str(found)
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args), cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def kustomize(project: Path, overlay: str) -> list[dict[str, Any]]:
+    result = run(
+        tool("kubectl"), "kustomize", f"deploy/overlays/{overlay}", cwd=project
+    )
+    assert result.returncode == 0, f"kubectl kustomize {overlay}:\n{result.stderr}"
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+def group_and_version(document: dict[str, Any]) -> tuple[str, str]:
+    group, _, version = document["apiVersion"].rpartition("/")
+    return group, version
+
+
+def validate_built_in(
+    documents: list[dict[str, Any]], scratch: Path
+) -> tuple[bool, str]:
+    """kubernetes-validate --strict: (passed without any warning, its output)."""
+    path = scratch / "built-in.yaml"
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    result = run(tool("kubernetes-validate"), "--strict", str(path), cwd=scratch)
+    output = result.stdout + result.stderr
+    return result.returncode == 0 and "WARN" not in output, output
+
+
+def validate_custom(
+    document: dict[str, Any], schemas: Path, scratch: Path
+) -> tuple[bool, str]:
+    """check-jsonschema against <group>/<kind>_<version>.json: (passed, its output)."""
+    group, version = group_and_version(document)
+    schema = schemas / group / f"{document['kind'].lower()}_{version}.json"
+    if not schema.is_file():
+        return (
+            False,
+            f"no schema for {document['apiVersion']} {document['kind']}: {schema}",
+        )
+    path = scratch / f"{document['kind']}-{document['metadata']['name']}.json"
+    path.write_text(json.dumps(document))
+    result = run(
+        tool("check-jsonschema"), "--schemafile", str(schema), str(path), cwd=scratch
+    )
+    return result.returncode == 0, result.stdout + result.stderr
+
+
+def problems_of(
+    documents: list[dict[str, Any]], schemas: Path, scratch: Path
+) -> list[str]:
+    built_in = [d for d in documents if group_and_version(d)[0] in BUILT_IN_GROUPS]
+    found = []
+    if built_in:
+        passed, output = validate_built_in(built_in, scratch)
+        if not passed:
+            found.append(f"kubernetes-validate --strict:\n{output}")
+    for document in documents:
+        if group_and_version(document)[0] not in BUILT_IN_GROUPS:
+            passed, output = validate_custom(document, schemas, scratch)
+            if not passed:
+                found.append(
+                    f"{document['kind']} {document['metadata']['name']}:\n{output}"
+                )
+    return found
+
+
+@pytest.fixture(scope="module")
+def project(bake_project: BakeProject) -> Project:
+    """A fresh default bake, set up (`make manifests` runs the project's CLI)."""
+    return bake_project(setup=True)
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(directory)): path.read_text()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.e2e
+def test_make_manifests_on_a_fresh_bake_changes_nothing(project: Project) -> None:
+    shipped = snapshot(project.path / "deploy")
+    assert shipped, "the bake ships no deploy/"
+    result = project.run("make", "manifests")
+    assert "already what params.yaml renders" in result.stdout
+    assert snapshot(project.path / "deploy") == shipped
+
+
+@pytest.fixture(scope="module")
+def rendered(project: Project) -> Iterator[dict[str, list[dict[str, Any]]]]:
+    yield {overlay: kustomize(project.path, overlay) for overlay in OVERLAYS}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_overlay_renders_and_validates_strictly(
+    overlay: str, rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    documents = rendered[overlay]
+    assert {document["kind"] for document in documents} == EXPECTED_KINDS[overlay]
+    problems = problems_of(documents, schema_directory(), tmp_path)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.e2e
+def test_the_overlays_pin_the_release_image_by_digest_in_their_namespace(
+    project: Project, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    params = yaml.safe_load((project.path / "params.yaml").read_text())["deploy"]
+    assert params["image"] == "ghcr.io/your-github-user/credit-risk-model"
+    release = (project.path / ".github" / "workflows" / "release.yml").read_text()
+    assert params["image"] in release, (
+        "params.yaml's deploy.image is not what release.yml pushes"
+    )
+    for overlay, documents in rendered.items():
+        namespace = params["environments"][overlay]["namespace"]
+        assert {document["metadata"]["namespace"] for document in documents} == {
+            namespace
+        }
+        [deployment] = [d for d in documents if d["kind"] == "Deployment"]
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == f"{params['image']}@sha256:{'0' * 64}"
+
+
+@pytest.mark.e2e
+def test_the_validators_refuse_an_unknown_field(
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """A control: what the checks above pass, they would not pass with a misspelt field."""
+    schemas = schema_directory()
+    for document in rendered["production"]:
+        if document["kind"] in ("Deployment", "Canary"):
+            broken = json.loads(json.dumps(document))
+            broken["spec"]["replica"] = 2
+            assert problems_of([broken], schemas, tmp_path), document["kind"]
+    unknown = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+    }
+    assert problems_of([unknown], schemas, tmp_path) == [
+        f"Widget w:\nno schema for example.com/v1 Widget: {schemas}/example.com/widget_v1.json"
+    ]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        (
+            "step_weights: [2, 5, 10, 25, 75]",
+            "step_weights: [2, 25, 10]",
+            "deploy.canary.step_weights",
+        ),
+        (
+            'limits: {cpu: "1", memory: 2Gi}',
+            'limits: {cpu: "-1", memory: 2Gi}',
+            "deploy.resources.limits.cpu",
+        ),
+    ],
+)
+def test_make_manifests_refuses_a_bad_deploy_value_naming_the_key(
+    project: Project, old: str, new: str, key: str
+) -> None:
+    params = project.path / "params.yaml"
+    original = params.read_text()
+    assert old in original
+    shipped = snapshot(project.path / "deploy")
+    params.write_text(original.replace(old, new))
+    try:
+        result = project.run("make", "manifests", check=False)
+    finally:
+        params.write_text(original)
+    assert result.returncode != 0
+    assert key in result.stdout
+    assert snapshot(project.path / "deploy") == shipped

@@ -1,0 +1,492 @@
+"""The Kubernetes manifests of the service, rendered from params.yaml (`deploy:`, and the
+serving settings they must agree with) into deploy/ by `make manifests`: a kustomize base and one
+overlay per environment, each rendered by `kubectl kustomize deploy/overlays/<name>`.
+
+- base: the Deployment (the release image by digest, its non-root user, a read-only root
+  filesystem, probes, requests and limits), its Service and a PodDisruptionBudget.
+- staging: the base, a HorizontalPodAutoscaler and a Gateway API HTTPRoute.
+- production: the base handed to Flagger. Its Canary sends a new version a growing share of the
+  traffic (`deploy.canary.step_weights`) and rolls it back when its MetricTemplates' checks fail;
+  Flagger makes the production Services and HTTPRoute itself, so the overlay removes the base's
+  Service (re-applied, it would point the traffic back at the canary's pods) and points the
+  PodDisruptionBudget at the primary's pods.
+
+Python data written with PyYAML in a fixed order: the same params give the same bytes, so a unit
+test holds the committed files to what params.yaml renders (as uv.lock is held to pyproject).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from {{ cookiecutter.package_name }}.config import DeployConfig, DeployEnvironment, Params
+from {{ cookiecutter.package_name }}.errors import PipelineError
+
+DEPLOY_DIR = Path("deploy")
+HEADER: Final = (
+    "# Rendered by `make manifests` from params.yaml (deploy:): edit params.yaml, not this file.\n"
+)
+# Deployed by digest: the deploy step replaces this placeholder in the overlay's `images:` entry
+# (`kustomize edit set image <image>@sha256:<digest>` in the overlay's directory).
+PLACEHOLDER_DIGEST: Final = "sha256:" + "0" * 64
+PORT: Final = 3000  # bentoml serve's port in the image
+API_PATHS: Final = ("/predict", "/predict_simulated", "/feedback")  # not probes, not /metrics
+# `bentoml containerize` creates the user `bentoml` with this uid and gid (BentoML's
+# BENTO_UID_GID); the image runs as that user.
+BENTOML_UID: Final = 1034
+# Writable directories on a read-only root filesystem: BentoML's home (its Prometheus
+# multiprocess files, temporary files; the image's own home holds the bento, so another path),
+# /tmp, and the prediction log's spool (records wait there while the log's database fails; an
+# emptyDir survives container restarts, not the pod).
+WRITABLE_DIRS: Final = {
+    "bentoml-home": ("/var/lib/bentoml", "256Mi"),
+    "tmp": ("/tmp", "256Mi"),
+    "prediction-spool": ("/var/spool/predictions", "1Gi"),
+}
+PRESTOP_SECONDS: Final = 5  # the load balancers drop the pod before it is told to stop
+FLUSH_SECONDS: Final = 10  # after the last request: the prediction log's writes and spool
+
+
+def secret_name(deploy: DeployConfig) -> str:
+    """The Secret (not rendered: created by hand) whose `url` key is PREDICTION_LOG."""
+    return f"{deploy.name}-prediction-log"
+
+
+def grace_seconds(params: Params) -> int:
+    """Long enough for the load balancers to let go, the slowest request allowed
+    (serving.timeout) to finish, and the prediction log to flush."""
+    return PRESTOP_SECONDS + math.ceil(params.serving.timeout) + FLUSH_SECONDS
+
+
+def selector(name: str) -> dict[str, str]:
+    """The pod label Flagger keys on: it renames it `<name>-primary` on the primary's pods."""
+    return {"app": name}
+
+
+def metadata(name: str, deploy: DeployConfig) -> dict[str, Any]:
+    return {"name": name, "labels": selector(deploy.name)}
+
+
+def quantities(resources: Any) -> dict[str, str]:
+    return {"cpu": resources.cpu, "memory": resources.memory}
+
+
+def deployment(params: Params) -> dict[str, Any]:
+    deploy = params.deploy
+    http_get = {"port": "http", "path": "/livez"}
+    container = {
+        "name": "model-server",
+        "image": deploy.image,  # the overlays pin it by digest
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "BENTOML_HOME", "value": WRITABLE_DIRS["bentoml-home"][0]},
+            {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
+            {"name": "PREDICTION_SPOOL", "value": WRITABLE_DIRS["prediction-spool"][0]},
+            {
+                "name": "PREDICTION_LOG",
+                "valueFrom": {"secretKeyRef": {"name": secret_name(deploy), "key": "url"}},
+            },
+        ],
+        "resources": {
+            "requests": quantities(deploy.resources.requests),
+            "limits": quantities(deploy.resources.limits),
+        },
+        # Up to 5 minutes to load the model before liveness counts.
+        "startupProbe": {"httpGet": http_get, "periodSeconds": 5, "failureThreshold": 60},
+        "livenessProbe": {
+            "httpGet": http_get,
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"port": "http", "path": "/readyz"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": volume, "mountPath": path} for volume, (path, _) in WRITABLE_DIRS.items()
+        ],
+    }
+    pod = {
+        "metadata": {
+            "labels": selector(deploy.name),
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,  # the image's entrypoint reads PORT-like variables
+            "terminationGracePeriodSeconds": grace_seconds(params),
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": BENTOML_UID,
+                "runAsGroup": BENTOML_UID,
+                "fsGroup": BENTOML_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": [
+                {"name": volume, "emptyDir": {"sizeLimit": size}}
+                for volume, (_, size) in WRITABLE_DIRS.items()
+            ],
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(deploy.name, deploy),
+        "spec": {  # no replicas: the HorizontalPodAutoscaler owns the count
+            "selector": {"matchLabels": selector(deploy.name)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": pod,
+        },
+    }
+
+
+def service(deploy: DeployConfig) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(deploy.name, deploy),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(deploy.name),
+            "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def disruption_budget(deploy: DeployConfig) -> dict[str, Any]:
+    """One pod at a time may be evicted (a node drain), whatever the replica count."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(deploy.name, deploy),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(deploy.name)}},
+    }
+
+
+def autoscaler(deploy: DeployConfig, environment: DeployEnvironment) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(deploy.name, deploy),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deploy.name},
+            "minReplicas": environment.min_replicas,
+            "maxReplicas": environment.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": deploy.target_cpu_utilization,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def gateway_ref(deploy: DeployConfig) -> dict[str, str]:
+    return {"name": deploy.gateway.name, "namespace": deploy.gateway.namespace}
+
+
+def http_route(deploy: DeployConfig, environment: DeployEnvironment) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": metadata(deploy.name, deploy),
+        "spec": {
+            "parentRefs": [gateway_ref(deploy)],
+            "hostnames": [environment.host],
+            "rules": [{"backendRefs": [{"name": deploy.name, "port": PORT}]}],
+        },
+    }
+
+
+# Flagger's MetricTemplate queries. Flagger fills in its variables (written here without their
+# double braces in the source, which the project template would take for its own): `namespace`,
+# `target` (the Deployment) and `interval` (the metric's). Pods are told apart by name, as
+# Flagger's own checks do: the canary's are <target>-<hash>-<id>, the primary's
+# <target>-primary-<hash>-<id>; the `pod` and `namespace` labels come from the scrape (the
+# prometheus.io annotations' usual job, or a PodMonitor).
+def flagger_variable(name: str) -> str:
+    return "{" * 2 + f" {name} " + "}" * 2
+
+
+NAMESPACE, TARGET, INTERVAL = map(flagger_variable, ("namespace", "target", "interval"))
+POD_ID: Final = "-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"
+CANARY_PODS: Final = f'namespace="{NAMESPACE}", pod=~"{TARGET}{POD_ID}"'
+PRIMARY_PODS: Final = f'namespace="{NAMESPACE}", pod=~"{TARGET}-primary{POD_ID}"'
+API_ENDPOINTS: Final = 'endpoint=~"' + "|".join(API_PATHS) + '"'
+
+
+def rate(metric: str, *labels: str) -> str:
+    """`rate(metric{labels}[interval])`."""
+    return "rate(" + metric + "{" + ", ".join(labels) + "}[" + INTERVAL + "])"
+
+
+def decision_share(pods: str, positive_label: str) -> str:
+    """The share of the pods' decisions that are the positive label (0 when none are yet)."""
+    positive = rate("predictions_total", pods, f'label="{positive_label}"')
+    decided = rate("predictions_total", pods)
+    return f"  (sum({positive}) or vector(0))\n  /\n  sum({decided})"
+
+
+def metric_queries(params: Params) -> dict[str, tuple[str, str]]:
+    """Each check of the canary, by its MetricTemplate's name: what it measures, its query."""
+    requests = "bentoml_service_request_total"
+    failed = rate(requests, CANARY_PODS, API_ENDPOINTS, 'http_response_code=~"5.."')
+    answered = rate(requests, CANARY_PODS, API_ENDPOINTS)
+    buckets = rate("bentoml_service_request_duration_seconds_bucket", CANARY_PODS, API_ENDPOINTS)
+    positive = str(params.data.positive_label)
+    return {
+        "error-rate": (
+            "the canary's share of API requests answered 5xx",
+            f"(sum({failed}) or vector(0))\n/\nsum({answered})\n",
+        ),
+        "latency-p99": (
+            "the canary's 99th percentile latency of API requests, in seconds",
+            f"histogram_quantile(0.99, sum by (le) ({buckets}))\n",
+        ),
+        "decision-shift": (
+            f"the canary's share of {positive!r} decisions against the primary's (absolute)",
+            f"abs(\n{decision_share(CANARY_PODS, positive)}\n-\n"
+            f"{decision_share(PRIMARY_PODS, positive)}\n)\n",
+        ),
+    }
+
+
+def metric_templates(params: Params) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "MetricTemplate",
+            "metadata": {
+                **metadata(f"{params.deploy.name}-{name}", params.deploy),
+                "annotations": {"description": description},
+            },
+            "spec": {
+                "provider": {"type": "prometheus", "address": params.deploy.prometheus},
+                "query": query,
+            },
+        }
+        for name, (description, query) in metric_queries(params).items()
+    ]
+
+
+def canary(params: Params) -> dict[str, Any]:
+    deploy, analysis = params.deploy, params.deploy.canary
+    limits = {
+        "error-rate": (analysis.max_error_rate, analysis.interval),
+        "latency-p99": (analysis.max_latency_p99, analysis.interval),
+        "decision-shift": (analysis.max_decision_shift, analysis.decision_window),
+    }
+    return {
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": metadata(deploy.name, deploy),
+        "spec": {
+            "provider": "gatewayapi:v1",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deploy.name},
+            "autoscalerRef": {
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "name": deploy.name,
+            },
+            "service": {
+                "port": PORT,
+                "targetPort": "http",
+                "portName": "http",
+                "hosts": [deploy.environments.production.host],
+                "gatewayRefs": [gateway_ref(deploy)],
+            },
+            "analysis": {
+                "interval": analysis.interval,
+                "threshold": analysis.failed_checks,
+                "stepWeights": list(analysis.step_weights),
+                "metrics": [
+                    {
+                        "name": name,
+                        "templateRef": {"name": f"{deploy.name}-{name}"},
+                        "thresholdRange": {"max": limit},
+                        "interval": interval,
+                    }
+                    for name, (limit, interval) in limits.items()
+                ],
+            },
+        },
+    }
+
+
+def strategic_patch(kind: str, name: str, body: dict[str, Any]) -> dict[str, str]:
+    """A kustomize `patches:` entry merging `body` into one resource."""
+    patch = {"apiVersion": API_VERSIONS[kind], "kind": kind, "metadata": {"name": name}, **body}
+    return {"patch": dump([patch])}
+
+
+API_VERSIONS: Final = {"Service": "v1", "PodDisruptionBudget": "policy/v1"}
+
+
+def kustomization(
+    resources: list[str],
+    namespace: str | None = None,
+    image: str | None = None,
+    patches: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+    }
+    if namespace:
+        found["namespace"] = namespace
+    found["resources"] = resources
+    if image:
+        found["images"] = [{"name": image, "digest": PLACEHOLDER_DIGEST}]
+    if patches:
+        found["patches"] = patches
+    return found
+
+
+def render(params: Params) -> dict[Path, str]:
+    """Every file of deploy/, by path (under DEPLOY_DIR), as `make manifests` writes it."""
+    deploy = params.deploy
+    staging, production = deploy.environments.staging, deploy.environments.production
+    files: dict[str, list[dict[str, Any]]] = {
+        "base/deployment.yaml": [deployment(params)],
+        "base/service.yaml": [service(deploy)],
+        "base/pod-disruption-budget.yaml": [disruption_budget(deploy)],
+        "base/kustomization.yaml": [
+            kustomization(["deployment.yaml", "service.yaml", "pod-disruption-budget.yaml"])
+        ],
+        "overlays/staging/autoscaler.yaml": [autoscaler(deploy, staging)],
+        "overlays/staging/http-route.yaml": [http_route(deploy, staging)],
+        "overlays/staging/kustomization.yaml": [
+            kustomization(
+                ["../../base", "autoscaler.yaml", "http-route.yaml"],
+                namespace=staging.namespace,
+                image=deploy.image,
+            )
+        ],
+        "overlays/production/autoscaler.yaml": [autoscaler(deploy, production)],
+        "overlays/production/canary.yaml": [canary(params)],
+        "overlays/production/metric-templates.yaml": metric_templates(params),
+        "overlays/production/kustomization.yaml": [
+            kustomization(
+                ["../../base", "autoscaler.yaml", "canary.yaml", "metric-templates.yaml"],
+                namespace=production.namespace,
+                image=deploy.image,
+                patches=[
+                    # Flagger owns the production Services (<name>, -primary, -canary).
+                    strategic_patch("Service", deploy.name, {"$patch": "delete"}),
+                    # After a promotion the primary's pods serve: they keep one another up.
+                    strategic_patch(
+                        "PodDisruptionBudget",
+                        deploy.name,
+                        {"spec": {"selector": {"matchLabels": selector(f"{deploy.name}-primary")}}},
+                    ),
+                ],
+            )
+        ],
+    }
+    return {DEPLOY_DIR / path: HEADER + dump(documents) for path, documents in files.items()}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line strings (the queries, the patches), so they read as written;
+    a value used twice written twice (no YAML anchors)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _string(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _string)
+
+
+def dump(documents: list[dict[str, Any]]) -> str:
+    """YAML documents in the order their keys were written; long lines never folded (a longer
+    project name must not move line breaks)."""
+    return yaml.dump_all(
+        documents, Dumper=_Dumper, sort_keys=False, width=10_000, default_flow_style=False
+    )
+
+
+def rendered_files(root: Path) -> set[Path]:
+    """The files under root/deploy that `make manifests` wrote (they start with its header)."""
+    directory = root / DEPLOY_DIR
+    if not directory.is_dir():
+        return set()
+    return {
+        path.relative_to(root)
+        for path in directory.rglob("*.yaml")
+        if path.read_text().startswith(HEADER)
+    }
+
+
+def differences(params: Params, root: Path = Path()) -> list[str]:
+    """What is out of date in root/deploy: missing, changed and stale files."""
+    wanted = render(params)
+    found = []
+    for path, text in wanted.items():
+        current = root / path
+        if not current.is_file():
+            found.append(f"{path}: missing")
+        elif current.read_text() != text:
+            found.append(f"{path}: differs from what params.yaml renders")
+    found += [f"{path}: stale" for path in sorted(rendered_files(root) - set(wanted))]
+    return found
+
+
+def write(params: Params, root: Path = Path()) -> list[Path]:
+    """Write deploy/ under root; remove rendered files params no longer produce. Returns the
+    paths changed."""
+    wanted = render(params)
+    changed = []
+    for path in sorted(rendered_files(root) - set(wanted)):
+        (root / path).unlink()
+        changed.append(path)
+    for path, text in wanted.items():
+        target = root / path
+        if target.is_file() and target.read_text() == text:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        changed.append(path)
+    return changed
+
+
+def check(params: Params, root: Path = Path()) -> None:
+    """Raise when the committed manifests are not what params.yaml renders."""
+    problems = differences(params, root)
+    if problems:
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        raise PipelineError(
+            f"deploy/ is not what params.yaml renders: run `make manifests` and commit:\n{listed}"
+        )

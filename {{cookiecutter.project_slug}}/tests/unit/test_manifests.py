@@ -1,0 +1,140 @@
+"""deploy/ is what params.yaml renders (as uv.lock is what pyproject.toml locks), and the deploy
+section refuses values the cluster or Flagger would take badly, naming the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.config import Params
+from {{ cookiecutter.package_name }}.deploy import manifests
+from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
+from tests.conftest import edit_params
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_committed_manifests_are_what_params_render(project_root: Path, params) -> None:
+    problems = manifests.differences(params, project_root)
+    assert not problems, "deploy/ is stale: run `make manifests` and commit it:\n" + "\n".join(
+        problems
+    )
+
+
+def documents(rendered: dict[Path, str], name: str) -> list[dict]:
+    return list(yaml.safe_load_all(rendered[manifests.DEPLOY_DIR / name]))
+
+
+def test_every_limit_and_step_comes_from_params(workspace: Path) -> None:
+    params = edit_params(
+        workspace,
+        deploy__canary={
+            "step_weights": [10, 50],
+            "interval": "30s",
+            "failed_checks": 3,
+            "max_error_rate": 0.02,
+            "max_latency_p99": 0.25,
+            "max_decision_shift": 0.05,
+            "decision_window": "2m",
+        },
+        deploy__target_cpu_utilization=55,
+    )
+    rendered = manifests.render(params)
+    [canary] = documents(rendered, "overlays/production/canary.yaml")
+    analysis = canary["spec"]["analysis"]
+    assert analysis["stepWeights"] == [10, 50]
+    assert (analysis["interval"], analysis["threshold"]) == ("30s", 3)
+    limits = {
+        metric["name"]: (metric["thresholdRange"]["max"], metric["interval"])
+        for metric in analysis["metrics"]
+    }
+    assert limits == {
+        "error-rate": (0.02, "30s"),
+        "latency-p99": (0.25, "30s"),
+        "decision-shift": (0.05, "2m"),
+    }
+    templates = {
+        document["metadata"]["name"]
+        for document in documents(rendered, "overlays/production/metric-templates.yaml")
+    }
+    assert templates == {metric["templateRef"]["name"] for metric in analysis["metrics"]}
+    for overlay, environment in params.deploy.environments:
+        [hpa] = documents(rendered, f"overlays/{overlay}/autoscaler.yaml")
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (
+            environment.min_replicas,
+            environment.max_replicas,
+        )
+        target = hpa["spec"]["metrics"][0]["resource"]["target"]
+        assert target["averageUtilization"] == 55
+
+
+def test_the_pod_outlives_the_slowest_request(workspace: Path) -> None:
+    params = edit_params(workspace, serving__timeout=90, serving__max_queue_wait=5)
+    [deployment] = documents(manifests.render(params), "base/deployment.yaml")
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > manifests.PRESTOP_SECONDS + 90
+
+
+def test_the_decision_check_counts_the_positive_label(workspace: Path) -> None:
+    params = edit_params(workspace, data__positive_label="good")
+    queries = manifests.metric_queries(params)
+    assert queries["decision-shift"][1].count('label="good"') == 2
+
+
+def test_manifests_writes_then_finds_nothing_to_do(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["manifests"]) == 0
+    assert "wrote deploy/base/deployment.yaml" in capsys.readouterr().out
+    stale = workspace / "deploy" / "overlays" / "staging" / "old.yaml"
+    stale.write_text(manifests.HEADER + "kind: ConfigMap\n")
+    own = workspace / "deploy" / "overlays" / "staging" / "mine.yaml"
+    own.write_text("kind: ConfigMap\n")  # not rendered: kept
+    assert main(["manifests", "--check"]) == 1
+    assert "old.yaml: stale" in capsys.readouterr().err
+    assert main(["manifests"]) == 0
+    assert not stale.exists() and own.exists()
+    assert main(["manifests", "--check"]) == 0
+
+
+def test_a_hand_edit_is_caught(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["manifests"])
+    edited = workspace / "deploy" / "base" / "deployment.yaml"
+    edited.write_text(edited.read_text().replace("runAsNonRoot: true", "runAsNonRoot: false"))
+    params: Params = edit_params(workspace)
+    with pytest.raises(PipelineError, match=r"make manifests[\s\S]*deployment\.yaml: differs"):
+        manifests.check(params)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"deploy__canary__step_weights": [2, 5, 5, 25]}, "deploy.canary.step_weights"),
+        ({"deploy__canary__step_weights": [25, 10]}, "must rise strictly"),
+        ({"deploy__canary__step_weights": [0, 50]}, "deploy.canary.step_weights"),
+        ({"deploy__canary__step_weights": [50, 100]}, "1 to 99"),
+        ({"deploy__canary__step_weights": []}, "deploy.canary.step_weights"),
+        ({"deploy__canary__interval": "1 minute"}, "deploy.canary.interval"),
+        ({"deploy__canary__interval": "0s"}, "deploy.canary.interval"),
+        ({"deploy__canary__decision_window": "30s"}, "decision_window (30s) is shorter"),
+        ({"deploy__canary__failed_checks": 0}, "deploy.canary.failed_checks"),
+        ({"deploy__canary__max_error_rate": -0.1}, "deploy.canary.max_error_rate"),
+        ({"deploy__canary__max_latency_p99": 0}, "deploy.canary.max_latency_p99"),
+        ({"deploy__canary__max_latency_p99": 45}, "shorter than serving.timeout"),
+        ({"deploy__canary__max_decision_shift": 2}, "deploy.canary.max_decision_shift"),
+        ({"deploy__resources__limits__cpu": "-1"}, "deploy.resources.limits.cpu"),
+        ({"deploy__resources__limits__memory": "0Gi"}, "deploy.resources.limits.memory"),
+        ({"deploy__resources__requests__memory": "4Gi"}, "requests.memory (4Gi) is above"),
+        ({"deploy__environments__staging__min_replicas": 0}, "staging.min_replicas"),
+        ({"deploy__environments__production__max_replicas": 1}, "production"),
+        ({"deploy__environments__production__namespace": "Prod_NS"}, "production.namespace"),
+        ({"deploy__target_cpu_utilization": 150}, "deploy.target_cpu_utilization"),
+        ({"deploy__image": "registry.example.com/team/model:latest"}, "deploy.image"),
+        ({"deploy__replicas": 3}, "deploy.replicas"),
+    ],
+)
+def test_bad_deploy_values_name_the_key(workspace: Path, change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"params\.yaml") as caught:
+        edit_params(workspace, **change)
+    assert message in str(caught.value)
