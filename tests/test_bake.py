@@ -719,4 +719,13 @@ def test_template_ci_workflow_is_valid() -> None:
     assert "schedule" in workflow_triggers(ci), (
         "no scheduled run to catch dependency rot"
     )
-    assert any(step.get("run", "").strip() == "make test" for step in job["steps"])
+    # GitHub runs what CI runs here: .ci/run (machine preparation, then the README's
+    # `make test`) with every optional test required
+    assert any(step.get("run", "").strip() == "bash .ci/run" for step in job["steps"])
+    ci_run = (TEMPLATE / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci_run, re.M), (
+        "CI does not run the README's test command"
+    )
+    for required in ("CONTAINER", "BROWSER", "POSTGRES"):
+        assert f"export REQUIRE_{required}_TEST=1" in ci_run, required
+    assert "export REQUIRE_ALL_PYTHONS=1" in ci_run

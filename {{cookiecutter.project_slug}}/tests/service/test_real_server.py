@@ -52,13 +52,10 @@ def test_ready_predicts_and_exposes_metrics(server: str, valid_record: dict) -> 
     assert "bentoml_service_request_total" in metrics.text
     # the model's decisions, by version and label: what a canary's analysis compares
     [answer] = response.json()
-    decided = (
-        f'predictions_total{{label="{answer["label"]}",model_version="{answer["model_version"]}"}}'
-    )
+    version = f'model_version="{answer["model_version"]}"'
+    decided = "predictions_total{" + f'label="{answer["label"]}",{version}' + "}"
     assert decided in metrics.text, metrics.text[-2000:]
-    assert f'prediction_probability_count{{model_version="{answer["model_version"]}"}}' in (
-        metrics.text
-    )
+    assert "prediction_probability_count{" + version + "}" in metrics.text
 
 
 def test_the_service_says_which_inference_path_it_uses(server: str, server_dir: Path) -> None:

@@ -84,7 +84,7 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
 MAKEFILE_COMMANDS = [
     (["registered"], cli.registered),
     (["schema"], cli.draft_schema),
-    (["image", "--image", "ghcr.io/o/p", "--allow-dirty"], cli.image),
+    (["image", "--image", "registry.example/o/p", "--allow-dirty"], cli.image),
     (["image", "--check"], cli.image),
     (["simulate", "--url", "http://127.0.0.1:3000", "--drift"], cli.simulate),
     (["monitor"], cli.monitor),
