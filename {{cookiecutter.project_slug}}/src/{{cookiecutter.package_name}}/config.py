@@ -220,6 +220,22 @@ class MonitorConfig(_Strict):
     simulate: SimulateConfig
 
 
+class ChampionConfig(_Strict):
+    """How much worse than the model in production a candidate may be (`make challenge`), on
+    the test split and on the prediction log's labelled window alike."""
+
+    # Cost of mistakes per prediction (evaluate.cost_matrix units), absolute: a relative limit
+    # means nothing when production's cost is near zero, and the cost matrix's units are
+    # the business's own.
+    max_cost_increase: float = Field(ge=0)
+    max_metric_drop: float = Field(ge=0, le=1)  # evaluate.primary_metric, absolute
+    min_labelled_rows: int = Field(ge=1)  # a smaller labelled window is shown, not judged
+
+
+class DeployConfig(_Strict):
+    champion: ChampionConfig
+
+
 class Params(_Strict):
     data: DataConfig
     curate: CurateConfig
@@ -230,6 +246,7 @@ class Params(_Strict):
     fairness: FairnessConfig
     serving: ServingConfig
     monitor: MonitorConfig
+    deploy: DeployConfig
 
     @model_validator(mode="after")
     def _columns_are_usable(self) -> Params:
