@@ -224,6 +224,9 @@ def test_retrain_compares_with_main_for_review(
     assert_green(job, not_run=("Open a pull request",))
     assert "### Metrics and fairness against main" in job.summary, job.summary
     assert "### Params against main" in job.summary
+    # no deployed/production/* tag in this repository: the first deployment passes
+    assert "### The candidate against production" in job.summary, job.summary
+    assert "this is the first deployment" in job.summary, job.summary
 
 
 def test_make_image_refuses_uncommitted_source_changes(

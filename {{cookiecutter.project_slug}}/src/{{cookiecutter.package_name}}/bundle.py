@@ -127,14 +127,19 @@ def load_bundle(path: Path | str) -> ModelBundle:
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path} is missing: run the train stage first (make pipeline)")
-    bundle = joblib.load(path)
-    if not isinstance(bundle, ModelBundle):
+    return checked_bundle(joblib.load(path), str(path))
+
+
+def checked_bundle(loaded: object, origin: str) -> ModelBundle:
+    """`loaded` (what joblib read from `origin`) if it is a bundle this code reads, else
+    PipelineError with the reason: also for bundles read from another git revision."""
+    if not isinstance(loaded, ModelBundle):
         raise PipelineError(
-            f"{path} holds a {type(bundle).__name__}, not a model bundle: rerun the train stage"
+            f"{origin} holds a {type(loaded).__name__}, not a model bundle: rerun the train stage"
         )
-    if bundle.format != BUNDLE_FORMAT:
+    if loaded.format != BUNDLE_FORMAT:
         raise PipelineError(
-            f"{path} is bundle format {bundle.format}, this code reads {BUNDLE_FORMAT}:"
+            f"{origin} is bundle format {loaded.format}, this code reads {BUNDLE_FORMAT}:"
             " rerun the train stage"
         )
-    return bundle
+    return loaded

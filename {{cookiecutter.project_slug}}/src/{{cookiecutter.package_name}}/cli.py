@@ -155,6 +155,30 @@ def manifests(args: argparse.Namespace) -> int:
         print(f"wrote {path}" if path.exists() else f"removed {path}")
     if not changed:
         print("deploy/ was already what params.yaml renders")
+
+
+def challenge(args: argparse.Namespace) -> int:
+    from {{ cookiecutter.package_name }} import challenge as champion
+
+    try:
+        champion.run(load_params())
+    finally:  # the comparison, passed or refused, for the terminal and the job log
+        if champion.REPORT.is_file():
+            print(champion.REPORT.read_text(), end="")
+    return 0
+
+
+def record_deployment(args: argparse.Namespace) -> int:
+    from {{ cookiecutter.package_name }} import deployments
+
+    done = deployments.record(
+        args.environment,
+        commit=args.commit,
+        image_digest=args.image_digest,
+        model_version=args.model_version,
+        push_to=args.push,
+    )
+    print(f"recorded {done.tag} on {done.commit}")
     return 0
 
 
@@ -199,6 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     rendering.add_argument(
         "--check", action="store_true", help="only check that deploy/ is current (exit 1 if not)"
     )
+    command(
+        "challenge",
+        challenge,
+        "the candidate model against production's on the same data; refuses a worse one",
+    )
+    recording = command(
+        "record-deployment",
+        record_deployment,
+        "tag the deployed commit deployed/<environment>/<UTC time> (after a rollout)",
+    )
+    recording.add_argument("--environment", default="production")
+    recording.add_argument("--commit", default="HEAD", help="the deployed commit (HEAD)")
+    recording.add_argument("--image-digest", help="sha256:... or image@sha256:...")
+    recording.add_argument("--model-version", help="default: reports/registry.json at the commit")
+    recording.add_argument("--push", metavar="REMOTE", help="push the tag to this remote or URL")
     command(
         "registered",
         registered,

@@ -345,6 +345,18 @@ class CanaryConfig(_Strict):
         return self
 
 
+class ChampionConfig(_Strict):
+    """How much worse than the model in production a candidate may be (`make challenge`), on
+    the test split and on the prediction log's labelled window alike."""
+
+    # Cost of mistakes per prediction (evaluate.cost_matrix units), absolute: a relative limit
+    # means nothing when production's cost is near zero, and the cost matrix's units are
+    # the business's own.
+    max_cost_increase: float = Field(ge=0)
+    max_metric_drop: float = Field(ge=0, le=1)  # evaluate.primary_metric, absolute
+    min_labelled_rows: int = Field(ge=1)  # a smaller labelled window is shown, not judged
+
+
 class DeployConfig(_Strict):
     # The Kubernetes name of the service's resources (a DNS label starting with a letter).
     name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
@@ -355,6 +367,7 @@ class DeployConfig(_Strict):
     target_cpu_utilization: int = Field(ge=1, le=100)
     resources: DeployResources
     canary: CanaryConfig
+    champion: ChampionConfig
 
 
 class Params(_Strict):

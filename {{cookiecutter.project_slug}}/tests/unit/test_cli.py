@@ -75,7 +75,16 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert caught.value.code == 0
     listed = capsys.readouterr().out
-    others = ("schema", "monitor", "simulate", "monitor-ui", "image", "registered")
+    others = (
+        "schema",
+        "monitor",
+        "simulate",
+        "monitor-ui",
+        "image",
+        "registered",
+        "challenge",
+        "record-deployment",
+    )
     for name in (*(stage.replace("_", "-") for stage in cli.STAGES), *others):
         assert f"\n    {name} " in listed, name
 
@@ -89,6 +98,7 @@ MAKEFILE_COMMANDS = [
     (["simulate", "--url", "http://127.0.0.1:3000", "--drift"], cli.simulate),
     (["monitor"], cli.monitor),
     (["monitor-ui", "--port", "8001"], cli.monitor_ui),
+    (["challenge"], cli.challenge),
 ]
 
 
