@@ -155,6 +155,7 @@ def manifests(args: argparse.Namespace) -> int:
         print(f"wrote {path}" if path.exists() else f"removed {path}")
     if not changed:
         print("deploy/ was already what params.yaml renders")
+    return 0
 
 
 def challenge(args: argparse.Namespace) -> int:
