@@ -231,7 +231,7 @@ def test_the_production_bundle_is_read_at_its_tag_from_the_dvc_remote(
 
     first = deployments.record(
         "production",
-        image_digest="ghcr.io/o/p@sha256:" + "b" * 64,
+        image_digest="registry.example/o/p@sha256:" + "b" * 64,
         now=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
         cwd=repo,
     )
