@@ -5,7 +5,8 @@ arrive queue up; when it is done, the next batch takes everything queued, up to 
 (a request is never split). A request that finds the scorer idle is scored immediately: there
 is no batching window, so light traffic pays nothing and heavy traffic gets batches as large as
 the load makes them. BentoML's own adaptive batching waits for more requests as long as it saw
-requests wait before, which after a burst held lone requests back about 100 ms (RESULTS.md).
+requests wait before, which after a burst held lone requests back about 100 ms (measured by the
+template's serving benchmark).
 
 The queue is bounded by time, not by a count: the batcher measures how long a record takes to
 score (a moving average over recent batches) and refuses a request at once (`Overloaded`, with
