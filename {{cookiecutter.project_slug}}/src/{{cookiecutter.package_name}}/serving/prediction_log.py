@@ -620,9 +620,9 @@ class PredictionLog:
         """Everything queued, at least one item; while spooled records wait for the sink, the
         wait is cut every `retry_interval` to try a replay."""
         while True:
-            waiting = self._unreplayed or (self.spool is not None and self.spool.pending > 0)
             try:
-                items = [self._queue.get(timeout=self._retry_interval if waiting else None)]
+                timeout = self._retry_interval if self._spool_waits() else None
+                items = [self._queue.get(timeout=timeout)]
                 break
             except queue.Empty:
                 self._replay()
@@ -633,9 +633,13 @@ class PredictionLog:
                 break
         return items
 
+    def _spool_waits(self) -> bool:
+        """Whether spooled records (this process's, or others' after a failed replay) wait."""
+        return self._unreplayed or (self.spool is not None and self.spool.pending > 0)
+
     def _replay_due(self) -> bool:
-        waiting = self._unreplayed or (self.spool is not None and self.spool.pending > 0)
-        return waiting and time.monotonic() - self._last_attempt >= self._retry_interval
+        due = time.monotonic() - self._last_attempt >= self._retry_interval
+        return self._spool_waits() and due
 
     def _commit(
         self, table: Table, batch: list[tuple[Table, list[dict[str, Any]], Receipt]]
