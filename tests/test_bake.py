@@ -728,6 +728,6 @@ def test_template_ci_workflow_is_valid() -> None:
     assert re.search(r"^make test$", ci_run, re.M), (
         "CI does not run the README's test command"
     )
-    for required in ("CONTAINER", "BROWSER", "POSTGRES"):
+    for required in ("CONTAINER", "BROWSER", "POSTGRES", "CANARY"):
         assert f"export REQUIRE_{required}_TEST=1" in ci_run, required
     assert "export REQUIRE_ALL_PYTHONS=1" in ci_run

@@ -17,7 +17,7 @@ from {{ cookiecutter.package_name }}.schema import Schema, load_schema
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TESTS_ROOT = Path(__file__).resolve().parent
-LAYERS = ("unit", "data", "model", "bias", "service")  # tests/<layer>/, one marker each
+LAYERS = ("unit", "data", "model", "bias", "service", "deploy")  # tests/<layer>/, one marker each
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: it must see the layer markers

