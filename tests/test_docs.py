@@ -224,7 +224,8 @@ def test_python_commands_are_cli_commands(
     stages = re.search(r"^STAGES = \((.*?)\)", cli, flags=re.M | re.S)
     assert stages, "cli.py has no STAGES"
     commands = {name.replace("_", "-") for name in re.findall(r'"(\w+)"', stages[1])}
-    commands |= set(re.findall(r'add_parser\(\s*"([a-z-]+)"', cli))
+    # subparsers made directly, or through build_parser's `command(name, run, help)` helper
+    commands |= set(re.findall(r'(?:add_parser|command)\(\s*"([a-z-]+)"', cli))
     problems = []
     for page in pages:
         for code in page.code():

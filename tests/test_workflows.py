@@ -82,7 +82,7 @@ def make_runner(
         environment=environment,  # type: ignore[arg-type]
         uv=UV,
         github_repository=f"{defaults['github_owner']}/{repository.name}",
-        github_only=GITHUB_ONLY,
+        github_only=options.pop("github_only", GITHUB_ONLY),
         run_command=run_command,
         **options,  # type: ignore[arg-type]
     )

@@ -364,6 +364,9 @@ class Event:
     base: str = ""
     from_fork: bool = False
     number: int = 1
+    inputs: dict[str, str] = field(
+        default_factory=dict
+    )  # workflow_dispatch / workflow_call
 
 
 @dataclass
@@ -490,7 +493,11 @@ class WorkflowRunner:
         )
         return {
             "event_name": event.name,
-            "event": {"pull_request": pull_request} if pull_request else {},
+            "event": {"pull_request": pull_request}
+            if pull_request
+            else {"inputs": dict(event.inputs)}
+            if event.inputs
+            else {},
             "ref": ref,
             "ref_name": f"{event.number}/merge"
             if event.name == "pull_request"
@@ -581,6 +588,7 @@ class JobRun:
             "env": self.env,
             "secrets": {"GITHUB_TOKEN": "", **self.runner.secrets},
             "vars": self.runner.variables,
+            "inputs": dict(self.event.inputs),
             "steps": self.steps,
             "needs": {name: {"result": result} for name, result in self.needs.items()},
             "runner": {"os": "Linux", "temp": str(self.temp), "arch": "X64"},

@@ -183,6 +183,68 @@ def record_deployment(args: argparse.Namespace) -> int:
     return 0
 
 
+def render_deploy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from {{ cookiecutter.package_name }}.deploy import rollout
+
+    params = load_params()
+    manifests = rollout.render(args.environment, args.digest, skip_analysis=args.skip_analysis)
+    if args.output:
+        Path(args.output).write_text(manifests)
+        print(
+            f"rendered deploy/overlays/{args.environment} with {params.deploy.image}@{args.digest}"
+            f" into {args.output}"
+        )
+    else:
+        print(manifests, end="")
+    return 0
+
+
+def deploy_facts(args: argparse.Namespace) -> int:
+    from {{ cookiecutter.package_name }}.deploy import rollout
+
+    for name, value in rollout.environment_facts(load_params(), args.environment).items():
+        print(f"{name}={value}")
+    return 0
+
+
+def smoke(args: argparse.Namespace) -> int:
+    from {{ cookiecutter.package_name }}.deploy import smoke as checks
+
+    print(checks.run(args.url, wait=args.wait))
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    """Print the rollback's target; then apply it, or with --dry-run print what would be."""
+    from pathlib import Path
+
+    from {{ cookiecutter.package_name }}.deploy import rollout
+
+    planned = rollout.rollback(args.digest)
+    print(planned.describe(), file=sys.stderr)
+    if args.output:  # and, for scripts, what was chosen as name=value lines on stdout
+        Path(args.output).write_text(planned.manifests)
+        print(f"wrote the manifests to {args.output}", file=sys.stderr)
+        deployment = planned.deployment
+        print(f"digest={planned.digest}\ncommit={deployment.commit}\ntag={deployment.tag}")
+    if args.dry_run:
+        if not args.output:
+            print(planned.manifests, end="")
+        print("dry run: nothing applied", file=sys.stderr)
+        return 0
+    print(rollout.apply(planned.manifests), end="")
+    deployment = planned.deployment
+    print(
+        "applied to the current kube context. When the Canary reports Succeeded, record it:"
+        " python -m {{ cookiecutter.package_name }} record-deployment"
+        f" --commit {deployment.commit} --image-digest {planned.digest} --push origin",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def registered(args: argparse.Namespace) -> int:
     from {{ cookiecutter.package_name }}.serving.store import registered_model_missing
 
@@ -239,6 +301,43 @@ def build_parser() -> argparse.ArgumentParser:
     recording.add_argument("--image-digest", help="sha256:... or image@sha256:...")
     recording.add_argument("--model-version", help="default: reports/registry.json at the commit")
     recording.add_argument("--push", metavar="REMOTE", help="push the tag to this remote or URL")
+    environments = ("staging", "production")
+    pinning = command(
+        "render-deploy",
+        render_deploy,
+        "render deploy/overlays/<environment> with the image pinned by digest (kubectl kustomize)",
+    )
+    pinning.add_argument("environment", choices=environments)
+    pinning.add_argument("--digest", required=True, help="sha256:<64 hex digits>")
+    pinning.add_argument(
+        "--skip-analysis", action="store_true", help="production: Flagger promotes at once"
+    )
+    pinning.add_argument("--output", help="write the manifests here (default: print them)")
+    facts = command(
+        "deploy-facts",
+        deploy_facts,
+        "an environment's name, namespace, host and canary timeout, as name=value lines",
+    )
+    facts.add_argument("environment", choices=environments)
+    checking = command(
+        "smoke",
+        smoke,
+        "check a deployed service: ready, a test-split prediction as offline, malformed is 4xx",
+    )
+    checking.add_argument("url", help="e.g. https://staging.example.com")
+    checking.add_argument("--wait", type=float, default=120.0, help="seconds to wait for /readyz")
+    rolling = command(
+        "rollback",
+        rollback,
+        "re-deploy a recorded production image (newest, or --digest) without canary analysis",
+    )
+    rolling.add_argument("--digest", help="the newest recorded deployment of this image")
+    rolling.add_argument(
+        "--dry-run", action="store_true", help="print the manifests; apply nothing"
+    )
+    rolling.add_argument(
+        "--output", help="write the manifests to this file; print digest=, commit=, tag= lines"
+    )
     command(
         "registered",
         registered,

@@ -113,35 +113,53 @@ def record(
     return deployment
 
 
-def latest(environment: str, cwd: Path | str = ".") -> Deployment | None:
-    """The newest deployment recorded for `environment`, None when there is none (or no git).
+def history(environment: str, cwd: Path | str = ".") -> list[Deployment]:
+    """Every deployment recorded for `environment`, newest first (empty when none, or no git).
     Only tags this clone has count: CI must fetch them (actions/checkout `fetch-depth: 0`)."""
     environment = _checked_environment(environment)
     listed = git.run(
         "for-each-ref",
         "--sort=-refname",
-        "--count=1",
-        "--format=%(refname:strip=2)%00%(*objectname)%00%(contents:body)",
+        "--format=%(refname:strip=2)%00%(*objectname)%00%(contents:body)%1e",
         f"refs/tags/{TAG_PREFIX}/{environment}/",
         cwd=cwd,
     )
-    if listed is None or listed.returncode != 0 or not listed.stdout.strip():
-        return None
-    tag, commit, body = listed.stdout.split("\0", 2)
-    if not commit:  # a lightweight tag made by hand: it names the commit itself
-        commit = git.output("rev-parse", tag + PEEL_TO_COMMIT, cwd=cwd).strip()
-    try:
-        details = json.loads(body) if body.strip() else {}
-    except json.JSONDecodeError:
-        details = {}
-    return Deployment(
-        environment=environment,
-        tag=tag,
-        commit=commit,
-        deployed_at=str(details.get("deployed_at", "")),
-        image_digest=details.get("image_digest"),
-        model_version=details.get("model_version"),
-    )
+    if listed is None or listed.returncode != 0:
+        return []
+    found = []
+    for entry in listed.stdout.split("\x1e"):
+        if not entry.strip():
+            continue
+        tag, commit, body = entry.lstrip("\n").split("\0", 2)
+        if not commit:  # a lightweight tag made by hand: it names the commit itself
+            commit = git.output("rev-parse", tag + PEEL_TO_COMMIT, cwd=cwd).strip()
+        try:
+            details = json.loads(body) if body.strip() else {}
+        except json.JSONDecodeError:
+            details = {}
+        found.append(
+            Deployment(
+                environment=environment,
+                tag=tag,
+                commit=commit,
+                deployed_at=str(details.get("deployed_at", "")),
+                image_digest=details.get("image_digest"),
+                model_version=details.get("model_version"),
+            )
+        )
+    return found
+
+
+def latest(environment: str, cwd: Path | str = ".") -> Deployment | None:
+    """The newest deployment recorded for `environment`, None when there is none (or no git).
+    Only tags this clone has count: CI must fetch them (actions/checkout `fetch-depth: 0`)."""
+    recorded = history(environment, cwd)
+    return recorded[0] if recorded else None
+
+
+def digest_of(image_digest: str | None) -> str | None:
+    """The `sha256:...` part of a recorded digest (which may be written `image@sha256:...`)."""
+    return image_digest.rpartition("@")[2] if image_digest else None
 
 
 def read_bundle(deployment: Deployment, cwd: Path | str = ".") -> ModelBundle:

@@ -1,0 +1,100 @@
+"""The `smoke URL` command: a deployed service, checked from outside as a client sees it:
+`/readyz` answers 200, one record of the test split gets the answer the model bundle gives
+offline (the image serves the model this commit trained), and a malformed request is refused
+with a 4xx (not a 5xx, not an answer). Every failure is reported, one line each."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from {{ cookiecutter.package_name }}.bundle import load_bundle
+from {{ cookiecutter.package_name }}.config import Paths
+from {{ cookiecutter.package_name }}.errors import PipelineError
+
+TIMEOUT_SECONDS: Final = 30.0  # one request
+READY_WAIT_SECONDS: Final = 120.0  # a route or load balancer may need a moment after rollout
+TOLERANCE: Final = 1e-9  # the served probability against the offline one
+MALFORMED: Final = {"records": "not a list of records"}
+
+
+def request(url: str, body: Any = None) -> tuple[int, str]:
+    """(status, body) of a GET, or of a JSON POST when `body` is given; 4xx/5xx included; 0
+    and the reason when nothing answers."""
+    data = None if body is None else json.dumps(body).encode()
+    prepared = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(prepared, timeout=TIMEOUT_SECONDS) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError) as error:
+        return 0, str(getattr(error, "reason", error))
+
+
+def offline_answer(model: Path = Paths.model, test_data: Path = Paths.test_data) -> dict[str, Any]:
+    """The first test-split record, and the bundle's probability and label for it."""
+    bundle = load_bundle(model)
+    row = bundle.schema.read_csv(test_data)[bundle.schema.feature_names].head(1)
+    if row.empty:
+        raise PipelineError(f"{test_data} has no rows to send")
+    probability = float(bundle.probabilities(row)[0])
+    return {
+        "record": json.loads(row.to_json(orient="records"))[0],
+        "probability": probability,
+        "label": bundle.label(bundle.decide(np.array([probability]))[0]),
+    }
+
+
+def wait_ready(url: str, wait: float) -> tuple[int, str]:
+    deadline = time.monotonic() + wait
+    while True:
+        status, body = request(f"{url}/readyz")
+        if status == 200 or time.monotonic() >= deadline:
+            return status, body
+        time.sleep(2)
+
+
+def failures(url: str, offline: dict[str, Any], wait: float = READY_WAIT_SECONDS) -> list[str]:
+    """What the service at `url` gets wrong (empty: it passed)."""
+    url = url.rstrip("/")
+    status, body = wait_ready(url, wait)
+    if status != 200:
+        return [f"{url}/readyz answered {status or 'nothing'} after {wait:.0f} s: {body[:200]}"]
+    found = []
+    status, body = request(f"{url}/predict", {"records": [offline["record"]]})
+    if status != 200:
+        found.append(f"/predict of a test-split record answered {status}: {body[:200]}")
+    else:
+        try:
+            [answer] = json.loads(body)
+            served, label = float(answer["probability"]), answer["label"]
+        except (ValueError, TypeError, KeyError) as error:
+            found.append(f"/predict answered something else than one prediction: {error}")
+        else:
+            if abs(served - offline["probability"]) > TOLERANCE:
+                found.append(
+                    f"/predict: probability {served!r} but the bundle gives"
+                    f" {offline['probability']!r} offline: is the image of this commit's model?"
+                )
+            if label != offline["label"]:
+                found.append(f"/predict: label {label!r}, offline {offline['label']!r}")
+    status, body = request(f"{url}/predict", MALFORMED)
+    if not 400 <= status < 500:
+        found.append(f"/predict of a malformed request answered {status or 'nothing'}, not 4xx")
+    return found
+
+
+def run(url: str, wait: float = READY_WAIT_SECONDS) -> str:
+    """Raise PipelineError naming every failure; a one-line verdict when all pass."""
+    found = failures(url, offline_answer(), wait)
+    if found:
+        listed = "\n".join(f"  - {failure}" for failure in found)
+        raise PipelineError(f"smoke test of {url} failed:\n{listed}")
+    return f"{url}: ready, a test-split prediction equal to the offline one, malformed refused"
