@@ -1,0 +1,207 @@
+"""scripts/canary-wait, the deploy workflow's wait for Flagger to promote or roll back the
+production canary, run as the workflow runs it, against a stand-in `kubectl` first on PATH that
+answers the Canary's phase and lastAppliedSpec from sequences (one line per read, the last one
+repeated) and prints canned conditions and events: promoted, rolled back (the analysis's reason
+in the job summary), never finished (the time limit), a previous revision's phase (not counted)
+and kubectl failing (at once, not a loop until the time limit)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.unit
+
+SCRIPT = PROJECT_ROOT / "scripts" / "canary-wait"
+NAMESPACE = "prod"
+NAME = "credit-risk-model"
+BEFORE = '{"revision":"old"}'  # status.lastAppliedSpec before the apply
+APPLIED = '{"revision":"new"}'  # ... once Flagger has taken up the new revision
+ROLLED_BACK = "Rolling back credit-risk-model.prod failed checks threshold reached 2"
+CONDITIONS = "Canary analysis failed, Deployment scaled to zero."
+EVENTS = "".join(  # as kubectl prints them: custom-columns TIME, REASON, MESSAGE
+    f"{time:<23}{reason:<10}{message}\n"
+    for time, reason, message in [
+        ("TIME", "REASON", "MESSAGE"),
+        ("2025-01-01T10:00:00Z", "Synced", "New revision detected! Scaling up " + NAME + ".prod"),
+        ("2025-01-01T10:01:00Z", "Synced", "Starting canary analysis for " + NAME + ".prod"),
+        ("2025-01-01T10:02:00Z", "Warning", "Halt advancement error-rate 0.5 > 0.01"),
+        ("2025-01-01T10:03:00Z", "Warning", ROLLED_BACK),
+    ]
+)
+NOT_FOUND = 'Error from server (NotFound): canaries.flagger.app "credit-risk-model" not found'
+
+# Answers the reads canary-wait makes from files beside it; logs every call to calls.log. `error`
+# (when present): printed to stderr, exit 1, as kubectl does for a missing Canary or cluster.
+FAKE_KUBECTL = r"""#!/usr/bin/env bash
+set -euo pipefail
+state=$(dirname "$0")
+printf '%s\n' "$*" >> "$state/calls.log"
+if [ -f "$state/error" ]; then
+  cat "$state/error" >&2
+  exit 1
+fi
+next() {  # the first line of a sequence, consumed unless it is the last
+  head -n 1 "$state/$1"
+  if [ "$(wc -l < "$state/$1")" -gt 1 ]; then
+    tail -n +2 "$state/$1" > "$state/$1.rest" && mv "$state/$1.rest" "$state/$1"
+  fi
+}
+case "$*" in
+  *" get canary "*" -o jsonpath={.status.phase}") next phases ;;
+  *" get canary "*" -o jsonpath={.status.lastAppliedSpec}") next applied ;;
+  *" get canary "*" -o jsonpath={.status.conditions[*].message}") cat "$state/conditions" ;;
+  *" get events "*) cat "$state/events" ;;
+  *)
+    echo "fake kubectl: unexpected call: $*" >&2
+    exit 3
+    ;;
+esac
+"""
+
+
+@pytest.fixture
+def kubectl(tmp_path: Path) -> Path:
+    """The fake kubectl's directory (its state beside it): a new revision taken up, canned
+    conditions and events; each test writes the phases it goes through."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "kubectl"
+    fake.write_text(FAKE_KUBECTL)
+    fake.chmod(0o755)
+    answer(bin_dir, "applied", [APPLIED])
+    (bin_dir / "conditions").write_text(CONDITIONS)
+    (bin_dir / "events").write_text(EVENTS)
+    return bin_dir
+
+
+def answer(bin_dir: Path, field: str, values: list[str]) -> None:
+    (bin_dir / field).write_text("".join(f"{value}\n" for value in values))
+
+
+def calls(bin_dir: Path) -> list[str]:
+    log = bin_dir / "calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def phase_reads(bin_dir: Path) -> int:
+    phase = "-o jsonpath={.status.phase}"  # (no f-string: its braces would be Jinja's)
+    return calls(bin_dir).count(f"-n {NAMESPACE} get canary {NAME} " + phase)
+
+
+def run(bin_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """canary-wait, polling every 0.05 s, with the fake kubectl first on PATH and the job summary
+    in summary.md beside bin/. A script that loops for ever fails the test by the subprocess's
+    own time limit."""
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "CANARY_POLL_SECONDS": "0.05",
+        "GITHUB_STEP_SUMMARY": str(bin_dir.parent / "summary.md"),
+    }
+    return subprocess.run(
+        [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=15, check=False
+    )
+
+
+def wait(
+    bin_dir: Path, timeout: int = 60, before: str = BEFORE
+) -> subprocess.CompletedProcess[str]:
+    """canary-wait as deploy.yml calls it."""
+    return run(bin_dir, NAMESPACE, NAME, str(timeout), before)
+
+
+def summary(bin_dir: Path) -> str:
+    path = bin_dir.parent / "summary.md"
+    return path.read_text() if path.exists() else ""
+
+
+def test_a_promoted_canary_ends_the_wait_with_success(kubectl: Path) -> None:
+    answer(kubectl, "phases", ["Progressing", "Progressing", "Succeeded"])
+
+    result = wait(kubectl)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Canary {NAMESPACE}/{NAME}: Succeeded (promoted)" in result.stdout
+    assert result.stdout.count(f"Canary {NAMESPACE}/{NAME}: Progressing") == 2
+    assert phase_reads(kubectl) == 3
+    assert summary(kubectl) == ""  # nothing to explain
+
+
+def test_a_rolled_back_canary_fails_with_the_analysis_reason_in_the_summary(
+    kubectl: Path,
+) -> None:
+    answer(kubectl, "phases", ["Progressing", "Failed"])
+
+    result = wait(kubectl)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"::error::canary {NAMESPACE}/{NAME} failed its analysis" in result.stdout
+    written = summary(kubectl)
+    assert f"### Canary {NAMESPACE}/{NAME}: Failed (rolled back to the primary)" in written
+    assert CONDITIONS in written
+    assert "Halt advancement error-rate 0.5 > 0.01" in written
+    assert ROLLED_BACK in written
+    # The events asked for are the Canary's own, newest last.
+    events_call = next(call for call in calls(kubectl) if " get events " in call)
+    assert f"involvedObject.kind=Canary,involvedObject.name={NAME}" in events_call
+    assert "--sort-by=.lastTimestamp" in events_call
+
+
+def test_a_canary_that_never_ends_fails_after_the_time_limit(kubectl: Path) -> None:
+    answer(kubectl, "phases", ["Progressing"])
+
+    result = wait(kubectl, timeout=1)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    problem = "neither Succeeded nor Failed after 1 s (phase Progressing)"
+    assert f"::error::canary {NAMESPACE}/{NAME}: {problem}" in result.stdout
+    written = summary(kubectl)
+    assert f"### Canary {NAMESPACE}/{NAME}: {problem}" in written
+    assert ROLLED_BACK in written  # the last events, whatever they say
+
+
+def test_the_previous_revisions_phase_does_not_count(kubectl: Path) -> None:
+    """Before Flagger takes up the new revision, the Canary still shows the last one's phase:
+    Succeeded then ends nothing until lastAppliedSpec differs from what it was before the apply."""
+    answer(kubectl, "phases", ["Succeeded", "Progressing", "Succeeded"])
+    answer(kubectl, "applied", [BEFORE, APPLIED])
+
+    result = wait(kubectl)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert phase_reads(kubectl) == 3
+
+
+def test_no_new_revision_taken_up_fails_after_the_time_limit_saying_so(kubectl: Path) -> None:
+    answer(kubectl, "phases", ["Succeeded"])  # the previous revision's
+    answer(kubectl, "applied", [BEFORE])
+
+    result = wait(kubectl, timeout=1)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Flagger took up no new revision in 1 s" in result.stdout
+    assert "took up no new revision" in summary(kubectl)
+
+
+def test_kubectl_failing_ends_the_wait_at_once(kubectl: Path) -> None:
+    (kubectl / "error").write_text(NOT_FOUND + "\n")
+
+    result = wait(kubectl, timeout=600)  # the polls would go on for ten minutes
+
+    assert result.returncode != 0
+    assert NOT_FOUND in result.stderr
+    assert len(calls(kubectl)) == 1
+
+
+def test_the_wrong_number_of_arguments_is_a_usage_error(kubectl: Path) -> None:
+    result = run(kubectl, NAMESPACE, NAME, "60")  # no BEFORE
+
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+    assert calls(kubectl) == []
