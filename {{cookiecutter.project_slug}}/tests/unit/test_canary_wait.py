@@ -3,7 +3,8 @@ production canary, run as the workflow runs it, against a stand-in `kubectl` fir
 answers the Canary's phase and lastAppliedSpec from sequences (one line per read, the last one
 repeated) and prints canned conditions and events: promoted, rolled back (the analysis's reason
 in the job summary), never finished (the time limit), a previous revision's phase (not counted)
-and kubectl failing (at once, not a loop until the time limit)."""
+and kubectl failing (once: tried again; three reads in a row: the end, not a loop until the
+time limit)."""
 
 from __future__ import annotations
 
@@ -37,14 +38,19 @@ EVENTS = "".join(  # as kubectl prints them: custom-columns TIME, REASON, MESSAG
 NOT_FOUND = 'Error from server (NotFound): canaries.flagger.app "credit-risk-model" not found'
 
 # Answers the reads canary-wait makes from files beside it; logs every call to calls.log. `error`
-# (when present): printed to stderr, exit 1, as kubectl does for a missing Canary or cluster.
+# (when present): printed to stderr, exit 1, as kubectl does for a missing Canary or cluster;
+# for every call, or for as many as `errors_left` says.
 FAKE_KUBECTL = r"""#!/usr/bin/env bash
 set -euo pipefail
 state=$(dirname "$0")
 printf '%s\n' "$*" >> "$state/calls.log"
 if [ -f "$state/error" ]; then
-  cat "$state/error" >&2
-  exit 1
+  left=$(cat "$state/errors_left" 2> /dev/null || echo always)
+  if [ "$left" = always ] || [ "$left" -gt 0 ]; then
+    [ "$left" = always ] || echo $((left - 1)) > "$state/errors_left"
+    cat "$state/error" >&2
+    exit 1
+  fi
 fi
 next() {  # the first line of a sequence, consumed unless it is the last
   head -n 1 "$state/$1"
@@ -189,14 +195,27 @@ def test_no_new_revision_taken_up_fails_after_the_time_limit_saying_so(kubectl: 
     assert "took up no new revision" in summary(kubectl)
 
 
-def test_kubectl_failing_ends_the_wait_at_once(kubectl: Path) -> None:
+def test_kubectl_failing_three_reads_in_a_row_ends_the_wait(kubectl: Path) -> None:
     (kubectl / "error").write_text(NOT_FOUND + "\n")
 
     result = wait(kubectl, timeout=600)  # the polls would go on for ten minutes
 
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert NOT_FOUND in result.stderr
-    assert len(calls(kubectl)) == 1
+    assert "could not read the Canary prod/credit-risk-model 3 times in a row" in result.stdout
+    assert len(calls(kubectl)) == 3
+
+
+def test_a_read_kubectl_fails_once_is_tried_again(kubectl: Path) -> None:
+    (kubectl / "error").write_text(NOT_FOUND + "\n")
+    (kubectl / "errors_left").write_text("1\n")
+    answer(kubectl, "phases", ["Progressing", "Succeeded"])
+
+    result = wait(kubectl)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert NOT_FOUND in result.stderr
+    assert "Succeeded (promoted)" in result.stdout
 
 
 def test_the_wrong_number_of_arguments_is_a_usage_error(kubectl: Path) -> None:
