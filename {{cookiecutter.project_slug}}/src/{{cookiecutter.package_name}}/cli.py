@@ -135,9 +135,8 @@ def image(args: argparse.Namespace) -> int:
     if args.check:
         images.check_source(allow_dirty=args.allow_dirty)
         return 0
-    if not args.image:
-        raise UsageError("image: --image is required (or --check)")
-    for tag in images.build(args.image, allow_dirty=args.allow_dirty).tags:
+    repository = args.image or load_params().deploy.image  # the image deploy/ deploys
+    for tag in images.build(repository, allow_dirty=args.allow_dirty).tags:
         print(f"built {tag}")
     return 0
 
@@ -275,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui = command("monitor-ui", monitor_ui, "browse the monitoring workspace (evidently ui)")
     ui.add_argument("--port", type=int, default=8000)
     imaging = command("image", image, "containerize the newest bento (make image)")
-    imaging.add_argument("--image", help="the image repository (the Makefile's IMAGE)")
+    imaging.add_argument(
+        "--image", help="the image repository (the Makefile's IMAGE; default params deploy.image)"
+    )
     imaging.add_argument(
         "--allow-dirty", action="store_true", help="build from uncommitted changes, labelled dirty"
     )

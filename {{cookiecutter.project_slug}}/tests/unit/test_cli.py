@@ -1,4 +1,5 @@
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -112,8 +113,21 @@ def test_every_invocation_of_the_project_reaches_its_command(project_root: Path)
         assert parser.parse_args(argv).run is command, argv
 
 
-def test_image_needs_a_repository_unless_checking(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as caught:
-        main(["image"])
-    assert caught.value.code == 2
-    assert "image: --image is required (or --check)" in capsys.readouterr().err
+def test_the_image_is_the_one_deploy_deploys_unless_named(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make image` builds params.yaml's deploy.image (what deploy/ and the deploy workflow
+    name), so that the image the release pushes is the one that gets deployed."""
+    from {{ cookiecutter.package_name }}.serving import image as images
+
+    built: list[str] = []
+
+    def build(repository: str, allow_dirty: bool) -> SimpleNamespace:
+        built.append(repository)
+        return SimpleNamespace(tags=[f"{repository}:0.1.0"])
+
+    monkeypatch.setattr(images, "build", build)
+    edit_params(workspace, deploy__image="registry.example/team/model")
+    assert main(["image"]) == 0
+    assert main(["image", "--image", "registry.example/other/model"]) == 0
+    assert built == ["registry.example/team/model", "registry.example/other/model"]
