@@ -20,10 +20,10 @@ pytestmark = pytest.mark.unit
 
 SCRIPT = PROJECT_ROOT / "scripts" / "canary-wait"
 NAMESPACE = "prod"
-NAME = "credit-risk-model"
+NAME = "my-model"  # any Canary name: the stand-in answers for it
 BEFORE = '{"revision":"old"}'  # status.lastAppliedSpec before the apply
 APPLIED = '{"revision":"new"}'  # ... once Flagger has taken up the new revision
-ROLLED_BACK = "Rolling back credit-risk-model.prod failed checks threshold reached 2"
+ROLLED_BACK = "Rolling back " + NAME + ".prod failed checks threshold reached 2"
 CONDITIONS = "Canary analysis failed, Deployment scaled to zero."
 EVENTS = "".join(  # as kubectl prints them: custom-columns TIME, REASON, MESSAGE
     f"{time:<23}{reason:<10}{message}\n"
@@ -35,7 +35,7 @@ EVENTS = "".join(  # as kubectl prints them: custom-columns TIME, REASON, MESSAG
         ("2025-01-01T10:03:00Z", "Warning", ROLLED_BACK),
     ]
 )
-NOT_FOUND = 'Error from server (NotFound): canaries.flagger.app "credit-risk-model" not found'
+NOT_FOUND = f'Error from server (NotFound): canaries.flagger.app "{NAME}" not found'
 
 # Answers the reads canary-wait makes from files beside it; logs every call to calls.log. `error`
 # (when present): printed to stderr, exit 1, as kubectl does for a missing Canary or cluster;
@@ -202,7 +202,7 @@ def test_kubectl_failing_three_reads_in_a_row_ends_the_wait(kubectl: Path) -> No
 
     assert result.returncode == 1
     assert NOT_FOUND in result.stderr
-    assert "could not read the Canary prod/credit-risk-model 3 times in a row" in result.stdout
+    assert f"could not read the Canary {NAMESPACE}/{NAME} 3 times in a row" in result.stdout
     assert len(calls(kubectl)) == 3
 
 
