@@ -3,8 +3,11 @@ what needs GitHub or a cluster: a dispatched digest is checked in the first step
 one refused with the problem named), the staging overlay is rendered with the image pinned by
 that digest (and passes `kubectl kustomize`), the cluster credential is read without ever
 appearing in a log; applying, the rollout, the smoke test of the staging URL and the GHCR lookup
-are listed with why they are not run. `make rollback` refuses with no recorded production
-deployment and, with one recorded, names its digest and prints what it would apply (DRY_RUN=1).
+are listed with why they are not run. The production job renders its overlay with the digest
+(applying it and recording the deployment are not run); the rollback job refuses a malformed
+digest, and a rollback with no recorded production deployment. `make rollback` refuses with no
+recorded production deployment and, with one recorded, names its digest and prints what it
+would apply (DRY_RUN=1).
 
 Shares the repository fixture of test_workflows.py (the piped default project)."""
 
@@ -152,3 +155,74 @@ def test_make_rollback_refuses_without_a_record_and_names_the_recorded_digest(
     ]
     assert f"@{DIGEST}" in planned.stdout and "skipAnalysis: true" in planned.stdout
     assert "dry run: nothing applied" in planned.stdout
+
+
+PRODUCTION_NEEDS_CLUSTER = {
+    "Apply to production and wait for the canary": "needs a Kubernetes API server and Flagger",
+    "Record the deployment (a deployed/production tag)": "pushes a tag to the repository",
+}
+
+
+def test_production_renders_the_digest_for_the_canary(
+    repository: Project, tmp_path: Path
+) -> None:
+    """The production job (after the challenge, and a reviewer's approval on GitHub) renders
+    the production overlay with the digest, the Canary's time limit read from params."""
+    runner = make_runner(
+        repository.path,
+        "deploy.yml",
+        tmp_path,
+        github_only={**GITHUB_ONLY, **PRODUCTION_NEEDS_CLUSTER},
+        secrets={"KUBE_CONFIG": KUBE_CONFIG},
+    )
+    job = runner.run_job("production", dispatch(DIGEST))
+    assert_green(job, not_run=tuple(PRODUCTION_NEEDS_CLUSTER))
+    render = job.step("Render the production manifests with the image pinned by digest")
+    assert int(render.outputs["canary_timeout"]) > 0, render.outputs
+    temp = job.workspace.parents[1] / "temp"
+    text = (temp / "production.yaml").read_text()
+    assert f"@{DIGEST}" in text and "kind: Canary" in text
+    assert f"{render.outputs['image']}@{DIGEST}" in job.summary
+
+
+@pytest.mark.parametrize(
+    ("digest", "step", "problem"),
+    [
+        (
+            "sha256:abc",
+            "The digest, if given, is sha256:<64 hex digits>",
+            "is not sha256:",
+        ),
+        (
+            "",
+            "Render production as recorded (analysis skipped)",
+            "no production deployment",
+        ),
+    ],
+)
+def test_a_rollback_with_nothing_to_return_to_is_refused(
+    repository: Project, tmp_path: Path, digest: str, step: str, problem: str
+) -> None:
+    """A malformed digest is refused first; with no production deployment recorded (this
+    repository has none) there is nothing to roll back to, said before anything is applied."""
+    runner = make_runner(
+        repository.path,
+        "deploy.yml",
+        tmp_path,
+        github_only={**GITHUB_ONLY, **PRODUCTION_NEEDS_CLUSTER},
+        secrets={"KUBE_CONFIG": KUBE_CONFIG},
+    )
+    job = runner.run_job(
+        "rollback",
+        Event(
+            "workflow_dispatch",
+            ref="main",
+            inputs={"action": "rollback", "digest": digest},
+        ),
+    )
+    assert job.result == "failure", job.report()
+    failed = job.step(step)
+    assert failed.outcome == "failure", job.report()
+    assert problem in failed.output, failed.output[-2000:]
+    later = job.steps[job.steps.index(failed) + 1 :]
+    assert later and all(s.outcome == "skipped" for s in later), job.report()
