@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }}.errors import PipelineError
 
 TIMEOUT_SECONDS: Final = 30.0  # one request
 READY_WAIT_SECONDS: Final = 120.0  # a route or load balancer may need a moment after rollout
-TOLERANCE: Final = 1e-9  # the served probability against the offline one
+TOLERANCE: Final = 1e-6  # served (fast path) against offline (pipeline), as in its parity test
 MALFORMED: Final = {"records": "not a list of records"}
 
 
