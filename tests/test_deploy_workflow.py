@@ -226,3 +226,15 @@ def test_a_rollback_with_nothing_to_return_to_is_refused(
     assert problem in failed.output, failed.output[-2000:]
     later = job.steps[job.steps.index(failed) + 1 :]
     assert later and all(s.outcome == "skipped" for s in later), job.report()
+
+
+def test_the_challenge_job_puts_the_comparison_in_its_summary(
+    repository: Project, tmp_path: Path
+) -> None:
+    """The gate between staging and production: `make challenge` in a fresh checkout (the
+    pipeline rebuilt from the data in git, as with a local DVC remote). This repository records
+    no production deployment: the first one has nothing to beat, and the summary says so."""
+    runner = make_runner(repository.path, "deploy.yml", tmp_path)
+    job = runner.run_job("challenge", dispatch(DIGEST))
+    assert_green(job)
+    assert "no production deployment" in job.summary.lower(), job.summary[-2000:]
