@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import Project
 from test_workflows import GITHUB_ONLY, assert_green, make_runner, repository
-from workflow_runner import Event
+from workflow_runner import Event, WorkflowRunner
 
 pytestmark = pytest.mark.e2e
 
@@ -49,8 +49,24 @@ NEEDS_CLUSTER = {
         "needs the staging service at its public host"
     ),
 }
+PRODUCTION_NEEDS_CLUSTER = {
+    "Apply to production and wait for the canary": "needs a Kubernetes API server and Flagger",
+    "Record the deployment (a deployed/production tag)": "pushes a tag to the repository",
+}
 RENDER = "Render the staging manifests with the image pinned by digest"
 CHECK = "The digest is sha256:<64 hex digits>"
+
+
+def deploy_runner(repository: Project, work: Path) -> WorkflowRunner:
+    """The local runner of deploy.yml: the steps that need a cluster or GitHub listed with why,
+    the environments' KUBE_CONFIG secret the stand-in kubeconfig."""
+    return make_runner(
+        repository.path,
+        "deploy.yml",
+        work,
+        github_only={**GITHUB_ONLY, **NEEDS_CLUSTER, **PRODUCTION_NEEDS_CLUSTER},
+        secrets={"KUBE_CONFIG": KUBE_CONFIG},
+    )
 
 
 def dispatch(digest: str) -> Event:
@@ -71,12 +87,7 @@ def dispatch(digest: str) -> Event:
 def test_a_malformed_digest_is_refused_in_the_first_step(
     repository: Project, tmp_path: Path, digest: str, problem: str
 ) -> None:
-    runner = make_runner(
-        repository.path,
-        "deploy.yml",
-        tmp_path,
-        github_only={**GITHUB_ONLY, **NEEDS_CLUSTER},
-    )
+    runner = deploy_runner(repository, tmp_path)
     job = runner.run_job("staging", dispatch(digest))
     assert job.result == "failure", job.report()
     first, *rest = job.steps
@@ -89,13 +100,7 @@ def test_a_malformed_digest_is_refused_in_the_first_step(
 def test_staging_renders_the_digest_and_never_shows_the_credential(
     repository: Project, tmp_path: Path
 ) -> None:
-    runner = make_runner(
-        repository.path,
-        "deploy.yml",
-        tmp_path,
-        github_only={**GITHUB_ONLY, **NEEDS_CLUSTER},
-        secrets={"KUBE_CONFIG": KUBE_CONFIG},
-    )
+    runner = deploy_runner(repository, tmp_path)
     assert (
         runner.run_job(
             "staging", Event("workflow_dispatch", inputs={"action": "rollback"})
@@ -157,24 +162,12 @@ def test_make_rollback_refuses_without_a_record_and_names_the_recorded_digest(
     assert "dry run: nothing applied" in planned.stdout
 
 
-PRODUCTION_NEEDS_CLUSTER = {
-    "Apply to production and wait for the canary": "needs a Kubernetes API server and Flagger",
-    "Record the deployment (a deployed/production tag)": "pushes a tag to the repository",
-}
-
-
 def test_production_renders_the_digest_for_the_canary(
     repository: Project, tmp_path: Path
 ) -> None:
     """The production job (after the challenge, and a reviewer's approval on GitHub) renders
     the production overlay with the digest, the Canary's time limit read from params."""
-    runner = make_runner(
-        repository.path,
-        "deploy.yml",
-        tmp_path,
-        github_only={**GITHUB_ONLY, **PRODUCTION_NEEDS_CLUSTER},
-        secrets={"KUBE_CONFIG": KUBE_CONFIG},
-    )
+    runner = deploy_runner(repository, tmp_path)
     job = runner.run_job("production", dispatch(DIGEST))
     assert_green(job, not_run=tuple(PRODUCTION_NEEDS_CLUSTER))
     render = job.step("Render the production manifests with the image pinned by digest")
@@ -205,13 +198,7 @@ def test_a_rollback_with_nothing_to_return_to_is_refused(
 ) -> None:
     """A malformed digest is refused first; with no production deployment recorded (this
     repository has none) there is nothing to roll back to, said before anything is applied."""
-    runner = make_runner(
-        repository.path,
-        "deploy.yml",
-        tmp_path,
-        github_only={**GITHUB_ONLY, **PRODUCTION_NEEDS_CLUSTER},
-        secrets={"KUBE_CONFIG": KUBE_CONFIG},
-    )
+    runner = deploy_runner(repository, tmp_path)
     job = runner.run_job(
         "rollback",
         Event(
@@ -234,7 +221,7 @@ def test_the_challenge_job_puts_the_comparison_in_its_summary(
     """The gate between staging and production: `make challenge` in a fresh checkout (the
     pipeline rebuilt from the data in git, as with a local DVC remote). This repository records
     no production deployment: the first one has nothing to beat, and the summary says so."""
-    runner = make_runner(repository.path, "deploy.yml", tmp_path)
+    runner = deploy_runner(repository, tmp_path)
     job = runner.run_job("challenge", dispatch(DIGEST))
     assert_green(job)
     assert "no production deployment" in job.summary.lower(), job.summary[-2000:]
