@@ -166,12 +166,14 @@ def test_the_decision_threshold_comes_from_the_cost_matrix(
 
 def test_plots(default_project: Project) -> None:
     plots = default_project.path / "reports/plots"
-    roc = read_rows(plots / "roc.csv")
+    roc = read_rows(plots / "evaluate/roc.csv")
     assert {"fpr", "tpr"} <= set(roc[0])
     fpr = [float(row["fpr"]) for row in roc]
     assert fpr == sorted(fpr) and fpr[0] == 0.0 and fpr[-1] == 1.0
-    assert {"precision", "recall"} <= set(read_rows(plots / "precision_recall.csv")[0])
-    confusion = read_rows(plots / "confusion.csv")
+    assert {"precision", "recall"} <= set(
+        read_rows(plots / "evaluate/precision_recall.csv")[0]
+    )
+    confusion = read_rows(plots / "evaluate/confusion.csv")
     assert (
         len(confusion)
         == read_json(default_project, "reports/metrics.json")["test_rows"]

@@ -1,7 +1,8 @@
 """The model bundle: the one artifact the train stage writes and every later reader (evaluate,
 fairness, register, the service, monitoring) loads. It carries what a decision needs (the fitted
-pipeline, its inputs, the labels, the cost-based threshold) and what judging it needs (the
-schema it was trained under, the sensitive attributes), so nothing is restated elsewhere."""
+pipeline, its inputs, its task with the labels and costs, the cost-based decision) and what
+judging it needs (the schema it was trained under, the sensitive attributes), so nothing is
+restated elsewhere."""
 
 from __future__ import annotations
 
@@ -15,25 +16,15 @@ import pandas as pd
 
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
 from {{ cookiecutter.package_name }}.schema import Schema
+from {{ cookiecutter.package_name }}.task import BinaryClassification, Decision, Task
 
-BUNDLE_FORMAT = 1  # bumped when the fields change: an older file is refused, not misread
+BUNDLE_FORMAT = 2  # bumped when the fields change: an older file is refused, not misread
 UNKNOWN_GROUP = "unknown"  # a missing sensitive value is a group of its own, never dropped
 
 
 def binary_target(labels: pd.Series, positive_label: Any) -> pd.Series:
     """1 where the label is the positive class, else 0 (labels compared as text)."""
     return (labels.astype(str) == str(positive_label)).astype(int)
-
-
-def negative_label_of(schema: Schema, positive_label: Any) -> Any:
-    """The schema's other target value: what a decision of 0 means."""
-    others = [value for value in schema.target_values if str(value) != str(positive_label)]
-    if len(others) != 1:
-        raise ConfigError(
-            f"data.positive_label {positive_label!r} is not one of the schema's target values"
-            f" {list(schema.target_values)} ({schema.target})"
-        )
-    return others[0]
 
 
 @dataclass(frozen=True)
@@ -49,13 +40,11 @@ class DerivedGroup:
 class ModelBundle:
     """A fitted model and the contract every stage and the service decide by."""
 
-    pipeline: Any  # a fitted scikit-learn classifier that takes `features` as columns
+    pipeline: Any  # a fitted scikit-learn estimator that takes `features` as columns
     schema: Schema
     features: tuple[str, ...]
-    positive_label: Any
-    negative_label: Any
-    threshold: float  # decide positive when the positive-class probability is >= threshold
-    threshold_source: str  # how the threshold was set: "minimize_cost" or "params"
+    task: Task  # what the target is, how outputs become decisions, what mistakes cost
+    decision: Decision  # the cut-off, rule or offset train chose (or params pinned)
     family: str
     sensitive_features: tuple[str, ...] = ()
     derived_groups: dict[str, DerivedGroup] = field(default_factory=dict)
@@ -64,6 +53,31 @@ class ModelBundle:
     @property
     def target(self) -> str:
         return self.schema.target
+
+    @property
+    def binary(self) -> BinaryClassification:
+        """The task, for readers that handle binary classification only so far."""
+        if not isinstance(self.task, BinaryClassification):
+            raise PipelineError(f"this step handles binary classification, not {self.task.name}")
+        return self.task
+
+    @property
+    def positive_label(self) -> Any:
+        return self.binary.positive_label
+
+    @property
+    def negative_label(self) -> Any:
+        return self.binary.negative_label
+
+    @property
+    def threshold(self) -> float:
+        """The binary cut-off: decide positive when the probability is at least this."""
+        self.binary  # noqa: B018 - refuses other tasks
+        return float(self.decision.value)
+
+    @property
+    def threshold_source(self) -> str:
+        return self.decision.source
 
     @property
     def measured_only(self) -> tuple[str, ...]:
@@ -78,17 +92,22 @@ class ModelBundle:
             return f"derived from {source}, {reaches}"
         return "a model input" if attribute in self.features else "measured only, not a model input"
 
-    def probabilities(self, table: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class for each row; only the model's inputs are used."""
-        return self.pipeline.predict_proba(table[list(self.features)])[:, 1]
+    def outputs(self, table: pd.DataFrame) -> np.ndarray:
+        """The model's output for each row (binary: the positive class's probability); only the
+        model's inputs are used."""
+        return self.task.outputs(self.pipeline, table[list(self.features)])
 
-    def decide(self, probabilities: np.ndarray) -> np.ndarray:
-        """1 (positive) where the probability reaches the threshold, else 0."""
-        return (np.asarray(probabilities) >= self.threshold).astype(int)
+    def decide(self, outputs: np.ndarray) -> np.ndarray:
+        """The decisions, encoded as `encode` encodes true labels (binary: 1 positive, 0)."""
+        return self.task.decide(outputs, self.decision)
 
-    def label(self, decision: int) -> Any:
-        """The schema's label for a decision of 1 or 0."""
-        return self.positive_label if decision else self.negative_label
+    def label(self, decision: Any) -> Any:
+        """The schema's label (or the number) for one decision."""
+        return self.task.label(decision)
+
+    def encode(self, labels: pd.Series) -> np.ndarray:
+        """True labels encoded as decisions are (binary: 1 positive, 0)."""
+        return self.task.encode(labels)
 
     def is_positive(self, labels: pd.Series) -> pd.Series:
         """True labels as 1 (positive class) and 0."""

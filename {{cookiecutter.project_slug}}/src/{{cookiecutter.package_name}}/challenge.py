@@ -23,6 +23,7 @@ from {{ cookiecutter.package_name }}.io import write_json, write_text
 from {{ cookiecutter.package_name }}.monitoring.frames import labelled
 from {{ cookiecutter.package_name }}.monitoring.window import load_current
 from {{ cookiecutter.package_name }}.pipeline.evaluate import scored
+from {{ cookiecutter.package_name }}.task import Task
 
 ENVIRONMENT = "production"
 REPORT = Path("reports/challenge.md")
@@ -51,21 +52,27 @@ def _scored_by_both(
     production: ModelBundle,
     params: Params,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """evaluate's metrics of each bundle on `rows`, each deciding at its own threshold."""
+    """evaluate's metrics of each bundle on `rows`, each deciding as its bundle says; the
+    mistakes of both priced by the candidate's costs (this work tree's params.yaml)."""
+    if production.task.name != candidate.task.name:
+        raise PipelineError(
+            f"production's model is a {production.task.name} model, the candidate a"
+            f" {candidate.task.name} one: they decide different things and cannot be compared"
+        )
     missing = [name for name in production.features if name not in rows.columns]
     if missing:
         raise PipelineError(
             f"production's model takes inputs the candidate's data lacks ({', '.join(missing)}):"
             " the two cannot be scored on the same rows; compare them by hand"
         )
-    cost = params.evaluate.cost_matrix
+    task = candidate.task
     return (
-        scored(y_true, production.probabilities(rows), production.threshold, cost),
-        scored(y_true, candidate.probabilities(rows), candidate.threshold, cost),
+        scored(task, y_true, production.outputs(rows), production.decision),
+        scored(task, y_true, candidate.outputs(rows), candidate.decision),
     )
 
 
-def judge(comparison: Comparison, params: Params) -> list[str]:
+def judge(comparison: Comparison, params: Params, task: Task) -> list[str]:
     """Why the candidate is worse than production on these rows, each naming its limit."""
     limits = params.deploy.champion
     primary = params.evaluate.primary_metric
@@ -79,6 +86,8 @@ def judge(comparison: Comparison, params: Params) -> list[str]:
             f" deploy.champion.max_cost_increase {limits.max_cost_increase:g}"
         )
     drop = production[primary] - candidate[primary]
+    if primary in task.lower_is_better:  # a rise is the worsening
+        drop = -drop
     if drop > limits.max_metric_drop + TOLERANCE:
         failures.append(
             f"{comparison.data}: {primary} {candidate[primary]:.4f} is {-drop:+.4f} against"
@@ -90,12 +99,12 @@ def judge(comparison: Comparison, params: Params) -> list[str]:
 
 def on_test_split(candidate: ModelBundle, production: ModelBundle, params: Params) -> Comparison:
     test = candidate.schema.read_csv(Paths.test_data)
-    y_true = candidate.is_positive(test[candidate.target]).to_numpy()
+    y_true = candidate.encode(test[candidate.target])
     comparison = Comparison(data="test split", rows=len(test), judged=True)
     comparison.production, comparison.candidate = _scored_by_both(
         test, y_true, candidate, production, params
     )
-    comparison.failures = judge(comparison, params)
+    comparison.failures = judge(comparison, params, candidate.task)
     return comparison
 
 
@@ -110,7 +119,7 @@ def on_labelled_window(
         return Comparison(data="labelled window", rows=0, judged=False, note=f"not read: {error}")
     name = f"labelled window ({info.source}, {info.window})"
     rows = window[labelled(window, candidate)].reset_index(drop=True)
-    y_true = candidate.is_positive(rows[candidate.target]).to_numpy()
+    y_true = candidate.encode(rows[candidate.target])
     needed = params.deploy.champion.min_labelled_rows
     if len(rows) < needed:
         note = f"{len(rows)} labelled rows, fewer than deploy.champion.min_labelled_rows {needed}"
@@ -122,7 +131,7 @@ def on_labelled_window(
     comparison.production, comparison.candidate = _scored_by_both(
         rows, y_true, candidate, production, params
     )
-    comparison.failures = judge(comparison, params)
+    comparison.failures = judge(comparison, params, candidate.task)
     return comparison
 
 

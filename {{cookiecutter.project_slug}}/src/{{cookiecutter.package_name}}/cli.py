@@ -44,7 +44,7 @@ def generate_schema() -> str:
     table, report = curate(
         load_table(data.source, data.query), params.curate.missing_tokens, data.drop_columns
     )
-    schema, problems = infer_schema(table, data.target)
+    schema, problems = infer_schema(table, data.target, data.task)
     problems += quality_violations(table, data, params.validate_, report["duplicate_share"])
     derived_sources = {name: spec.source for name, spec in data.derived_columns.items()}
     for key, names in (

@@ -8,19 +8,27 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from {{ cookiecutter.package_name }}.errors import ConfigError
+from {{ cookiecutter.package_name }}.task import (
+    MINIMIZE_COST,
+    TASK_CLASSES,
+    Task,
+    TaskName,
+    task_for,
+)
 
 PARAMS_FILE = Path("params.yaml")
 ModelFamily = Literal["hist_gradient_boosting", "random_forest", "logistic_regression"]
@@ -45,6 +53,7 @@ class Paths:
     train_report = Path("reports/train.json")
     metrics = Path("reports/metrics.json")
     plots = Path("reports/plots")
+    evaluation_plots = plots / "evaluate"  # the task's own (task.py: plots)
     fairness = Path("reports/fairness.json")
     model_card = Path("docs/model_card.md")
     problem = Path("docs/problem.md")
@@ -80,8 +89,10 @@ class DataConfig(_Strict):
     source: str = Field(min_length=1)
     query: str | None = None
     schema_file: str = Field("schema.yaml", alias="schema")
+    # binary | multiclass | regression: what the target is (task.py says what each decides)
+    task: TaskName = "binary"
     target: str
-    positive_label: int | str
+    positive_label: int | str | None = None  # binary only: the class a positive decision means
     drop_columns: list[str] = []
     sensitive_features: list[str] = []
     not_model_inputs: list[str] = []  # measured for fairness, never given to the model
@@ -103,33 +114,16 @@ class SplitConfig(_Strict):
     seed: int
 
 
-MINIMIZE_COST: Final = "minimize_cost"
-
-
-# The metrics evaluate can gate on (evaluate.thresholds).
-GateMetric = Literal["roc_auc", "f1", "precision", "recall", "accuracy"]
-
-
 class TrainConfig(_Strict):
     model: ModelFamily
-    baseline: Literal["most_frequent", "prior", "stratified"] = "prior"
+    baseline: str = "prior"  # one of the task's baselines (task.py)
     cv_folds: int = Field(ge=2, le=20)
     scoring: str
     search: dict[ModelFamily, dict[str, list[Any]]]
-    # "minimize_cost": chosen by cross-validation on the training split to minimise the expected
-    # cost of evaluate.cost_matrix; or a number in (0, 1) to pin the cut-off.
-    decision_threshold: float | Literal["minimize_cost"] = MINIMIZE_COST
-
-    @field_validator("decision_threshold", mode="before")
-    @classmethod
-    def _threshold_or_minimize_cost(cls, value: Any) -> Any:
-        if value == MINIMIZE_COST:
-            return value
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-            raise ValueError(
-                f"must be '{MINIMIZE_COST}' or a number between 0 and 1, got {value!r}"
-            )
-        return float(value)
+    # "minimize_cost": chosen by cross-validation on the training split to minimise the cost
+    # of evaluate.cost_matrix; or pinned: a binary cut-off in (0, 1), `most_probable` for
+    # several classes, a number added to every regression estimate.
+    decision_threshold: float | str = MINIMIZE_COST
 
     @model_validator(mode="after")
     def _search_for_model(self) -> TrainConfig:
@@ -139,22 +133,42 @@ class TrainConfig(_Strict):
 
 
 class CostMatrix(_Strict):
+    """Binary: the cost of a false positive and of a false negative."""
+
     fp: float = Field(ge=0)
     fn: float = Field(ge=0)
 
 
+class RegressionCosts(_Strict):
+    """Regression: the cost of each unit predicted below the truth and above it."""
+
+    under: float = Field(gt=0)
+    over: float = Field(gt=0)
+
+
+class ClassCosts(RootModel[dict[str, dict[str, Annotated[float, Field(ge=0)]]]]):
+    """Multiclass: actual class -> decided class -> cost; a pair left out costs 1 (0 when the
+    classes agree)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+COSTS_OF_TASK: Final[dict[str, type[CostMatrix | ClassCosts | RegressionCosts]]] = {
+    "binary": CostMatrix,
+    "multiclass": ClassCosts,
+    "regression": RegressionCosts,
+}
+
+
 class EvaluateConfig(_Strict):
-    primary_metric: GateMetric
-    thresholds: dict[GateMetric, float]
+    primary_metric: str  # one of the task's gate metrics (task.py)
+    thresholds: dict[str, float]
     min_gain_over_baseline: float
-    cost_matrix: CostMatrix
+    cost_matrix: dict[str, Any]  # read by the task's own type (COSTS_OF_TASK): Params.costs
 
 
 class FairnessConfig(_Strict):
-    thresholds: dict[
-        Literal["demographic_parity_difference", "equalized_odds_difference"],
-        float,
-    ]
+    thresholds: dict[str, float]  # the task's disparities (task.py), each a maximum
 
 
 class ServingConfig(_Strict):
@@ -370,6 +384,13 @@ class DeployConfig(_Strict):
     champion: ChampionConfig
 
 
+COST_HINTS: Final = {
+    "binary": "fp and fn: the cost of a false positive and of a false negative",
+    "multiclass": "actual class -> decided class -> cost",
+    "regression": "under and over: the cost per unit predicted too low and too high",
+}
+
+
 class Params(_Strict):
     data: DataConfig
     curate: CurateConfig
@@ -400,6 +421,62 @@ class Params(_Strict):
                 f"data.not_model_inputs: {misplaced} must be data columns the model could use"
                 " (not the target, a dropped column or a derived one)"
             )
+        return self
+
+    @property
+    def costs(self) -> CostMatrix | ClassCosts | RegressionCosts:
+        """evaluate.cost_matrix read as data.task's costs."""
+        return COSTS_OF_TASK[self.data.task].model_validate(self.evaluate.cost_matrix)
+
+    def task(self, target_values: tuple[Any, ...]) -> Task:
+        """data.task with the schema's classes (`target_values`) and evaluate.cost_matrix."""
+        costs = self.costs
+        matrix = costs.root if isinstance(costs, ClassCosts) else costs
+        return task_for(self.data.task, self.data.positive_label, matrix, target_values)
+
+    @model_validator(mode="after")
+    def _settings_fit_the_task(self) -> Params:
+        """Keys whose meaning depends on data.task, each checked against the task's own list."""
+        task = TASK_CLASSES[self.data.task]
+        problems = []
+        if (self.data.positive_label is None) == (task.name == "binary"):
+            problems.append(
+                "data.positive_label: a binary task needs the class a positive decision means"
+                if task.name == "binary"
+                else f"data.positive_label: a {task.name} task has no positive class; remove it"
+            )
+        try:
+            self.costs  # noqa: B018 - read by the task's own type
+        except ValidationError as error:
+            problems += [
+                ".".join(["evaluate.cost_matrix", *(str(part) for part in item["loc"])])
+                + f": {item['msg']} ({COST_HINTS[task.name]})"
+                for item in error.errors()
+            ]
+        named = (
+            ("evaluate.primary_metric", [self.evaluate.primary_metric], task.gate_metrics),
+            ("evaluate.thresholds", list(self.evaluate.thresholds), task.gate_metrics),
+            ("fairness.thresholds", list(self.fairness.thresholds), task.disparities),
+            ("train.baseline", [self.train.baseline], task.baselines),
+        )
+        for key, names, allowed in named:
+            problems += [
+                f"{key}{'' if key.endswith(('metric', 'baseline')) else '.' + name}: '{name}' is"
+                f" not one of a {task.name} task's {list(allowed)}"
+                for name in names
+                if name not in allowed
+            ]
+        if not task.scores(self.train.scoring):
+            problems.append(
+                f"train.scoring: '{self.train.scoring}' does not score a {task.name} model: one"
+                f" of scikit-learn's scorers for it, e.g. {task.scoring_hint}"
+            )
+        pinned = self.train.decision_threshold
+        why = None if pinned == MINIMIZE_COST else task.check_pinned(pinned)
+        if why:
+            problems.append(f"train.decision_threshold: {why}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

@@ -151,6 +151,6 @@ def records_scorer(bundle: ModelBundle) -> tuple[Scorer, str]:
         table = pd.DataFrame(list(records), columns=inputs).astype(
             {name: bundle.schema.dtypes[name] for name in inputs}
         )
-        return bundle.probabilities(table)
+        return bundle.outputs(table)
 
     return with_pipeline, "scikit-learn pipeline"

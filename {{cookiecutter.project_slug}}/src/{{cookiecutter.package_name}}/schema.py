@@ -55,7 +55,7 @@ class Schema:
     """The feature columns and the target of one dataset."""
 
     target: str
-    target_values: tuple[Any, ...]
+    target_values: tuple[Any, ...]  # the classes; none for a number (regression)
     columns: tuple[ColumnSpec, ...]
 
     @property
@@ -87,7 +87,10 @@ class Schema:
         """pandas dtypes of every column, target included, for reading the pipeline's CSVs."""
         target_is_int = all(isinstance(value, int) for value in self.target_values)
         dtypes = {column.name: column.pandas_dtype for column in self.columns}
-        dtypes[self.target] = "int64" if target_is_int else "str"
+        if not self.target_values:
+            dtypes[self.target] = "float64"
+        else:
+            dtypes[self.target] = "int64" if target_is_int else "str"
         return dtypes
 
     def read_csv(self, path: Path | str) -> pd.DataFrame:
@@ -119,9 +122,11 @@ class Schema:
                     pos_label=1,
                 )
             ]
+        number = [] if self.target_values else target  # a regression's target is a number
+        classes = target if self.target_values else []
         definition = DataDefinition(
-            numerical_columns=[*self.numeric_features, *probabilities],
-            categorical_columns=[*self.categorical_features, *labels, *target],
+            numerical_columns=[*self.numeric_features, *probabilities, *number],
+            categorical_columns=[*self.categorical_features, *labels, *classes],
             classification=classification,
         )
         columns = [*self.feature_names, *labels, *probabilities, *target]
@@ -142,11 +147,8 @@ class Schema:
             if spec.max is not None:
                 checks.append(pa.Check.le(spec.max))
             columns[spec.name] = pa.Column(spec.pandas_dtype, checks=checks, nullable=spec.nullable)
-        columns[self.target] = pa.Column(
-            self.dtypes[self.target],
-            checks=[pa.Check.isin(list(self.target_values))],
-            nullable=False,
-        )
+        classes = [pa.Check.isin(list(self.target_values))] if self.target_values else []
+        columns[self.target] = pa.Column(self.dtypes[self.target], checks=classes, nullable=False)
         return pa.DataFrameSchema(columns, strict=True, coerce=True, ordered=False)
 
     def request_model(self, name: str = "Record", optional: tuple[str, ...] = ()) -> Any:
@@ -187,8 +189,11 @@ class Schema:
         return Annotated[Literal[tuple(self.target_values)], BeforeValidator(not_boolean)]
 
     def to_yaml(self) -> str:
+        target: dict[str, Any] = {"name": self.target}
+        if self.target_values:
+            target["values"] = list(self.target_values)
         document = {
-            "target": {"name": self.target, "values": list(self.target_values)},
+            "target": target,
             "columns": {column.name: column.to_dict() for column in self.columns},
         }
         return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
@@ -221,16 +226,18 @@ class _ColumnFile(BaseModel):
 
 
 class _TargetFile(BaseModel):
+    """The target: its classes, or no `values` for a number (a regression's)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    values: tuple[Any, ...]
+    values: tuple[Any, ...] = ()
 
     @field_validator("values")
     @classmethod
-    def _two_classes(cls, values: tuple[Any, ...]) -> tuple[Any, ...]:
-        if len(values) != 2:
-            raise ValueError(f"must list the two classes, got {list(values)}")
+    def _classes(cls, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(values) == 1 or len(set(map(str, values))) != len(values):
+            raise ValueError(f"must list two or more distinct classes, got {list(values)}")
         return values
 
 
@@ -257,22 +264,59 @@ def load_schema(path: Path | str) -> Schema:
         return SchemaFile.model_validate(document).to_schema()
 
 
+def target_problem(target: pd.Series, task: str, max_classes: int = 50) -> str | None:
+    """Why the target column does not fit `data.task`, naming the key to change; or None."""
+    values = target.dropna().unique()
+    number = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
+    shown = sorted(map(str, values))[:10]
+    if task == "regression":
+        if not number:
+            return (
+                f"data.target: '{target.name}' holds text ({shown}), not a number a regression"
+                " predicts: set data.task to binary or multiclass"
+            )
+        if len(values) < 3:
+            return (
+                f"data.target: '{target.name}' takes {len(values)} values ({shown}): set"
+                " data.task: binary for two classes"
+            )
+        return None
+    if number and len(values) > max_classes:
+        return (
+            f"data.target: '{target.name}' is a number with {len(values)} distinct values, not"
+            f" classes: set data.task: regression (or bin it into classes)"
+        )
+    if task == "binary" and len(values) != 2:
+        other = "multiclass" if len(values) > 2 else None
+        change = f": set data.task: {other}" if other else ""
+        return (
+            f"data.target: '{target.name}' has {len(values)} classes ({shown}), a binary task"
+            f" needs two{change}"
+        )
+    if task == "multiclass" and not 3 <= len(values) <= max_classes:
+        change = "set data.task: binary" if len(values) == 2 else "choose another data.target"
+        return (
+            f"data.target: '{target.name}' has {len(values)} classes ({shown}), a multiclass"
+            f" task needs 3 to {max_classes}: {change}"
+        )
+    return None
+
+
 def infer_schema(
-    table: pd.DataFrame, target: str, max_categories: int = 50
+    table: pd.DataFrame, target: str, task: str = "binary", max_categories: int = 50
 ) -> tuple[Schema, list[str]]:
     """Draft a schema from data (observed types, ranges, categories), for a person to review,
-    and the problems found on the way (free-text or id columns, left out of the draft), each
-    with the params.yaml change that solves it."""
+    and the problems found on the way (a target that does not fit data.task, free-text or id
+    columns, left out of the draft), each with the params.yaml change that solves it."""
     if target not in table.columns:
         raise ConfigError(
             f"data.target: column '{target}' is not in the data (columns: {list(table.columns)})"
         )
-    values = sorted(table[target].dropna().unique().tolist(), key=str)
-    if len(values) != 2:
-        raise ConfigError(
-            f"data.target: '{target}' must have exactly two classes, found {values[:10]}"
-        )
-    columns, problems = [], []
+    problem = target_problem(table[target], task, max_categories)
+    problems = [problem] if problem else []
+    classes = task != "regression" and not problem
+    values = sorted(table[target].dropna().unique().tolist(), key=str) if classes else []
+    columns = []
     for name in table.columns.drop(target):
         series = table[name]
         nullable = bool(series.isna().any())

@@ -10,7 +10,6 @@ import pytest
 from {{ cookiecutter.package_name }}.bundle import ModelBundle
 from {{ cookiecutter.package_name }}.config import Paths
 from {{ cookiecutter.package_name }}.io import read_json
-from {{ cookiecutter.package_name }}.pipeline.fairness import assess
 
 pytestmark = pytest.mark.bias
 
@@ -43,7 +42,7 @@ def test_flipping_a_measured_only_attribute_changes_no_prediction(
 ) -> None:
     if not bundle.measured_only:
         pytest.skip("every attribute is a model input (data.not_model_inputs is empty)")
-    expected = bundle.probabilities(test_split)
+    expected = bundle.outputs(test_split)
     for name in bundle.measured_only:
         column = bundle.schema.column(name)
         flipped = test_split.copy()
@@ -54,7 +53,7 @@ def test_flipping_a_measured_only_attribute_changes_no_prediction(
         else:
             flipped[name] = column.max if column.max is not None else flipped[name] * 2
         assert not flipped[name].equals(test_split[name])
-        np.testing.assert_array_equal(bundle.probabilities(flipped), expected, err_msg=name)
+        np.testing.assert_array_equal(bundle.outputs(flipped), expected, err_msg=name)
 
 
 def test_every_sensitive_group_is_large_enough_to_judge(
@@ -72,10 +71,10 @@ def test_report_is_this_models_at_its_threshold(
 ) -> None:
     report = read_json(pipeline_outputs / Paths.fairness)
     assert report["decision_threshold"] == bundle.threshold
-    y_true = bundle.is_positive(test_split[bundle.target])
-    y_pred = bundle.decide(bundle.probabilities(test_split))
+    y_true = pd.Series(bundle.encode(test_split[bundle.target]), index=test_split.index)
+    y_pred = pd.Series(bundle.decide(bundle.outputs(test_split)), index=test_split.index)
     for feature, groups in bundle.sensitive_groups(test_split).items():
-        measured = assess(y_true, y_pred, groups)
+        measured = bundle.task.fairness(y_true, y_pred, groups)
         reported = report["features"][feature]
         assert reported["role"] == bundle.role(feature)
         for measure in ("demographic_parity_difference", "equalized_odds_difference"):

@@ -48,6 +48,7 @@ from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, SPOOL_ENV_VAR
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME
+from {{ cookiecutter.package_name }}.task import Decision
 
 from ..service.conftest import PROJECT_ROOT, Server, run_make_pipeline, server_process
 from . import flagger
@@ -93,7 +94,7 @@ def store_with(home: Path, version: str, bundle: ModelBundle) -> Path:
 
 
 def decision_share(bundle: ModelBundle, batch: pd.DataFrame) -> float:
-    return float(bundle.decide(bundle.probabilities(batch)).mean())
+    return float(bundle.decide(bundle.outputs(batch)).mean())
 
 
 def retrained(bundle: ModelBundle, train: pd.DataFrame) -> ModelBundle:
@@ -108,12 +109,12 @@ def retrained(bundle: ModelBundle, train: pd.DataFrame) -> ModelBundle:
 def with_cut_off_shifted(bundle: ModelBundle, batch: pd.DataFrame, shift: float) -> ModelBundle:
     """The same model deciding at the cut-off that moves its share of positive decisions on
     `batch` by `shift` (up if it can, else down)."""
-    probabilities = pd.Series(bundle.probabilities(batch)).sort_values(ascending=False)
+    probabilities = pd.Series(bundle.outputs(batch)).sort_values(ascending=False)
     share = decision_share(bundle, batch)
     wanted = share + shift if share + shift <= 1 else share - shift
     count = max(1, round(wanted * len(batch)))
     threshold = float(probabilities.iloc[count - 1])
-    return dataclasses.replace(bundle, threshold=threshold)
+    return dataclasses.replace(bundle, decision=Decision(threshold, "params"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ def records_of(table: pd.DataFrame, bundle: ModelBundle) -> list[dict]:
 def assert_same_answers(bundle: ModelBundle, table: pd.DataFrame, records: list[dict]) -> None:
     scorer, _ = records_scorer(bundle)
     fast = scorer(records)
-    reference = bundle.probabilities(table)
+    reference = bundle.outputs(table)
     assert np.abs(fast - reference).max() <= TOLERANCE
     assert (bundle.decide(fast) == bundle.decide(reference)).all()
 

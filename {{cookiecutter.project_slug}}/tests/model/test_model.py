@@ -41,7 +41,7 @@ def test_reported_metrics_are_this_bundles(pipeline_outputs: Path, bundle, test_
     """metrics.json was computed from this bundle at its threshold (not a stale model)."""
     metrics = read_json(pipeline_outputs / Paths.metrics)
     y_true = bundle.is_positive(test_split[bundle.target])
-    proba = bundle.probabilities(test_split)
+    proba = bundle.outputs(test_split)
     decisions = bundle.decide(proba)
     assert metrics["decision"]["threshold"] == bundle.threshold
     assert metrics["model"]["roc_auc"] == pytest.approx(roc_auc_score(y_true, proba))
@@ -61,7 +61,7 @@ def test_threshold_is_the_one_train_chose(pipeline_outputs: Path, bundle, params
 
 def test_model_ranks_better_than_chance_in_every_group(bundle, test_split) -> None:
     y_true = bundle.is_positive(test_split[bundle.target])
-    proba = bundle.probabilities(test_split)
+    proba = bundle.outputs(test_split)
     for feature, groups in bundle.sensitive_groups(test_split).items():
         for group in groups.unique():
             rows = (groups == group).to_numpy()
@@ -73,8 +73,8 @@ def test_model_ranks_better_than_chance_in_every_group(bundle, test_split) -> No
 
 def flipped_share(bundle: ModelBundle, table: pd.DataFrame, changed: pd.DataFrame) -> float:
     """The share of rows whose decision differs between `table` and `changed`."""
-    before = bundle.decide(bundle.probabilities(table))
-    return float((before != bundle.decide(bundle.probabilities(changed))).mean())
+    before = bundle.decide(bundle.outputs(table))
+    return float((before != bundle.decide(bundle.outputs(changed))).mean())
 
 
 def moved(bundle: ModelBundle, table: pd.DataFrame, name: str, values: pd.Series) -> pd.DataFrame:
@@ -146,15 +146,13 @@ def test_column_order_and_batching_do_not_change_predictions(bundle, test_split)
     """The bundle hands the pipeline exactly the columns it was fitted on, in their fitted order,
     whatever the caller's order; the pipeline itself picks its columns by name, so a caller that
     skips the bundle gets the same answers; batching changes nothing."""
-    expected = bundle.probabilities(test_split)
+    expected = bundle.outputs(test_split)
     shuffled = test_split[list(reversed(test_split.columns))]
     recording = RecordingPipeline(bundle.pipeline)
-    np.testing.assert_allclose(
-        replace(bundle, pipeline=recording).probabilities(shuffled), expected
-    )
+    np.testing.assert_allclose(replace(bundle, pipeline=recording).outputs(shuffled), expected)
     assert recording.handed == [list(bundle.pipeline.feature_names_in_)]
     np.testing.assert_allclose(bundle.pipeline.predict_proba(shuffled)[:, 1], expected)
-    one_by_one = [bundle.probabilities(test_split.iloc[[i]])[0] for i in range(10)]
+    one_by_one = [bundle.outputs(test_split.iloc[[i]])[0] for i in range(10)]
     np.testing.assert_allclose(one_by_one, expected[:10])
 
 
@@ -162,4 +160,4 @@ def test_missing_optional_values_still_get_a_prediction(bundle, test_split) -> N
     nullable = [column.name for column in bundle.schema.columns if column.nullable]
     blanked = test_split.head(5).copy()
     blanked[nullable] = np.nan
-    assert bundle.probabilities(blanked).shape == (5,)
+    assert bundle.outputs(blanked).shape == (5,)

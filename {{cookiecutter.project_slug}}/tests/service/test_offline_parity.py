@@ -32,7 +32,7 @@ def test_served_predictions_equal_offline_predictions(
 ) -> None:
     features = test_split[service.SCHEMA.feature_names]
     bundle = load_bundle(PROJECT_ROOT / Paths.model)
-    offline = bundle.probabilities(features)
+    offline = bundle.outputs(features)
     size = service.SETTINGS.max_records
     served: list[dict[str, Any]] = []
     for start in range(0, len(features), size):

@@ -13,12 +13,12 @@ from {{ cookiecutter.package_name }}.bundle import (
     ModelBundle,
     binary_target,
     load_bundle,
-    negative_label_of,
 )
-from {{ cookiecutter.package_name }}.config import DataConfig
+from {{ cookiecutter.package_name }}.config import CostMatrix, DataConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
 from {{ cookiecutter.package_name }}.pipeline.train import build_model, model_inputs
 from {{ cookiecutter.package_name }}.schema import ColumnSpec, Schema
+from {{ cookiecutter.package_name }}.task import BinaryClassification, Decision, task_for
 
 pytestmark = pytest.mark.unit
 
@@ -38,22 +38,22 @@ DATA = DataConfig(
     positive_label=1,
     not_model_inputs=["sex"],
 )
+DATA_COSTS = CostMatrix(fp=5, fn=1)
 
 
 def make(threshold: float = 0.5) -> ModelBundle:
     """A bundle around a real pipeline, chosen and fitted as train does it (its inputs, its
     preprocessing): a stand-in model that ignores its inputs could not show what reaches it."""
     inputs = model_inputs(SCHEMA, DATA)
-    model = build_model("logistic_regression", SCHEMA.subset(inputs), seed=0)
+    task = BinaryClassification(positive_label=1, negative_label=0, cost_fp=5, cost_fn=1)
+    model = build_model(task, "logistic_regression", SCHEMA.subset(inputs), seed=0)
     model.fit(TABLE[list(inputs)], TABLE["risk"])
     return ModelBundle(
         pipeline=model,
         schema=SCHEMA,
         features=inputs,
-        positive_label=1,
-        negative_label=0,
-        threshold=threshold,
-        threshold_source="params",
+        task=task,
+        decision=Decision(threshold, "params"),
         family="logistic_regression",
         sensitive_features=("sex", "age_group"),
         derived_groups={
@@ -68,7 +68,7 @@ def test_decisions_follow_the_threshold() -> None:
     assert [bundle.label(d) for d in (1, 0)] == [1, 0]
     positive_column = list(bundle.pipeline.classes_).index(1)
     expected = bundle.pipeline.predict_proba(TABLE[["age"]])[:, positive_column]
-    np.testing.assert_allclose(bundle.probabilities(TABLE), expected)
+    np.testing.assert_allclose(bundle.outputs(TABLE), expected)
 
 
 def test_measured_only_columns_never_reach_the_model() -> None:
@@ -76,11 +76,9 @@ def test_measured_only_columns_never_reach_the_model() -> None:
     assert bundle.measured_only == ("sex",)
     assert list(bundle.pipeline.feature_names_in_) == ["age"]  # what the model was fitted on
     with_sex_missing = TABLE.assign(sex=None)
-    np.testing.assert_array_equal(
-        bundle.probabilities(with_sex_missing), bundle.probabilities(TABLE)
-    )
+    np.testing.assert_array_equal(bundle.outputs(with_sex_missing), bundle.outputs(TABLE))
     older = TABLE.assign(age=TABLE["age"] + 10)  # the model does read its inputs
-    assert not np.allclose(bundle.probabilities(older), bundle.probabilities(TABLE))
+    assert not np.allclose(bundle.outputs(older), bundle.outputs(TABLE))
     assert bundle.role("sex") == "measured only, not a model input"
     assert bundle.role("age_group") == "derived from age, a model input"
 
@@ -96,9 +94,10 @@ def test_sensitive_groups_bin_derived_attributes_left_closed() -> None:
 
 def test_labels_are_compared_as_text() -> None:
     assert binary_target(pd.Series(["1", 1, 0, "yes"]), 1).tolist() == [1, 1, 0, 0]
-    assert negative_label_of(SCHEMA, "1") == 0
+    costs = DATA_COSTS
+    assert task_for("binary", "1", costs, SCHEMA.target_values).negative_label == 0
     with pytest.raises(ConfigError, match=r"data\.positive_label 'yes' is not one of"):
-        negative_label_of(SCHEMA, "yes")
+        task_for("binary", "yes", costs, SCHEMA.target_values)
 
 
 def test_load_refuses_anything_but_a_current_bundle(tmp_path: Path) -> None:

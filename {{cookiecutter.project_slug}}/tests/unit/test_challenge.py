@@ -24,6 +24,7 @@ from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.errors import GateError, PipelineError
 from {{ cookiecutter.package_name }}.monitoring import simulate
 from {{ cookiecutter.package_name }}.pipeline import curate, ingest, split, train, validate
+from {{ cookiecutter.package_name }}.task import Decision
 from tests.conftest import PROJECT_ROOT, edit_params
 
 pytestmark = pytest.mark.unit
@@ -102,7 +103,7 @@ def _trained(root: Path = Path()) -> ModelBundle:
 def _at_half(bundle: ModelBundle) -> ModelBundle:
     """The same model deciding at 0.5 instead of its cost-based cut-off: more costly mistakes
     (a false positive costs five times a false negative), the same ROC AUC."""
-    return dataclasses.replace(bundle, threshold=0.5)
+    return dataclasses.replace(bundle, decision=Decision(0.5, "params"))
 
 
 def test_an_equal_candidate_passes_on_both_data(

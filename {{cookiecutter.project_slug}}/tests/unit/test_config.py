@@ -85,3 +85,37 @@ def test_dvc_yaml_outputs_are_the_paths_the_code_writes(project_root: Path) -> N
     assert written - declared == set(), "written by code but not declared in dvc.yaml"
     undeclared = {path for path in declared - written if not path.startswith(f"{Paths.plots}/")}
     assert undeclared == set(), "declared in dvc.yaml but not written by code"
+
+
+def test_another_task_lists_every_key_whose_meaning_depends_on_it(workspace: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        edit_params(workspace, data__task="regression")
+    message = str(error.value)
+    for expected in (
+        "data.positive_label: a regression task has no positive class",
+        "evaluate.cost_matrix.under: Field required",
+        "evaluate.primary_metric: 'roc_auc' is not one of a regression task's",
+        "evaluate.thresholds.precision: 'precision' is not one of",
+        "fairness.thresholds.equalized_odds_difference: 'equalized_odds_difference' is not",
+        "train.baseline: 'prior' is not one of a regression task's ['median', 'mean']",
+        "train.scoring: 'roc_auc' does not score a regression model",
+    ):
+        assert expected in message, (expected, message)
+
+
+def test_a_multiclass_task_takes_a_class_cost_mapping(workspace: Path) -> None:
+    multiclass = {
+        "data__task": "multiclass",
+        "data__positive_label": None,
+        "evaluate__primary_metric": "macro_f1",
+        "evaluate__thresholds": {"macro_f1": 0.3},
+        "fairness__thresholds": {"accuracy_difference": 0.2},
+        "train__scoring": "f1_macro",
+        "train__decision_threshold": "most_probable",
+    }
+    params = edit_params(workspace, **multiclass, evaluate__cost_matrix={"a": {"b": 2}})
+    assert params.costs.root == {"a": {"b": 2.0}}
+    with pytest.raises(ConfigError, match=r"evaluate\.cost_matrix\.a\.b: Input should be"):
+        edit_params(workspace, evaluate__cost_matrix={"a": {"b": -1}})
+    with pytest.raises(ConfigError, match=r"train\.decision_threshold: must be 'minimize_cost'"):
+        edit_params(workspace, evaluate__cost_matrix={"a": {"b": 1}}, train__decision_threshold=0.5)

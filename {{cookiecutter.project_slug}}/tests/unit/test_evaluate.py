@@ -1,17 +1,18 @@
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }}.config import CostMatrix, EvaluateConfig
-from {{ cookiecutter.package_name }}.pipeline.evaluate import classification_metrics, gate_failures
+from {{ cookiecutter.package_name }}.task import BinaryClassification
 
 pytestmark = pytest.mark.unit
+
+TASK = BinaryClassification(positive_label=1, negative_label=0, cost_fp=5, cost_fn=1)
 
 
 def test_metrics_and_cost_of_mistakes() -> None:
     y_true = np.array([1, 1, 0, 0, 1])
     proba = np.array([0.9, 0.2, 0.7, 0.1, 0.6])
     decisions = (proba >= 0.5).astype(int)  # one false negative, one false positive
-    metrics = classification_metrics(y_true, proba, decisions, CostMatrix(fp=5, fn=1))
+    metrics = TASK.metrics(y_true, proba, decisions)
     assert metrics["accuracy"] == pytest.approx(0.6)
     assert metrics["precision"] == pytest.approx(2 / 3)
     assert metrics["recall"] == pytest.approx(2 / 3)
@@ -25,35 +26,24 @@ def test_metrics_and_cost_of_mistakes() -> None:
 def test_a_higher_cut_off_trades_false_positives_for_false_negatives() -> None:
     y_true = np.array([1, 1, 0, 0, 1])
     proba = np.array([0.9, 0.2, 0.7, 0.1, 0.6])
-    strict = classification_metrics(
-        y_true, proba, (proba >= 0.8).astype(int), CostMatrix(fp=5, fn=1)
-    )
+    strict = TASK.metrics(y_true, proba, (proba >= 0.8).astype(int))
     assert (strict["false_positives"], strict["false_negatives"]) == (0, 2)
     assert strict["cost"] == 2.0  # cheaper than 6.0 at 0.5 when a false positive costs 5
-
-
-def _config(**thresholds: float) -> EvaluateConfig:
-    return EvaluateConfig.model_validate(
-        {
-            "primary_metric": "roc_auc",
-            "thresholds": thresholds,
-            "min_gain_over_baseline": 0.05,
-            "cost_matrix": CostMatrix(fp=5, fn=1),
-        }
-    )
 
 
 BASELINE = {"roc_auc": 0.5, "f1": 0.8, "cost": 300.0}
 
 
+def gate(model: dict[str, float], **thresholds: float) -> list[str]:
+    return TASK.gate_failures(model, BASELINE, thresholds, "roc_auc", 0.05)
+
+
 def test_gate_passes_a_model_that_beats_everything() -> None:
-    model = {"roc_auc": 0.8, "f1": 0.85, "cost": 200.0}
-    assert gate_failures(model, BASELINE, _config(roc_auc=0.7, f1=0.75)) == []
+    assert gate({"roc_auc": 0.8, "f1": 0.85, "cost": 200.0}, roc_auc=0.7, f1=0.75) == []
 
 
 def test_gate_lists_every_reason() -> None:
-    model = {"roc_auc": 0.52, "f1": 0.6, "cost": 320.0}
-    failures = gate_failures(model, BASELINE, _config(roc_auc=0.7, f1=0.75))
+    failures = gate({"roc_auc": 0.52, "f1": 0.6, "cost": 320.0}, roc_auc=0.7, f1=0.75)
     assert len(failures) == 4
     assert failures[0].startswith("roc_auc 0.520 is below evaluate.thresholds.roc_auc 0.700")
     assert "gain over the baseline +0.020" in failures[2]

@@ -18,9 +18,11 @@ from {{ cookiecutter.package_name }}.io import load_table, write_table
 from {{ cookiecutter.package_name }}.pipeline.curate import curate
 from {{ cookiecutter.package_name }}.pipeline.train import build_model
 from {{ cookiecutter.package_name }}.schema import load_schema
+from {{ cookiecutter.package_name }}.task import BinaryClassification, Decision
 from tests.conftest import frame_of_records
 
 pytestmark = pytest.mark.unit
+BINARY = BinaryClassification(positive_label=1, negative_label=0, cost_fp=5, cost_fn=1)
 
 
 def training_table(workspace: Path) -> tuple[pd.DataFrame, pd.Series, Any]:
@@ -45,10 +47,8 @@ def bundle_of(pipeline: Any, schema: Any) -> ModelBundle:
         pipeline=pipeline,
         schema=schema,
         features=tuple(schema.feature_names),
-        positive_label=1,
-        negative_label=0,
-        threshold=0.5,
-        threshold_source="params",
+        task=BINARY,
+        decision=Decision(0.5, "params"),
         family="test",
     )
 
@@ -66,18 +66,18 @@ def client_records(table: pd.DataFrame, schema: Any) -> list[dict]:
 @pytest.mark.parametrize("family", get_args(ModelFamily))
 def test_fast_path_equals_the_pipeline(workspace: Path, family: ModelFamily) -> None:
     table, target, schema = training_table(workspace)
-    pipeline = build_model(family, schema, seed=0).fit(table[schema.feature_names], target)
+    pipeline = build_model(BINARY, family, schema, seed=0).fit(table[schema.feature_names], target)
     bundle = bundle_of(pipeline, schema)
     records = client_records(table, schema)
     scorer, path = records_scorer(bundle)
     assert path.startswith("fast path")
-    expected = bundle.probabilities(frame_of_records(records, schema))
+    expected = bundle.outputs(frame_of_records(records, schema))
     assert np.abs(scorer(records) - expected).max() <= 1e-6
 
 
 def test_another_pipeline_shape_falls_back_to_scikit_learn(workspace: Path) -> None:
     table, target, schema = training_table(workspace)
-    model = build_model("logistic_regression", schema, seed=0)
+    model = build_model(BINARY, "logistic_regression", schema, seed=0)
     custom = Pipeline([("identity", FunctionTransformer()), *model.steps])
     custom.fit(table[schema.feature_names], target)
     assert compile_fast_path(custom) is None
@@ -86,4 +86,4 @@ def test_another_pipeline_shape_falls_back_to_scikit_learn(workspace: Path) -> N
     assert path == "scikit-learn pipeline"
     complete = table.dropna(subset=schema.numeric_features).head(20)  # valid requests
     records = json.loads(complete[schema.feature_names].to_json(orient="records"))
-    assert np.abs(scorer(records) - bundle.probabilities(complete)).max() <= 1e-12
+    assert np.abs(scorer(records) - bundle.outputs(complete)).max() <= 1e-12

@@ -30,6 +30,7 @@ from {{ cookiecutter.package_name }}.serving.store import (
     SCHEMA_FILE,
     SERVING_FILE,
 )
+from {{ cookiecutter.package_name }}.task import Decision
 
 pytestmark = pytest.mark.unit
 
@@ -51,7 +52,8 @@ def gated(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         pd.DataFrame({name: [0, 0] for name in inputs}), [0, 1]
     )
     Paths.model.parent.mkdir(parents=True)
-    make_bundle(stand_in, schema, params, inputs, 0.6, "params", "stand-in").save(Paths.model)
+    pinned = Decision(0.6, "params")
+    make_bundle(stand_in, schema, params, inputs, pinned, "stand-in").save(Paths.model)
     write_json(
         {"sha256": DATA_HASH, "source": "data/external/x.csv", "kind": "file", "rows": 10},
         Paths.raw_manifest,

@@ -85,7 +85,7 @@ def test_inferred_schema_round_trips_through_yaml(tmp_path: Path) -> None:
     assert schema.target_values == ("no", "yes")
 
 
-def test_inference_lists_free_text_columns_and_refuses_non_binary_targets() -> None:
+def test_inference_lists_free_text_columns() -> None:
     table = pd.DataFrame(
         {
             "note": [f"text {i}" for i in range(60)],
@@ -100,8 +100,6 @@ def test_inference_lists_free_text_columns_and_refuses_non_binary_targets() -> N
         "add 'note' to data.drop_columns",
         "add 'code' to data.drop_columns",
     ]
-    with pytest.raises(ConfigError, match=r"data\.target: 'y' must have exactly two classes"):
-        infer_schema(pd.DataFrame({"x": [1, 2, 3], "y": [0, 1, 2]}), "y")
     with pytest.raises(ConfigError, match=r"data\.target: column 'label' is not in the data"):
         infer_schema(pd.DataFrame({"x": [1]}), "label")
 
@@ -126,8 +124,8 @@ def test_subset_keeps_the_named_columns_and_the_target(schema) -> None:
     [
         ("columns: {}\n", "schema.yaml: target: Field required"),
         (
-            "target: {name: y, values: [0, 1, 2]}\ncolumns: {}\n",
-            "target.values: Value error, must list the two classes, got [0, 1, 2]",
+            "target: {name: y, values: [0]}\ncolumns: {}\n",
+            "target.values: Value error, must list two or more distinct classes, got [0]",
         ),
         (
             "target: {name: y, values: [0, 1]}\ncolumns: {x: {type: text}}\n",
@@ -167,3 +165,38 @@ def test_categories_are_read_as_text(tmp_path: Path) -> None:
     schema = load_schema(tmp_path / "schema.yaml")
     assert schema.column("grade").categories == ("1", "2", "A")
     assert schema.column("n").max == 3 and isinstance(schema.column("n").max, int)
+
+
+@pytest.mark.parametrize(
+    ("task", "target", "change"),
+    [
+        ("binary", ["a", "b", "c"] * 20, "set data.task: multiclass"),
+        ("binary", [float(i) for i in range(60)], "set data.task: regression"),
+        ("multiclass", ["a", "b"] * 30, "set data.task: binary"),
+        ("multiclass", list(range(60)), "set data.task: regression"),
+        ("regression", ["low", "high", "mid"] * 20, "set data.task to binary or multiclass"),
+        ("regression", [0, 1] * 30, "set data.task: binary"),
+    ],
+)
+def test_a_target_that_does_not_fit_the_task_names_the_key(
+    task: str, target: list, change: str
+) -> None:
+    table = pd.DataFrame({"x": range(60), "y": target})
+    schema, problems = infer_schema(table, "y", task)
+    assert len(problems) == 1 and problems[0].startswith("data.target: 'y' ")
+    assert problems[0].endswith(change) or change in problems[0]
+    assert schema.feature_names == ["x"]  # the rest is still drafted, in the same pass
+
+
+def test_each_task_drafts_its_target(tmp_path: Path) -> None:
+    table = pd.DataFrame({"x": range(60), "grade": ["a", "b", "c"] * 20, "price": range(60)})
+    classes, problems = infer_schema(table.drop(columns="price"), "grade", "multiclass")
+    assert not problems and classes.target_values == ("a", "b", "c")
+    number, problems = infer_schema(table.drop(columns="grade"), "price", "regression")
+    assert not problems and number.target_values == ()
+    (tmp_path / "schema.yaml").write_text(number.to_yaml())
+    assert "values" not in (tmp_path / "schema.yaml").read_text()
+    assert load_schema(tmp_path / "schema.yaml") == number
+    assert number.dtypes["price"] == "float64"
+    frame = number.to_pandera().validate(table.drop(columns="grade"))
+    assert frame["price"].dtype == "float64"

@@ -24,7 +24,7 @@ from typing import Any, Final
 import yaml
 
 from {{ cookiecutter.package_name }}.config import DeployConfig, DeployEnvironment, Params
-from {{ cookiecutter.package_name }}.errors import PipelineError
+from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
 
 DEPLOY_DIR = Path("deploy")
 HEADER: Final = (
@@ -264,6 +264,11 @@ def metric_queries(params: Params) -> dict[str, tuple[str, str]]:
     failed = rate("envoy_cluster_upstream_rq", CANARY_CLUSTER, 'envoy_response_code=~"5.."')
     answered = rate("envoy_cluster_upstream_rq", CANARY_CLUSTER)
     milliseconds = rate("envoy_cluster_upstream_rq_time_bucket", CANARY_CLUSTER)
+    if params.data.positive_label is None:
+        raise ConfigError(
+            f"deploy.canary: the decision check compares shares of positive decisions; a"
+            f" {params.data.task} task has no positive class, and its check is not built yet"
+        )
     positive = str(params.data.positive_label)
     return {
         "error-rate": (

@@ -44,7 +44,7 @@ def offline_answer(model: Path = Paths.model, test_data: Path = Paths.test_data)
     row = bundle.schema.read_csv(test_data)[bundle.schema.feature_names].head(1)
     if row.empty:
         raise PipelineError(f"{test_data} has no rows to send")
-    probability = float(bundle.probabilities(row)[0])
+    probability = float(bundle.outputs(row)[0])
     return {
         "record": json.loads(row.to_json(orient="records"))[0],
         "probability": probability,

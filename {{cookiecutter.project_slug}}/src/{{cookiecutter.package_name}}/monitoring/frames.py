@@ -1,6 +1,7 @@
 """The one row layout monitoring compares: the schema's feature columns, the true label
-(missing where nobody told us), the model's decided label and its probability of the positive
-class. The reference stage writes it; the current window is brought into it."""
+(missing where nobody told us), the model's decision (a label, or a number) and its outputs as
+the task names them (binary: `probability`, of the positive class). The reference stage writes
+it; the current window is brought into it."""
 
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ def scored_frame(
 ) -> pd.DataFrame:
     """`table`'s features scored by the bundle, in monitoring's layout."""
     frame = typed_features(table, bundle.schema).reset_index(drop=True)
-    probabilities = bundle.probabilities(frame) if len(frame) else np.array([], dtype=float)
+    outputs = bundle.outputs(frame) if len(frame) else np.array([], dtype=float)
     labels: Any = pd.NA if target is None else target.reset_index(drop=True)
     frame[bundle.target] = labels
-    frame[PREDICTION] = [bundle.label(decision) for decision in bundle.decide(probabilities)]
-    frame[PROBABILITY] = probabilities
+    decisions: Any = bundle.decide(outputs) if len(frame) else []
+    frame[PREDICTION] = [bundle.label(decision) for decision in decisions]
+    for name, column in bundle.task.output_columns(outputs).items():
+        frame[name] = column
     return frame
 
 

@@ -26,7 +26,6 @@ from {{ cookiecutter.package_name }}.monitoring.window import (
     load_current,
     load_reference,
 )
-from {{ cookiecutter.package_name }}.pipeline.evaluate import classification_metrics
 from {{ cookiecutter.package_name }}.pipeline.explore import SUMMARY_WITHOUT_TESTS
 
 PROJECT_NAME = "{{ cookiecutter.project_name }}"  # the Evidently workspace project
@@ -80,9 +79,7 @@ def performance(
     if len(np.unique(y_true)) < 2:
         return None
     decisions = bundle.is_positive(rows[PREDICTION]).to_numpy()
-    return classification_metrics(
-        y_true, rows[PROBABILITY].to_numpy(), decisions, params.evaluate.cost_matrix
-    )
+    return bundle.binary.metrics(y_true, rows[PROBABILITY].to_numpy(), decisions)
 
 
 def drifted_columns(

@@ -86,7 +86,7 @@ def _to_log(
 ) -> tuple[PredictionLog, list[dict[str, Any]]]:
     """Score in-process and log straight into the prediction log, as the service would."""
     log = PredictionLog(open_sink(params.serving.prediction_log, base_dir=Path.cwd()))
-    probabilities = bundle.probabilities(rows)
+    probabilities = bundle.outputs(rows)
     logged = [
         prediction_record(
             record,

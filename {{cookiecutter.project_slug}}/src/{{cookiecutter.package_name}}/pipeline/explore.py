@@ -1,7 +1,8 @@
 """Stage 4, explore: the validated data against the target, before any model sees it. Evidently's
 data summary (distributions, missing values) and correlations as reports/explore.html, and the
-figures a reader checks first as reports/explore.json: the positive rate of the target by category
-and by numeric quartile, each feature's association with the target, and missing shares.
+figures a reader checks first as reports/explore.json: the target by category and by numeric
+quartile (the positive rate, each class's share or the mean: task.py), each feature's association
+with the target, and missing shares.
 notebooks/explore.ipynb reads these outputs; it never keeps a copy of the data."""
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats.contingency import association  # scipy comes with scikit-learn
 
-from {{ cookiecutter.package_name }}.bundle import binary_target
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.io import stage_outputs
 from {{ cookiecutter.package_name }}.progress import step
 from {{ cookiecutter.package_name }}.schema import Schema, load_schema
+from {{ cookiecutter.package_name }}.task import Task
 
 # Evidently's DataSummaryPreset without its auto-generated tests: exploring is not a gate (and
 # monitoring's gate is its own, in monitor.thresholds).
@@ -39,53 +39,69 @@ SUMMARY_WITHOUT_TESTS: dict[str, Any] = {
 QUARTILES = 4
 
 
-def _rate_table(groups: pd.Series, positive: pd.Series) -> list[dict[str, Any]]:
-    """Rows and positive rate per group, missing values as their own group, largest first."""
-    frame = pd.DataFrame({"group": groups.astype("string").fillna("(missing)"), "y": positive})
-    table = frame.groupby("group", sort=False)["y"].agg(["size", "mean"])
+def _rate_table(groups: pd.Series, target: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows and the target's mean columns per group (the positive rate of a binary target),
+    missing values as their own group, largest first."""
+    frame = target.assign(group=groups.astype("string").fillna("(missing)"))
+    grouped = frame.groupby("group", sort=False)
+    table = grouped[list(target.columns)].mean().assign(rows=grouped.size())
     return [
-        {"group": str(group), "rows": int(row["size"]), "positive_rate": round(row["mean"], 4)}
-        for group, row in table.sort_values("size", ascending=False).iterrows()
+        {
+            "group": str(group),
+            "rows": int(row["rows"]),
+            **{name: round(float(row[name]), 4) for name in target.columns},
+        }
+        for group, row in table.sort_values("rows", ascending=False, kind="stable").iterrows()
     ]
 
 
-def target_rates(table: pd.DataFrame, schema: Schema, positive: pd.Series) -> dict[str, Any]:
-    """The positive rate per category of each category column and per quartile of each number
-    column (a number with few values: per value)."""
+def target_rates(table: pd.DataFrame, schema: Schema, target: pd.DataFrame) -> dict[str, Any]:
+    """The target's mean columns per category of each category column and per quartile of each
+    number column (a number with few values: per value)."""
     rates: dict[str, Any] = {}
     for name in schema.categorical_features:
-        rates[name] = _rate_table(table[name], positive)
+        rates[name] = _rate_table(table[name], target)
     for name in schema.numeric_features:
         values = table[name].astype("float64")
         if values.nunique() <= QUARTILES * 2:
-            rates[name] = _rate_table(values, positive)
+            rates[name] = _rate_table(values, target)
             continue
         bins = pd.qcut(values, QUARTILES, duplicates="drop")
-        rates[name] = _rate_table(bins.astype("string"), positive)
+        rates[name] = _rate_table(bins.astype("string"), target)
     return rates
 
 
-def associations(table: pd.DataFrame, schema: Schema, positive: pd.Series) -> dict[str, float]:
-    """Each feature's association with the target, 0 (none) to 1: |Pearson| for a number (the
-    point-biserial correlation), Cramér's V for a category."""
+def associations(table: pd.DataFrame, schema: Schema, target: pd.DataFrame) -> dict[str, float]:
+    """Each feature's association with the target, 0 (none) to 1, the strongest over the
+    target's columns (task.target_columns): |Pearson| for a number (the point-biserial
+    correlation for a class), the correlation ratio for a category (Cramér's V for a class)."""
     result: dict[str, float] = {}
     for name in schema.numeric_features:
         values = table[name].astype("float64")
         known = values.notna()
-        corr = np.corrcoef(values[known], positive[known])[0, 1] if known.sum() > 2 else np.nan
-        result[name] = round(float(abs(corr)), 4) if np.isfinite(corr) else 0.0
+        result[name] = max(_pearson(values[known], target[c][known]) for c in target)
     for name in schema.categorical_features:
-        counts = pd.crosstab(table[name].astype("string").fillna("(missing)"), positive)
-        result[name] = round(_cramers_v(counts.to_numpy()), 4)
+        groups = table[name].astype("string").fillna("(missing)")
+        result[name] = max(_correlation_ratio(groups, target[c]) for c in target)
     return dict(sorted(result.items(), key=lambda item: -item[1]))
 
 
-def _cramers_v(counts: np.ndarray) -> float:
-    """Cramér's V of a contingency table, without bias correction; 0 for a table with one row or
-    one column (a constant column or target says nothing), where scipy's answer is NaN."""
-    if counts.shape[0] < 2 or counts.shape[1] < 2:
+def _pearson(values: pd.Series, target: pd.Series) -> float:
+    """|Pearson|, 0 when either side is constant or too short to say."""
+    if len(values) <= 2 or values.nunique() < 2 or target.nunique() < 2:
         return 0.0
-    return float(association(counts, method="cramer"))
+    return round(float(abs(np.corrcoef(values, target)[0, 1])), 4)
+
+
+def _correlation_ratio(groups: pd.Series, target: pd.Series) -> float:
+    """How much of the target's variance the groups explain, as a root (0 to 1); for a 0/1
+    target it equals Cramér's V of the two-column table. 0 for one group or a constant."""
+    total = float(((target - target.mean()) ** 2).sum())
+    if groups.nunique() < 2 or total == 0:
+        return 0.0
+    by_group = target.groupby(groups)
+    between = float((by_group.size() * (by_group.mean() - target.mean()) ** 2).sum())
+    return round(float(np.sqrt(between / total)), 4)
 
 
 def evidently_report(table: pd.DataFrame, schema: Schema) -> Any:
@@ -106,17 +122,16 @@ def evidently_report(table: pd.DataFrame, schema: Schema) -> Any:
     return report.run(schema.evidently_dataset(table), None)
 
 
-def figures(
-    table: pd.DataFrame, schema: Schema, positive: pd.Series, params: Params
-) -> tuple[dict[str, Any], pd.DataFrame]:
+def figures(table: pd.DataFrame, schema: Schema, task: Task) -> tuple[dict[str, Any], pd.DataFrame]:
     """The summary of reports/explore.json and the target-rate plot's rows."""
-    rates = target_rates(table, schema, positive)
+    target = task.target_columns(table[schema.target])
+    rates = target_rates(table, schema, target)
     summary = {
         "rows": len(table),
         "target": schema.target,
-        "positive_label": params.data.positive_label,
-        "positive_rate": round(float(positive.mean()), 4),
-        "association_with_target": associations(table, schema, positive),
+        "task": task.name,
+        **task.target_summary(table[schema.target]),
+        "association_with_target": associations(table, schema, target),
         "missing_share": {
             name: round(float(table[name].isna().mean()), 4) for name in schema.feature_names
         },
@@ -124,11 +139,11 @@ def figures(
     }
     plot = pd.DataFrame(
         [
-            {"group": f"{name}={row['group']}", "positive_rate": row["positive_rate"]}
+            {"group": f"{name}={row['group']}", **{column: row[column] for column in target}}
             for name in schema.categorical_features
             for row in rates[name]
         ],
-        columns=["group", "positive_rate"],
+        columns=["group", *target.columns],
     )
     return summary, plot
 
@@ -136,10 +151,10 @@ def figures(
 def run(params: Params) -> dict[str, Any]:
     schema = load_schema(params.data.schema_file)
     table = schema.read_csv(Paths.validated_data)
-    positive = binary_target(table[schema.target], params.data.positive_label)
+    task = params.task(schema.target_values)
     progress_name = f"explore: {len(table):,} rows (figures, then Evidently's report)"
     with step(progress_name, 2, "parts") as progress:
-        summary, plot = figures(table, schema, positive, params)
+        summary, plot = figures(table, schema, task)
         progress.advance()
         snapshot = evidently_report(table, schema)
         progress.advance()

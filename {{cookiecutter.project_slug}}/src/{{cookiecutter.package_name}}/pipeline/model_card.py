@@ -5,23 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from {{ cookiecutter.package_name }}.config import MINIMIZE_COST, GateMetric, Params, Paths
+from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.io import read_json, stage_outputs
+from {{ cookiecutter.package_name }}.schema import load_schema
+from {{ cookiecutter.package_name }}.task import Task
 
-METRICS = ("roc_auc", "f1", "precision", "recall", "accuracy", "positive_rate", "cost")
 
-
-def _metrics_table(metrics: dict[str, Any], thresholds: dict[GateMetric, float]) -> list[str]:
+def _metrics_table(task: Task, metrics: dict[str, Any], thresholds: dict[str, float]) -> list[str]:
     at_default = metrics["model_at_default_threshold"]
     lines = [
-        f"| metric | model (cut-off {metrics['model']['threshold']:.2f}) | model at"
-        f" {at_default['threshold']:.2f} | baseline | gate |",
+        f"| metric | model ({task.describe(metrics['model']['threshold'])}) | model at"
+        f" {task.describe(at_default['threshold'])} | baseline | gate |",
         "|---|---|---|---|---|",
     ]
-    limits: dict[str, float] = {str(metric): value for metric, value in thresholds.items()}
-    for name in METRICS:
-        threshold = limits.get(name)
-        limit = f">= {threshold:.3f}" if threshold is not None else "-"
+    for name in task.card_metrics:
+        limit = "-"
+        if name in thresholds:
+            limit = f"{'<=' if name in task.lower_is_better else '>='} {thresholds[name]:.3f}"
         if name == "cost":
             limit = "<= baseline"
         values = (metrics["model"][name], at_default[name], metrics["baseline"][name])
@@ -29,38 +29,6 @@ def _metrics_table(metrics: dict[str, Any], thresholds: dict[GateMetric, float])
             f"| {name} | " + " | ".join(f"{value:.3f}" for value in values) + f" | {limit} |"
         )
     return lines
-
-
-def _decision(params: Params, train: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
-    """The decision rule and what its threshold means in business terms."""
-    data, cost = params.data, params.evaluate.cost_matrix
-    decision, model = train["decision_threshold"], metrics["model"]
-    at_default, baseline = metrics["model_at_default_threshold"], metrics["baseline"]
-    positive = f"`{data.target} = {data.positive_label!r}`"
-    if decision["source"] == MINIMIZE_COST:
-        how = (
-            f"chosen by {decision['cv_folds']}-fold cross-validation on the training split only"
-            " as the cut-off with the lowest expected cost of mistakes"
-            f" ({decision['cv_cost_per_prediction']:.3f} per decision in cross-validation)"
-        )
-    else:
-        how = "pinned in params.yaml (`train.decision_threshold`)"
-    break_even = cost.fp / (cost.fp + cost.fn) if cost.fp + cost.fn else 0.5
-    return [
-        f"- The model decides {positive} when its probability of it is at least"
-        f" **{decision['value']:.2f}**, and the other class below; {how}.",
-        f"- Costs (`evaluate.cost_matrix`): deciding {positive} wrongly (a false positive) costs"
-        f" {cost.fp:g}, missing a true one (a false negative) costs {cost.fn:g}. With perfectly"
-        f" calibrated probabilities the break-even cut-off would be {cost.fp:g}/({cost.fp:g} +"
-        f" {cost.fn:g}) = {break_even:.2f}; the chosen one is where this model's probabilities"
-        " give the lowest cost.",
-        f"- On the test split it decides {positive} for {model['positive_rate']:.1%} of cases"
-        f" at a cost of {model['cost']:g} ({model['false_positives']} false positives,"
-        f" {model['false_negatives']} false negatives). At the default cut-off"
-        f" {at_default['threshold']:.2f} the same model would cost {at_default['cost']:g}"
-        f" ({at_default['false_positives']} false positives); the baseline costs"
-        f" {baseline['cost']:g}.",
-    ]
 
 
 def _inputs(train: dict[str, Any], fairness: dict[str, Any]) -> list[str]:
@@ -71,26 +39,28 @@ def _inputs(train: dict[str, Any], fairness: dict[str, Any]) -> list[str]:
     ]
 
 
-def _fairness_table(fairness: dict[str, Any]) -> list[str]:
+def _fairness_table(task: Task, fairness: dict[str, Any]) -> list[str]:
+    """Per-group metrics (whichever the task measures) and the task's disparities."""
+    results = fairness["features"]
+    first: dict[str, Any] = next(iter(results.values()), {"groups": {}})
+    columns = sorted(next(iter(first["groups"].values()), {}), key=lambda name: name != "count")
     lines = [
-        "| feature | group | count | selection rate | true positive rate | false positive rate |",
-        "|---|---|---|---|---|---|",
+        "| feature | group | " + " | ".join(name.replace("_", " ") for name in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
     ]
-    for feature, result in fairness["features"].items():
+    for feature, result in results.items():
         for group, row in result["groups"].items():
-            lines.append(
-                f"| {feature} | {group} | {row['count']:.0f} | {row['selection_rate']:.3f} |"
-                f" {row['true_positive_rate']:.3f} | {row['false_positive_rate']:.3f} |"
-            )
+            cells = [f"{row[name]:{'.0f' if name == 'count' else '.3f'}}" for name in columns]
+            lines.append(f"| {feature} | {group} | " + " | ".join(cells) + " |")
+    measures = [name for name in task.disparities if name in first]
     lines += [
         "",
-        "| feature | demographic parity difference | equalized odds difference |",
-        "|---|---|---|",
+        "| feature | " + " | ".join(name.replace("_", " ") for name in measures) + " |",
+        "|---|" + "---|" * len(measures),
     ]
-    for feature, result in fairness["features"].items():
+    for feature, result in results.items():
         lines.append(
-            f"| {feature} | {result['demographic_parity_difference']:.3f} |"
-            f" {result['equalized_odds_difference']:.3f} |"
+            f"| {feature} | " + " | ".join(f"{result[name]:.3f}" for name in measures) + " |"
         )
     return lines
 
@@ -101,8 +71,10 @@ def render(
     train: dict[str, Any],
     metrics: dict[str, Any],
     fairness: dict[str, Any],
+    task: Task,
 ) -> str:
     """The model card as Markdown."""
+    baseline = type(task.baseline(params.train.baseline, params.split.seed)).__name__
     lines = [
         "# Model card: {{ cookiecutter.project_name }}",
         "",
@@ -114,29 +86,30 @@ def render(
         f" grid search on `{train['cv_scoring']}`"
         f" (mean {train['cv_score_mean']:.3f} ± {train['cv_score_std']:.3f}).",
         f"- Best parameters: `{train['best_params']}`",
-        f"- Baseline: `DummyClassifier(strategy={params.train.baseline!r})`, the best decision"
+        f"- Baseline: `{baseline}(strategy={params.train.baseline!r})`, the best decision"
         " without features.",
-        f"- Predicts `{params.data.target} = {params.data.positive_label!r}` (the positive class).",
+        f"- {task.predicts(params.data.target)}",
         *_inputs(train, fairness),
         "",
         "## Decision",
-        *_decision(params, train, metrics),
+        *task.card_decision(params.data.target, train["decision_threshold"], metrics),
         "",
         "## Data",
         f"- Source: `{manifest['source']}` ({manifest['kind']}), {manifest['rows']} rows,"
         f" sha256 `{manifest['sha256'][:12]}`.",
         f"- Training rows: {train['train_rows']}; test rows: {metrics['test_rows']}"
-        f" (stratified split, test share {params.split.test_size}).",
+        f" ({'stratified' if task.name != 'regression' else 'random'} split, test share"
+        f" {params.split.test_size}).",
         "",
         "## Performance on the test split",
-        *_metrics_table(metrics, params.evaluate.thresholds),
+        *_metrics_table(task, metrics, params.evaluate.thresholds),
         "",
         f"Evaluation gate: {'passed' if metrics['gate']['passed'] else 'FAILED'}.",
         "",
         "## Fairness",
-        f"Decisions at the cut-off {fairness['decision_threshold']:.2f}, on the test split.",
+        f"Decisions at the {task.describe(fairness['decision_threshold'])}, on the test split.",
         "",
-        *_fairness_table(fairness),
+        *_fairness_table(task, fairness),
         "",
         f"Fairness gate: {'passed' if fairness['gate']['passed'] else 'FAILED'}"
         f" (thresholds: {fairness['thresholds']}).",
@@ -159,6 +132,7 @@ def run(params: Params) -> str:
         read_json(Paths.train_report),
         read_json(Paths.metrics),
         read_json(Paths.fairness),
+        params.task(load_schema(params.data.schema_file).target_values),
     )
     with stage_outputs() as outputs:
         outputs.text(card, Paths.model_card)

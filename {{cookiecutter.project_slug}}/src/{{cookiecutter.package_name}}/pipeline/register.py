@@ -74,12 +74,8 @@ def lineage(params: Params, bundle: ModelBundle) -> dict[str, Any]:
         "params": public_params(params),
         "evaluation": metrics,
         "fairness": fairness,
-        "target": {
-            "name": bundle.target,
-            "positive_label": bundle.positive_label,
-            "negative_label": bundle.negative_label,
-        },
-        "decision": {"threshold": bundle.threshold, "chosen_by": bundle.threshold_source},
+        "target": {"name": bundle.target, "task": bundle.task.name, **bundle.task.labels()},
+        "decision": {"threshold": bundle.decision.value, "chosen_by": bundle.decision.source},
         "inputs": list(bundle.features),
         "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -94,6 +90,10 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
+def _short(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else str(value)
+
+
 def labels_for(record: dict[str, Any]) -> dict[str, str]:
     """Short string labels for `bentoml models list` and filtering; the full lineage is metadata."""
     primary = record["params"]["evaluate"]["primary_metric"]
@@ -102,7 +102,7 @@ def labels_for(record: dict[str, Any]) -> dict[str, str]:
         "git_dirty": str(record["git"]["dirty"]).lower(),
         "data_sha256": str(record["data"]["sha256"]),
         "model_family": record["params"]["train"]["model"],
-        "decision_threshold": f"{record['decision']['threshold']:.4f}",
+        "decision_threshold": _short(record["decision"]["threshold"]),
         primary: f"{record['evaluation']['model'][primary]:.4f}",
         "gates": "passed",
     }

@@ -1,5 +1,6 @@
-"""Stage 5, split: a stratified train/test split (the test rows are also monitoring's
-reference, once the model has scored them: see the reference stage)."""
+"""Stage 5, split: a train/test split, stratified by class for a classification (the test
+rows are also monitoring's reference, once the model has scored them: see the reference
+stage)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def run(params: Params) -> dict[str, Any]:
     train, test = train_test_split(
         table,
         test_size=params.split.test_size,
-        stratify=table[schema.target],
+        stratify=table[schema.target] if schema.target_values else None,
         random_state=params.split.seed,
     )
     with stage_outputs() as outputs:

@@ -69,7 +69,8 @@ def schema_violations(table: pd.DataFrame, schema: Schema) -> tuple[list[str], p
 def quality_violations(
     table: pd.DataFrame, data: DataConfig, rules: ValidateConfig, duplicate_share: float
 ) -> list[str]:
-    """Quality rules from params.yaml: duplicate share, missing share, class balance."""
+    """Quality rules from params.yaml: duplicate share, missing share, class balance (of a
+    classification's target)."""
     violations = []
     if duplicate_share > rules.max_duplicate_share:
         violations.append(
@@ -83,9 +84,9 @@ def quality_violations(
                 f" {rules.max_missing_share:.1%}: add '{column}' to data.drop_columns"
                 " (or raise validate.max_missing_share)"
             )
-    if data.target in table.columns:
+    if data.target in table.columns and data.task != "regression":
         labels = table[data.target].dropna().astype(str)
-        if str(data.positive_label) not in set(labels):
+        if data.task == "binary" and str(data.positive_label) not in set(labels):
             violations.append(
                 f"target '{data.target}': data.positive_label {data.positive_label!r} never occurs"
             )
