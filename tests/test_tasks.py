@@ -125,7 +125,7 @@ def task_project(
     refusals["params"] = second.stdout
 
     def settle(params: dict[str, Any]) -> None:
-        params["data"].pop("positive_label")
+        params["data"]["positive_label"] = None  # as the message says
         for section, values in table["settings"].items():
             params[section].update(values)
 

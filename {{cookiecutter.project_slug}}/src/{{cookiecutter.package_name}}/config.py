@@ -443,7 +443,8 @@ class Params(_Strict):
             problems.append(
                 "data.positive_label: a binary task needs the class a positive decision means"
                 if task.name == "binary"
-                else f"data.positive_label: a {task.name} task has no positive class; remove it"
+                else f"data.positive_label: a {task.name} task has no positive class: set it"
+                " to null"
             )
         try:
             self.costs  # noqa: B018 - read by the task's own type

@@ -1,8 +1,9 @@
 """The fast inference path for small requests. scikit-learn's ColumnTransformer spends
 milliseconds on a one-row DataFrame, most of a request's time; this replays the fitted
 preprocessing (imputation, scaling, one-hot encoding) in numpy straight from the request's
-records, then calls the same fitted classifier. The classifier being the very same object, the
-answers are the pipeline's (tests/model/test_fast_path.py checks every row of the test split).
+records, then calls the same fitted estimator (a classifier or a regressor: the task, task.py,
+reads its output). The estimator being the very same object, the answers are the pipeline's
+(tests/model/test_fast_path.py checks every row of the test split).
 
 Why not ONNX: converting the tree models faithfully needs double-precision thresholds that
 skl2onnx 1.20 does not write, and a 70 MB runtime without Intel-Mac wheels. A pipeline of another
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle
+from {{ cookiecutter.package_name }}.task import Task
 
 Records = Sequence[Mapping[str, Any]]
 Scorer = Callable[[Records], np.ndarray]
@@ -25,7 +27,8 @@ Scorer = Callable[[Records], np.ndarray]
 
 @dataclass(frozen=True)
 class FastPath:
-    """The fitted preprocessing as arrays, and the fitted classifier."""
+    """The fitted preprocessing as arrays, and the fitted estimator (`classifier`, whatever the
+    task: the pipeline's step keeps that name)."""
 
     numeric: tuple[str, ...]
     fill: np.ndarray  # the numeric imputer's statistics
@@ -37,6 +40,7 @@ class FastPath:
     width: int
     classifier: Any
     forest: bool  # a random forest: its trees summed here, without its per-call thread pool
+    task: Task  # reads the estimator's output: a probability, the class probabilities, a number
 
     def matrix(self, records: Records) -> np.ndarray:
         """The preprocessed rows, as ColumnTransformer.transform writes them."""
@@ -57,25 +61,38 @@ class FastPath:
         return out
 
     def __call__(self, records: Records) -> np.ndarray:
-        if self.forest:
-            return self._forest(self.matrix(records))
-        return self.classifier.predict_proba(self.matrix(records))[:, 1]
+        matrix = self.matrix(records)
+        estimator = _Averaged(self.classifier, matrix) if self.forest else self.classifier
+        return self.task.outputs(estimator, matrix)
 
-    def _forest(self, matrix: np.ndarray) -> np.ndarray:
-        """RandomForestClassifier.predict_proba's own sum, in its order (trees see float32),
-        minus the thread pool it starts on every call, which costs a small request the most."""
+
+class _Averaged:
+    """A random forest's answer as its own predict_proba or predict computes it (the trees'
+    mean, in their order, on float32 inputs), minus the thread pool it starts on every call,
+    which costs a small request the most."""
+
+    def __init__(self, forest: Any, matrix: np.ndarray) -> None:
+        classes = self.classes_ = getattr(forest, "classes_", None)  # None: a regressor
         inputs = matrix.astype(np.float32)
-        total = np.zeros((len(inputs), self.classifier.n_classes_), dtype=np.float64)
-        for tree in self.classifier.estimators_:
-            total += tree.predict_proba(inputs, check_input=False)
-        total /= len(self.classifier.estimators_)
-        return total[:, 1]
+        total = np.zeros(len(inputs) if classes is None else (len(inputs), len(classes)))
+        for tree in forest.estimators_:
+            if classes is not None:
+                total += tree.predict_proba(inputs, check_input=False)
+            else:
+                total += tree.predict(inputs, check_input=False)
+        self.total = total / len(forest.estimators_)
+
+    def predict_proba(self, _: Any) -> np.ndarray:
+        return self.total
+
+    def predict(self, _: Any) -> np.ndarray:
+        return self.total
 
 
-def compile_fast_path(pipeline: Any) -> FastPath | None:
+def compile_fast_path(pipeline: Any, task: Task) -> FastPath | None:
     """The FastPath of a pipeline shaped like train.build_model's, else None."""
     from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -134,13 +151,16 @@ def compile_fast_path(pipeline: Any) -> FastPath | None:
         positions=tuple(positions),
         width=column,
         classifier=pipeline.named_steps["classifier"],
-        forest=type(pipeline.named_steps["classifier"]) is RandomForestClassifier,
+        forest=type(pipeline.named_steps["classifier"])
+        in (RandomForestClassifier, RandomForestRegressor),
+        task=task,
     )
 
 
 def records_scorer(bundle: ModelBundle) -> tuple[Scorer, str]:
-    """The positive-class probability of request records, and which path computes it."""
-    fast = compile_fast_path(bundle.pipeline)
+    """The model's output for request records (the task's: binary, the positive class's
+    probability), and which path computes it."""
+    fast = compile_fast_path(bundle.pipeline, bundle.task)
     if fast is not None:
         return fast, "fast path (numpy preprocessing, the fitted classifier)"
 

@@ -38,7 +38,7 @@ def assert_same_answers(bundle: ModelBundle, table: pd.DataFrame, records: list[
 
 
 def test_the_trained_model_gets_the_fast_path(bundle: ModelBundle) -> None:
-    assert compile_fast_path(bundle.pipeline) is not None, (
+    assert compile_fast_path(bundle.pipeline, bundle.task) is not None, (
         "train.build_model's pipeline changed shape: inference.compile_fast_path no longer"
         " recognises it, so the service falls back to the slower scikit-learn path"
     )

@@ -92,7 +92,7 @@ def test_another_task_lists_every_key_whose_meaning_depends_on_it(workspace: Pat
         edit_params(workspace, data__task="regression")
     message = str(error.value)
     for expected in (
-        "data.positive_label: a regression task has no positive class",
+        "data.positive_label: a regression task has no positive class: set it to null",
         "evaluate.cost_matrix.under: Field required",
         "evaluate.primary_metric: 'roc_auc' is not one of a regression task's",
         "evaluate.thresholds.precision: 'precision' is not one of",

@@ -18,11 +18,34 @@ from {{ cookiecutter.package_name }}.io import load_table, write_table
 from {{ cookiecutter.package_name }}.pipeline.curate import curate
 from {{ cookiecutter.package_name }}.pipeline.train import build_model
 from {{ cookiecutter.package_name }}.schema import load_schema
-from {{ cookiecutter.package_name }}.task import BinaryClassification, Decision
+from {{ cookiecutter.package_name }}.task import (
+    BinaryClassification,
+    MulticlassClassification,
+    Regression,
+    Task,
+    class_costs,
+)
 from tests.conftest import frame_of_records
 
 pytestmark = pytest.mark.unit
 BINARY = BinaryClassification(positive_label=1, negative_label=0, cost_fp=5, cost_fn=1)
+CLASSES = ("short", "medium", "long")
+TASKS: dict[str, Task] = {
+    "binary": BINARY,
+    "multiclass": MulticlassClassification(CLASSES, class_costs({}, CLASSES)),
+    "regression": Regression(cost_under=1, cost_over=1),
+}
+
+
+def target_of(task: str, table: pd.DataFrame, binary: pd.Series) -> np.ndarray:
+    """The binary target, or one of another task made from the table: the loan's duration as
+    three classes, or as a number."""
+    if task == "binary":
+        return binary.to_numpy()
+    duration = table["duration"].astype("float64")
+    if task == "regression":
+        return duration.to_numpy()
+    return pd.qcut(duration, 3, labels=False, duplicates="drop").astype(int).to_numpy()
 
 
 def training_table(workspace: Path) -> tuple[pd.DataFrame, pd.Series, Any]:
@@ -42,13 +65,13 @@ def training_table(workspace: Path) -> tuple[pd.DataFrame, pd.Series, Any]:
     return table, target, schema
 
 
-def bundle_of(pipeline: Any, schema: Any) -> ModelBundle:
+def bundle_of(pipeline: Any, schema: Any, task: Task = BINARY) -> ModelBundle:
     return ModelBundle(
         pipeline=pipeline,
         schema=schema,
         features=tuple(schema.feature_names),
-        task=BINARY,
-        decision=Decision(0.5, "params"),
+        task=task,
+        decision=task.default_decision,
         family="test",
     )
 
@@ -63,16 +86,21 @@ def client_records(table: pd.DataFrame, schema: Any) -> list[dict]:
     return records
 
 
+@pytest.mark.parametrize("task", sorted(TASKS))
 @pytest.mark.parametrize("family", get_args(ModelFamily))
-def test_fast_path_equals_the_pipeline(workspace: Path, family: ModelFamily) -> None:
-    table, target, schema = training_table(workspace)
-    pipeline = build_model(BINARY, family, schema, seed=0).fit(table[schema.feature_names], target)
-    bundle = bundle_of(pipeline, schema)
+def test_fast_path_equals_the_pipeline(workspace: Path, family: ModelFamily, task: str) -> None:
+    table, binary, schema = training_table(workspace)
+    target = target_of(task, table, binary)
+    model = build_model(TASKS[task], family, schema, seed=0)
+    bundle = bundle_of(model.fit(table[schema.feature_names], target), schema, TASKS[task])
     records = client_records(table, schema)
     scorer, path = records_scorer(bundle)
     assert path.startswith("fast path")
     expected = bundle.outputs(frame_of_records(records, schema))
-    assert np.abs(scorer(records) - expected).max() <= 1e-6
+    assert scorer(records).shape == expected.shape == (len(records), *expected.shape[1:])
+    if task == "multiclass":
+        assert expected.shape[1] == len(CLASSES)
+    assert np.abs(scorer(records) - expected).max() <= 1e-6 * max(1.0, np.abs(expected).max())
 
 
 def test_another_pipeline_shape_falls_back_to_scikit_learn(workspace: Path) -> None:
@@ -80,7 +108,7 @@ def test_another_pipeline_shape_falls_back_to_scikit_learn(workspace: Path) -> N
     model = build_model(BINARY, "logistic_regression", schema, seed=0)
     custom = Pipeline([("identity", FunctionTransformer()), *model.steps])
     custom.fit(table[schema.feature_names], target)
-    assert compile_fast_path(custom) is None
+    assert compile_fast_path(custom, BINARY) is None
     bundle = bundle_of(custom, schema)
     scorer, path = records_scorer(bundle)
     assert path == "scikit-learn pipeline"
