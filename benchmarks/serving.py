@@ -79,7 +79,7 @@ app = FastAPI()
 @app.post("/predict")
 def predict(request: PredictRequest) -> list[dict]:
     table = pd.DataFrame([record.model_dump() for record in request.records])
-    probabilities = BUNDLE.probabilities(table)
+    probabilities = BUNDLE.outputs(table)
     decisions = BUNDLE.decide(probabilities)
     return [
         {{"label": BUNDLE.label(decision), "probability": float(probability)}}
@@ -398,7 +398,7 @@ def run_sink(project: Path, sink: str) -> None:
 
                 p50, p95 = measure(request, SINK_REQUESTS[name])
                 bare, _ = measure(
-                    lambda rows=rows: bundle.probabilities(rows), SINK_REQUESTS[name]
+                    lambda rows=rows: bundle.outputs(rows), SINK_REQUESTS[name]
                 )
                 print(
                     f"{name:<12} {sink:<10} {len(rows):>5} {p50:>8.1f} {p95:>8.1f} {bare:>13.1f}"

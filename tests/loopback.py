@@ -40,7 +40,7 @@ from {package}.bundle import load_bundle
 from {package}.config import Paths
 bundle = load_bundle(Paths.model)
 row = bundle.schema.read_csv(Paths.test_data)[bundle.schema.feature_names].head(1)
-probability = float(bundle.probabilities(row)[0])
+probability = float(bundle.outputs(row)[0])
 record = json.loads(row.to_json(orient="records"))[0]
 print(json.dumps({{
     "record": record,

@@ -129,7 +129,7 @@ def test_the_saved_bundle_reproduces_the_reported_metrics(
         f"from {package}.bundle import load_bundle\n"
         "bundle = load_bundle('models/model.joblib')\n"
         "test = pd.read_csv('data/processed/test.csv')\n"
-        "proba = bundle.probabilities(test)\n"
+        "proba = bundle.outputs(test)\n"
         "print(json.dumps({'roc_auc': roc_auc_score(test['risk'] == 1, proba),"
         " 'threshold': bundle.threshold, 'inputs': list(bundle.features)}))\n"
     )

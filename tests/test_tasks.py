@@ -6,7 +6,8 @@ occupation group is predicted (four classes; sensitive attributes sex, race, age
 (a number; race, age). The user starts from the binary defaults, points `data` at the table,
 and `make schema` says the target does not fit a binary task and which `data.task` to set; then
 params.yaml's own check lists every key whose meaning depends on the task, each with what it
-takes. Serving, monitoring and the canary for these tasks are not covered yet (issue 19).
+takes. Then the project serves its model: the answer carries the task's outputs and is logged
+with them. Monitoring and the canary for these tasks are not covered yet (issue 19).
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ from typing import Any
 import pytest
 import yaml
 from conftest import BakeProject, Project
+from loopback import http, running_make
 
 pytestmark = pytest.mark.e2e
 
 DATA = Path(__file__).parent / "data"
-AGE_GROUP = {"source": "age", "bins": [0, 25, 45, 200], "labels": ["<25", "25-44", "45+"]}
+AGE_GROUP = {
+    "source": "age",
+    "bins": [0, 25, 45, 200],
+    "labels": ["<25", "25-44", "45+"],
+}
 
 TABLES: dict[str, dict[str, Any]] = {
     "multiclass": {
@@ -47,7 +53,10 @@ TABLES: dict[str, dict[str, Any]] = {
                 "cost_matrix": {"managerial_professional": {"manual": 3, "service": 3}},
             },
             "fairness": {
-                "thresholds": {"demographic_parity_difference": 0.6, "accuracy_difference": 0.3}
+                "thresholds": {
+                    "demographic_parity_difference": 0.6,
+                    "accuracy_difference": 0.3,
+                }
             },
         },
         "classes": ["clerical_sales", "managerial_professional", "manual", "service"],
@@ -56,7 +65,9 @@ TABLES: dict[str, dict[str, Any]] = {
         "file": "wage.csv",
         "data": {
             "target": "wage",
-            "drop_columns": ["health"],  # health data: a special category, not an input here
+            "drop_columns": [
+                "health"
+            ],  # health data: a special category, not an input here
             "sensitive_features": ["race", "age_group"],
             "not_model_inputs": ["race"],
             "derived_columns": {"age_group": AGE_GROUP},
@@ -70,7 +81,9 @@ TABLES: dict[str, dict[str, Any]] = {
                 "min_gain_over_baseline": 2.0,
                 "cost_matrix": {"under": 2, "over": 1},
             },
-            "fairness": {"thresholds": {"mae_difference": 15.0, "mean_error_difference": 25.0}},
+            "fairness": {
+                "thresholds": {"mae_difference": 15.0, "mean_error_difference": 25.0}
+            },
         },
         "classes": [],
     },
@@ -138,7 +151,7 @@ def task_project(
 def test_make_schema_names_the_task_and_params_name_every_key_it_changes(
     task_project: tuple[str, Project, dict[str, str]],
 ) -> None:
-    task, project, refusals = task_project
+    task, _, refusals = task_project
     target = TABLES[task]["data"]["target"]
     assert f"data.target: '{target}'" in refusals["schema"]
     assert f"set data.task: {task}" in refusals["schema"], refusals["schema"][-2000:]
@@ -181,7 +194,9 @@ def test_the_model_decides_by_cost_and_beats_the_baseline(
         metrics["baseline"],
     )
     assert model["cost"] < baseline["cost"]
-    assert model["cost"] <= plain["cost"] * 1.05  # the costs' decision, not the plain one
+    assert (
+        model["cost"] <= plain["cost"] * 1.05
+    )  # the costs' decision, not the plain one
     if task == "multiclass":
         assert model["macro_f1"] > baseline["macro_f1"] + 0.2
         assert list(model["per_class"]) == TABLES[task]["classes"]
@@ -243,3 +258,73 @@ def test_the_card_reference_and_registry_describe_the_task(
         assert columns[-2:] == [target, "prediction"]
     status = project.run("dvc", "status")
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
+
+
+OFFLINE = """
+import json
+from {package}.bundle import load_bundle
+from {package}.config import Paths
+bundle = load_bundle(Paths.model)
+rows = bundle.schema.read_csv(Paths.test_data).head(5)
+outputs = bundle.outputs(rows)
+columns = bundle.task.output_columns(outputs)
+print(json.dumps({{
+    "records": json.loads(rows[bundle.schema.feature_names].to_json(orient="records")),
+    "labels": [bundle.label(decision) for decision in bundle.decide(outputs)],
+    "columns": {{name: values.tolist() for name, values in columns.items()}},
+    "truth": rows[bundle.target].tolist(),
+}}))
+"""
+
+
+def test_the_service_answers_and_logs_the_tasks_outputs(
+    task_project: tuple[str, Project, dict[str, str]], tmp_path: Path
+) -> None:
+    task, project, _ = task_project
+    package = project.path.name.replace("-", "_")
+    offline = json.loads(
+        project.run("python", "-c", OFFLINE.format(package=package)).stdout
+    )
+    with running_make(project, ["serve"], tmp_path / "serve.log") as server:
+        status, body = http(f"{server.url}/predict", {"records": offline["records"]})
+        assert status == 200, f"{body}\n{server.log.read_text()[-3000:]}"
+        answers = json.loads(body)
+        truth = offline["truth"][0]
+        feedback = {"prediction_id": answers[0]["prediction_id"], "label": truth}
+        status, body = http(f"{server.url}/feedback", feedback)
+        assert status == 200, body
+        wrong = {
+            **feedback,
+            "label": "no such class" if task == "multiclass" else "high",
+        }
+        status, body = http(f"{server.url}/feedback", wrong)
+        assert status == 400, body
+    assert [answer["label"] for answer in answers] == offline["labels"]
+    if task == "multiclass":
+        for i, answer in enumerate(answers):
+            served = answer["probabilities"]
+            assert list(served) == TABLES[task]["classes"]
+            for name in served:
+                assert (
+                    abs(served[name] - offline["columns"][f"probability[{name}]"][i])
+                    < 1e-6
+                )
+            assert "probability" not in answer
+    else:
+        assert all(
+            set(answer) == {"prediction_id", "label", "model_version"}
+            for answer in answers
+        )
+    logged = project.run(
+        "python",
+        "-c",
+        f"from {package}.serving.prediction_log import open_sink; "
+        "logged = open_sink('logs/predictions').read_predictions(); "
+        "print(logged.to_json(orient='records', date_format='iso'))",
+    )
+    rows = {row["prediction_id"]: row for row in json.loads(logged.stdout)}
+    for i, answer in enumerate(answers):
+        row = rows[answer["prediction_id"]]
+        assert row["label"] == str(offline["labels"][i])
+        for name, values in offline["columns"].items():
+            assert abs(row[name] - values[i]) < 1e-6

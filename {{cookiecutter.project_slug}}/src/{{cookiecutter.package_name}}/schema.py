@@ -177,15 +177,20 @@ class Schema:
         return create_model(name, __config__=config, **fields)
 
     def label_type(self) -> Any:
-        """The target's values as a request field type. A JSON boolean is refused, not read as
-        0 or 1 (pydantic's Literal would match `false` to 0 even in strict mode)."""
-        from pydantic import BeforeValidator
+        """The target's values as a request field type: one of the classes, or a finite number
+        (a regression's). A JSON boolean is refused, not read as 0 or 1 (pydantic's Literal
+        would match `false` to 0 even in strict mode)."""
+        from pydantic import BeforeValidator, Field
+
+        expected = f"one of {list(self.target_values)}" if self.target_values else "a number"
 
         def not_boolean(value: Any) -> Any:
             if isinstance(value, bool):
-                raise ValueError(f"must be one of {list(self.target_values)}, not a boolean")
+                raise ValueError(f"must be {expected}, not a boolean")
             return value
 
+        if not self.target_values:
+            return Annotated[float, Field(allow_inf_nan=False), BeforeValidator(not_boolean)]
         return Annotated[Literal[tuple(self.target_values)], BeforeValidator(not_boolean)]
 
     def to_yaml(self) -> str:

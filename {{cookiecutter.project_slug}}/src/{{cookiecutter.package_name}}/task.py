@@ -128,6 +128,18 @@ class Task(ABC):
         (a number's decision is its output: nothing more)."""
         return {}
 
+    def output_names(self) -> list[str]:
+        """The names of `output_columns`."""
+        return list(self.output_columns(np.zeros(0)))
+
+    def response_fields(self, decision: Decision) -> dict[str, Any]:
+        """The service's answer beside the decision: field name -> (type, pydantic Field)."""
+        return {}
+
+    def response_values(self, columns: dict[str, float]) -> dict[str, Any]:
+        """One answer's values of `response_fields`, from its row of `output_columns`."""
+        return {}
+
     def fit(
         self,
         estimator: Any,
@@ -346,6 +358,18 @@ class BinaryClassification(Task):
 
     def output_columns(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
         return {"probability": np.asarray(outputs, dtype=np.float64)}  # of the positive class
+
+    def response_fields(self, decision: Decision) -> dict[str, Any]:
+        from pydantic import Field
+
+        description = (
+            f"probability that the label is {self.positive_label!r}; the label is"
+            f" {self.positive_label!r} when it is at least {float(decision.value):.4g}"
+        )
+        return {"probability": (float, Field(description=description))}
+
+    def response_values(self, columns: dict[str, float]) -> dict[str, Any]:
+        return {"probability": columns["probability"]}
 
     def cheapest(self, outputs: np.ndarray, target: np.ndarray) -> tuple[float | str, float]:
         costs = [self.cost_of(target, (outputs >= cut).astype(int)) for cut in THRESHOLD_GRID]
@@ -566,6 +590,18 @@ class MulticlassClassification(Task):
     def output_columns(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
         outputs = np.asarray(outputs, dtype=np.float64).reshape(-1, len(self.classes))
         return {f"probability[{name}]": outputs[:, i] for i, name in enumerate(self.classes)}
+
+    def response_fields(self, decision: Decision) -> dict[str, Any]:
+        from pydantic import Field
+
+        rule = self.describe(decision.value)
+        description = f"each class's probability; the label is the class of the {rule}"
+        return {"probabilities": (dict[str, float], Field(description=description))}
+
+    def response_values(self, columns: dict[str, float]) -> dict[str, Any]:
+        return {
+            "probabilities": {str(name): columns[f"probability[{name}]"] for name in self.classes}
+        }
 
     def cheapest(self, outputs: np.ndarray, target: np.ndarray) -> tuple[float | str, float]:
         costs = {

@@ -96,6 +96,55 @@ def test_records_written_through_the_log_read_back_as_tables(sink: PredictionSin
     ]
 
 
+def test_each_tasks_outputs_read_back_as_columns(sink: PredictionSink) -> None:
+    """Several classes: each one's probability in `outputs`, no single probability; a number:
+    the decision is the label, with neither."""
+    shares = {"probability[a]": 0.7, "probability[b]": 0.2, "probability[c]": 0.1}
+    classes = prediction_record({"age": 30}, "a", None, "model:v1", outputs=shares)
+    number = prediction_record({"age": 40}, 123.5, None, "model:v1")
+    log = PredictionLog(sink)
+    log.log_predictions([classes, number])
+    log.close()
+    predictions = sink.read_predictions().set_index("prediction_id")
+    first, second = classes["prediction_id"], number["prediction_id"]
+    assert predictions.loc[first, list(shares)].tolist() == list(shares.values())
+    assert predictions[list(shares)].loc[second].isna().all()
+    assert predictions["probability"].isna().all()
+    assert predictions["label"].tolist() == ["a", "123.5"]
+    assert predictions["age"].tolist() == [30, 40]
+
+
+def test_a_predictions_table_from_before_outputs_gets_the_column(tmp_path: Path) -> None:
+    """A database an older service wrote: its rows stay, and new ones carry their outputs."""
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path}/log.db"
+    older = sa.create_engine(url)
+    with older.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE TABLE predictions (prediction_id VARCHAR(36) PRIMARY KEY,"
+                " timestamp VARCHAR(40) NOT NULL, model_version VARCHAR(200) NOT NULL,"
+                " features TEXT NOT NULL, label VARCHAR(200) NOT NULL,"
+                " probability FLOAT NOT NULL, simulated BOOLEAN NOT NULL)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO predictions VALUES ('old', '2026-01-01T00:00:00+00:00', 'model:v0',"
+                " '{\"age\": 20}', '1', 0.9, 0)"
+            )
+        )
+    older.dispose()
+    sink = open_sink(url)
+    outputs = {"probability[a]": 0.6, "probability[b]": 0.4}
+    sink.write("predictions", [prediction_record({"age": 30}, 1, 0.8, "model:v1", outputs=outputs)])
+    predictions = sink.read_predictions().sort_values("timestamp")
+    assert predictions["prediction_id"].iloc[0] == "old"
+    assert predictions["probability"].tolist() == [0.9, 0.8]
+    assert predictions["probability[a]"].isna().tolist() == [True, False]
+
+
 def test_empty_logs_read_as_empty_tables(sink: PredictionSink) -> None:
     assert sink.read_predictions().empty
     assert list(sink.read_feedback().columns) == ["prediction_id", "timestamp", "label"]

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle
@@ -16,7 +17,6 @@ from {{ cookiecutter.package_name }}.errors import PipelineError
 from {{ cookiecutter.package_name }}.io import load_table, redact
 from {{ cookiecutter.package_name }}.monitoring.frames import (
     PREDICTION,
-    PROBABILITY,
     SIMULATED,
     TIMESTAMP,
     labelled,
@@ -52,7 +52,7 @@ def load_reference(bundle: ModelBundle) -> pd.DataFrame:
         )
     reference = pd.read_csv(Paths.reference_data)
     frame = typed_features(reference, bundle.schema)
-    for column in (bundle.target, PREDICTION, PROBABILITY):
+    for column in (bundle.target, PREDICTION, *bundle.task.output_names()):
         frame[column] = reference[column]
     return frame
 
@@ -68,7 +68,8 @@ def _from_prediction_log(params: Params, bundle: ModelBundle) -> tuple[pd.DataFr
     frame = typed_features(joined, bundle.schema)
     frame[bundle.target] = joined["true_label"]
     frame[PREDICTION] = joined["label"]
-    frame[PROBABILITY] = joined["probability"]
+    for name in bundle.task.output_names():  # binary: `probability`, its own log column
+        frame[name] = joined.get(name, np.nan)
     frame[TIMESTAMP] = joined["timestamp"]
     if SIMULATED in joined:
         frame[SIMULATED] = joined[SIMULATED].fillna(False).astype(bool)

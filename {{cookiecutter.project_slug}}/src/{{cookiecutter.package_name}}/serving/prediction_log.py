@@ -25,19 +25,23 @@ Record layout, the same in every sink (labels are text, compared as text like th
                  model_version  the BentoML model tag that answered, e.g. `name:version`
                  features       the request record, an object keyed by feature name
                                 (a JSON text column in SQL)
-                 label          the predicted label
-                 probability    the probability of the positive class
+                 label          the decision: the predicted label, or the number
+                 probability    binary: the probability of the positive class (else empty)
+                 outputs        the model's other outputs, an object keyed by column name as
+                                the task names them (several classes: each one's
+                                probability, `probability[<class>]`); empty for the others
+                                (a JSON text column in SQL, added to an older table)
                  simulated      true for traffic made by `make simulate`
     feedback:    prediction_id  the prediction the label belongs to
                  timestamp      when the feedback arrived
                  label          the true label
 
 `prediction_record()` and `feedback_record()` build them. `read_predictions()` returns one row
-per prediction with `features` spread into one column per feature; `read_feedback()` one row per
-feedback record (a prediction may get several: the latest timestamp is the newest word). Both
-return `timestamp` as a UTC datetime. `join_feedback()` gives each prediction its newest true
-label and counts the feedback that matches no prediction (the service records feedback for any
-well-formed id).
+per prediction with `features` and `outputs` spread into a column per key; `read_feedback()` one
+row per feedback record (a prediction may get several: the latest timestamp is the newest
+word). Both return `timestamp` as a UTC datetime. `join_feedback()` gives each prediction its
+newest true label and counts the feedback that matches no prediction (the service records
+feedback for any well-formed id).
 
 A location may name environment variables as `${NAME}` (a database password, say), filled in
 when the sink opens.
@@ -79,6 +83,7 @@ COLUMNS: dict[Table, list[str]] = {
         "features",
         "label",
         "probability",
+        "outputs",
         "simulated",
     ],
     "feedback": ["prediction_id", "timestamp", "label"],
@@ -97,9 +102,10 @@ def utc_now() -> str:
 def prediction_record(
     features: dict[str, Any],
     label: object,
-    probability: float,
+    probability: float | None,
     model_version: str,
     *,
+    outputs: dict[str, float] | None = None,
     simulated: bool = False,
     prediction_id: str | None = None,
     timestamp: str | None = None,
@@ -111,7 +117,8 @@ def prediction_record(
         "model_version": model_version,
         "features": features,
         "label": str(label),
-        "probability": float(probability),
+        "probability": None if probability is None else float(probability),
+        "outputs": outputs or None,
         "simulated": simulated,
     }
 
@@ -143,15 +150,26 @@ class PredictionSink(ABC):
 
     def read_predictions(self) -> pd.DataFrame:
         raw = self._read("predictions")
-        features = pd.DataFrame(
-            [json.loads(item) if isinstance(item, str) else item for item in raw["features"]],
-            index=raw.index,
+        spread = [
+            pd.DataFrame([_mapping(item) for item in raw[column]], index=raw.index)
+            for column in ("features", "outputs")
+            if column in raw
+        ]
+        table = pd.concat(
+            [raw.drop(columns=["features", "outputs"], errors="ignore"), *spread], axis=1
         )
-        table = pd.concat([raw.drop(columns="features"), features], axis=1)
         return _typed(table)
 
     def read_feedback(self) -> pd.DataFrame:
         return _typed(self._read("feedback"))
+
+
+def _mapping(item: Any) -> dict[str, Any]:
+    """A features or outputs cell as a mapping: JSON text in SQL, an object (or nothing) in
+    JSON lines."""
+    if isinstance(item, str):
+        return json.loads(item) or {}
+    return item if isinstance(item, dict) else {}
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
@@ -269,7 +287,8 @@ class SqlSink(PredictionSink):
                 sa.Column("model_version", sa.String(200), nullable=False),
                 sa.Column("features", sa.Text, nullable=False),
                 sa.Column("label", sa.String(200), nullable=False),
-                sa.Column("probability", sa.Float, nullable=False),
+                sa.Column("probability", sa.Float, nullable=True),
+                sa.Column("outputs", sa.Text, nullable=True),
                 sa.Column("simulated", sa.Boolean, nullable=False, default=False),
             ),
             "feedback": sa.Table(
@@ -284,8 +303,18 @@ class SqlSink(PredictionSink):
         self._created = False
 
     def _create_tables(self) -> None:
+        """The tables, created if missing; a predictions table from before the `outputs`
+        column gets it (its other columns are unchanged: binary records fill them all)."""
         if not self._created:
+            import sqlalchemy as sa
+
             self.metadata.create_all(self.engine)
+            columns = {
+                column["name"] for column in sa.inspect(self.engine).get_columns("predictions")
+            }
+            if "outputs" not in columns:
+                with self.engine.begin() as connection:
+                    connection.execute(sa.text("ALTER TABLE predictions ADD COLUMN outputs TEXT"))
             self._created = True
 
     def refuses(self, error: Exception) -> bool:
@@ -300,6 +329,7 @@ class SqlSink(PredictionSink):
             {
                 **record,
                 "features": json.dumps(record["features"], default=str),
+                "outputs": json.dumps(record["outputs"]) if record.get("outputs") else None,
                 "simulated": bool(record.get("simulated", False)),
             }
             if "features" in record

@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import ServingConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.inference import records_scorer
+from {{ cookiecutter.package_name }}.monitoring.frames import PROBABILITY as PROBABILITY_COLUMN
 from {{ cookiecutter.package_name }}.serving.batching import Batcher, Overloaded
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     LogUnavailable,
@@ -113,14 +114,24 @@ class FeedbackRequest(bentoml.IODescriptor):
     label: TargetLabel
 
 
-class Prediction(BaseModel):
-    prediction_id: str = Field(description="uuid4; quote it when sending feedback")
-    label: TargetLabel = Field(description="the predicted label, one of the schema's target values")
-    probability: float = Field(
-        description=f"probability that the label is {BUNDLE.positive_label!r}; the label is"
-        f" {BUNDLE.positive_label!r} when it is at least {BUNDLE.threshold:.4g}"
+if TYPE_CHECKING:  # its static shape: the fields every task's answer has
+
+    class Prediction(BaseModel):
+        prediction_id: str
+        label: Any
+        model_version: str
+
+else:  # the decision, then what the task adds (task.py: a probability, each class's, nothing)
+    Prediction = create_model(
+        "Prediction",
+        prediction_id=(str, Field(description="uuid4; quote it when sending feedback")),
+        label=(
+            TargetLabel,
+            Field(description="the decision: one of the schema's target values, or the number"),
+        ),
+        **BUNDLE.task.response_fields(BUNDLE.decision),
+        model_version=(str, Field(description="the BentoML model tag that answered")),
     )
-    model_version: str = Field(description="the BentoML model tag that answered")
 
 
 class FeedbackReceipt(BaseModel):
@@ -235,38 +246,46 @@ class ModelService:
 
     def _count(self, predictions: list[Prediction]) -> None:
         probability = PROBABILITY.labels(self.model_version)
+        classes = bool(self.bundle.schema.target_values)  # a number is not counted by value
         for prediction in predictions:
-            DECISIONS.labels(self.model_version, str(prediction.label)).inc()
-            probability.observe(prediction.probability)
+            label = str(prediction.label) if classes else "number"
+            DECISIONS.labels(self.model_version, label).inc()
+            value = getattr(prediction, "probability", None)  # binary's
+            if value is not None:
+                probability.observe(value)
 
     def _answer(self, jobs: list[PredictJob]) -> list[Answer]:
         """Score, decide and log the records of the requests in one batch, in one go: each
         request's predictions, with the receipt of the batch's log records (awaited outside
         the batcher, so the next batch is scored while this one is written)."""
         rows = [record.model_dump() for records, _ in jobs for record in records]
-        probabilities = self.score(rows)  # measured-only attributes are logged, never used
-        decisions = self.bundle.decide(probabilities)
+        outputs = self.score(rows)  # measured-only attributes are logged, never used
+        decisions = self.bundle.decide(outputs)
         simulated = [flag for records, flag in jobs for _ in records]
+        columns = self.bundle.task.output_columns(outputs)
+        by_row = [
+            {name: float(values[i]) for name, values in columns.items()} for i in range(len(rows))
+        ]
         logged = [
             prediction_record(
                 row,
                 self.bundle.label(decision),
-                probability,
+                own.get(PROBABILITY_COLUMN),
                 self.model_version,
+                outputs={name: v for name, v in own.items() if name != PROBABILITY_COLUMN},
                 simulated=flag,
             )
-            for row, probability, decision, flag in zip(
-                rows, probabilities, decisions, simulated, strict=True
-            )
+            for row, own, decision, flag in zip(rows, by_row, decisions, simulated, strict=True)
         ]
+        task = self.bundle.task
         predictions = [
             Prediction(
                 prediction_id=record["prediction_id"],
                 label=self.bundle.label(decision),
-                probability=record["probability"],
+                **task.response_values(own),
                 model_version=self.model_version,
             )
-            for record, decision in zip(logged, decisions, strict=True)
+            for record, own, decision in zip(logged, by_row, decisions, strict=True)
         ]
         receipt = self.log.log_predictions(logged)
         answers, start = [], 0
