@@ -95,7 +95,8 @@ def test_sensitive_groups_bin_derived_attributes_left_closed() -> None:
 def test_labels_are_compared_as_text() -> None:
     assert binary_target(pd.Series(["1", 1, 0, "yes"]), 1).tolist() == [1, 1, 0, 0]
     costs = DATA_COSTS
-    assert task_for("binary", "1", costs, SCHEMA.target_values).negative_label == 0
+    binary = task_for("binary", "1", costs, SCHEMA.target_values)
+    assert isinstance(binary, BinaryClassification) and binary.negative_label == 0
     with pytest.raises(ConfigError, match=r"data\.positive_label 'yes' is not one of"):
         task_for("binary", "yes", costs, SCHEMA.target_values)
 

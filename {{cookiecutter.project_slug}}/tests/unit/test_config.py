@@ -114,7 +114,7 @@ def test_a_multiclass_task_takes_a_class_cost_mapping(workspace: Path) -> None:
         "train__decision_threshold": "most_probable",
     }
     params = edit_params(workspace, **multiclass, evaluate__cost_matrix={"a": {"b": 2}})
-    assert params.costs.root == {"a": {"b": 2.0}}
+    assert params.costs.model_dump() == {"a": {"b": 2.0}}
     with pytest.raises(ConfigError, match=r"evaluate\.cost_matrix\.a\.b: Input should be"):
         edit_params(workspace, evaluate__cost_matrix={"a": {"b": -1}})
     with pytest.raises(ConfigError, match=r"train\.decision_threshold: must be 'minimize_cost'"):

@@ -170,6 +170,7 @@ def test_pinned_decisions_are_checked_per_task() -> None:
 
 def test_task_for_builds_each_task_from_params() -> None:
     binary = task_for("binary", "1", type("C", (), {"fp": 5, "fn": 1})(), (0, 1))
+    assert isinstance(binary, BinaryClassification)
     assert (binary.positive_label, binary.negative_label) == ("1", 0)
     multiclass = task_for("multiclass", None, {"high": {"low": 10}}, CLASSES)
     assert multiclass == MULTICLASS
