@@ -16,15 +16,15 @@ import pandas as pd
 
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
 from {{ cookiecutter.package_name }}.schema import Schema
-from {{ cookiecutter.package_name }}.task import BinaryClassification, Decision, Task
+from {{ cookiecutter.package_name }}.task import (
+    BinaryClassification,
+    Decision,
+    Task,
+    binary_target,
+)
 
 BUNDLE_FORMAT = 2  # bumped when the fields change: an older file is refused, not misread
 UNKNOWN_GROUP = "unknown"  # a missing sensitive value is a group of its own, never dropped
-
-
-def binary_target(labels: pd.Series, positive_label: Any) -> pd.Series:
-    """1 where the label is the positive class, else 0 (labels compared as text)."""
-    return (labels.astype(str) == str(positive_label)).astype(int)
 
 
 @dataclass(frozen=True)

@@ -280,6 +280,11 @@ def _chosen_how(decision: dict[str, Any], what: str) -> str:
     )
 
 
+def binary_target(labels: pd.Series, positive_label: Any) -> pd.Series:
+    """1 where the label is the positive class, else 0 (labels compared as text)."""
+    return (labels.astype(str) == str(positive_label)).astype(int)
+
+
 def _labels_as_text(values: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple(str(value) for value in values)
 
@@ -320,7 +325,7 @@ class BinaryClassification(Task):
     scoring_hint: ClassVar[str] = "roc_auc, neg_log_loss, f1, balanced_accuracy"
 
     def encode(self, labels: pd.Series) -> np.ndarray:
-        return (labels.astype(str) == str(self.positive_label)).astype(int).to_numpy()
+        return binary_target(labels, self.positive_label).to_numpy()
 
     def estimator(self, family: str, seed: int) -> Any:
         return _classifier(family, seed)
