@@ -30,6 +30,7 @@ RAW_ANSWERS: dict[str, str] = {
     "github_owner": r'{{ cookiecutter["github_owner"] | tojson }}',
     "python_version": r'{{ cookiecutter["python_version"] | tojson }}',
     "license": r'{{ cookiecutter["license"] | tojson }}',
+    "task": r'{{ cookiecutter["task"] | tojson }}',
     "model_family": r'{{ cookiecutter["model_family"] | tojson }}',
     "dvc_remote": r'{{ cookiecutter["dvc_remote"] | tojson }}',
     "dvc_remote_url": r'{{ cookiecutter["dvc_remote_url"] | tojson }}',
@@ -38,6 +39,7 @@ RAW_ANSWERS: dict[str, str] = {
 
 # Keep these in step with the choice lists in cookiecutter.json.
 LICENSES = ("MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary")
+TASKS = ("binary", "multiclass", "regression")
 MODEL_FAMILIES = ("hist_gradient_boosting", "random_forest", "logistic_regression")
 DVC_REMOTES = ("local", "s3", "gcs", "azure")
 SUPPORTED_PYTHONS = ((3, 11), (3, 12), (3, 13))
@@ -353,6 +355,7 @@ def find_problems(answers: dict[str, str]) -> list[tuple[str, str]]:
         "github_owner": check_github_owner,
         "python_version": check_python_version,
         "license": lambda value: check_choice(value, LICENSES),
+        "task": lambda value: check_choice(value, TASKS),
         "model_family": lambda value: check_choice(value, MODEL_FAMILIES),
         "dvc_remote": lambda value: check_choice(value, DVC_REMOTES),
         "dvc_remote_url": lambda url: check_dvc_remote_url(url, answers["dvc_remote"]),

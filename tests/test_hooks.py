@@ -394,6 +394,7 @@ DEFAULT_ANSWERS = {
     "github_owner": "your-github-user",
     "python_version": "3.11",
     "license": "MIT",
+    "task": "binary",
     "model_family": "hist_gradient_boosting",
     "dvc_remote": "local",
     "dvc_remote_url": "../credit-risk-model-dvc-storage",
@@ -469,6 +470,7 @@ def test_only_the_first_problem_is_reported(
     [
         pytest.param({"license": "GPL-3.0"}, ValueError, id="license-not-a-choice"),
         pytest.param({"model_family": "xgboost"}, ValueError, id="model-not-a-choice"),
+        pytest.param({"task": "ranking"}, ValueError, id="task-not-a-choice"),
         pytest.param({"dvc_remote": "hdfs"}, ValueError, id="dvc-remote-not-a-choice"),
         # The default slug of a blank name is empty, so the project directory
         # would be the output directory itself: Cookiecutter stops before the hook.
@@ -678,6 +680,7 @@ def test_choice_lists_match_cookiecutter_json() -> None:
     context = json.loads((TEMPLATE / "cookiecutter.json").read_text(encoding="utf-8"))
     assert list(pre_gen.LICENSES) == context["license"]
     assert list(pre_gen.MODEL_FAMILIES) == context["model_family"]
+    assert list(pre_gen.TASKS) == context["task"]
     assert list(pre_gen.DVC_REMOTES) == context["dvc_remote"]
     options = {key for key in context if not key.startswith("_")}
     assert set(pre_gen.RAW_ANSWERS) == options

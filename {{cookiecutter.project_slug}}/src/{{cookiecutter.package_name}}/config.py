@@ -215,7 +215,7 @@ class MonitorThresholds(_Strict):
     prediction_drift: bool = True
     missing_share_increase: float = Field(ge=0, le=1)
     min_labelled_rows: int = Field(ge=1)
-    performance_drop: float = Field(ge=0, le=1)
+    performance_drop: float = Field(ge=0)  # in the primary metric's units (MAE: the target's)
 
 
 class SimulateConfig(_Strict):

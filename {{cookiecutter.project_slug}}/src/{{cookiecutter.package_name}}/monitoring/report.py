@@ -27,6 +27,7 @@ from {{ cookiecutter.package_name }}.monitoring.window import (
     load_reference,
 )
 from {{ cookiecutter.package_name }}.pipeline.explore import SUMMARY_WITHOUT_TESTS
+from {{ cookiecutter.package_name }}.task import TASK_CLASSES
 
 PROJECT_NAME = "{{ cookiecutter.project_name }}"  # the Evidently workspace project
 
@@ -176,6 +177,8 @@ def _performance_check(
     primary = params.evaluate.primary_metric
     limit = params.monitor.thresholds.performance_drop
     drop = reference[primary] - current[primary]
+    if primary in TASK_CLASSES[params.data.task].lower_is_better:  # an error metric: a rise is the worsening
+        drop = -drop
     return Check(
         "performance",
         drop <= limit,
