@@ -4,6 +4,7 @@ pipeline's files all come from it, and `infer_schema` drafts it for a new datase
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -102,34 +103,32 @@ class Schema:
         frame: pd.DataFrame,
         *,
         with_target: bool = True,
-        scored: tuple[str, str] | None = None,
+        prediction: str | None = None,
+        outputs: Sequence[str] = (),
+        task: dict[str, Any] | None = None,
     ) -> Any:
         """`frame` as Evidently's Dataset with the column types from the schema, never guessed
-        from the data: the features; `scored`, the model's decided label and probability columns
-        (monitoring's); the target. With both the target and `scored`, a binary classification
-        whose positive class is 1 (monitoring gives Evidently the labels as 1/0)."""
-        from evidently import BinaryClassification, DataDefinition, Dataset
+        from the data: the features; monitoring's decided `prediction` (a label, or a number)
+        and the model's `outputs` (numbers); the target. `task` is DataDefinition's task
+        arguments (the task's `evidently_rows` gives them), used with the target."""
+        from evidently import DataDefinition, Dataset
 
-        labels, probabilities = ([scored[0]], [scored[1]]) if scored else ([], [])
         target = [self.target] if with_target else []
-        classification = None
-        if scored and with_target:
-            classification = [
-                BinaryClassification(
-                    target=self.target,
-                    prediction_labels=scored[0],
-                    prediction_probas=scored[1],
-                    pos_label=1,
-                )
-            ]
-        number = [] if self.target_values else target  # a regression's target is a number
-        classes = target if self.target_values else []
+        scored = [prediction] if prediction else []
+        is_number = not self.target_values  # a regression's target and decision are numbers
         definition = DataDefinition(
-            numerical_columns=[*self.numeric_features, *probabilities, *number],
-            categorical_columns=[*self.categorical_features, *labels, *classes],
-            classification=classification,
+            numerical_columns=[
+                *self.numeric_features,
+                *outputs,
+                *(target + scored if is_number else []),
+            ],
+            categorical_columns=[
+                *self.categorical_features,
+                *([] if is_number else scored + target),
+            ],
+            **(task if task and with_target else {}),
         )
-        columns = [*self.feature_names, *labels, *probabilities, *target]
+        columns = [*self.feature_names, *scored, *outputs, *target]
         typed = frame[columns].astype({name: "float64" for name in self.numeric_features})
         return Dataset.from_pandas(typed, data_definition=definition)
 

@@ -140,6 +140,26 @@ class Task(ABC):
         """One answer's values of `response_fields`, from its row of `output_columns`."""
         return {}
 
+    # -- monitoring ------------------------------------------------------------------------------
+    def read_outputs(self, rows: pd.DataFrame, prediction: str) -> np.ndarray:
+        """The model's outputs back from monitoring's rows (`output_columns`; a number's
+        decision, in `prediction`, is what its metrics read)."""
+        return np.asarray(rows[prediction], dtype=np.float64)
+
+    @abstractmethod
+    def evidently_rows(
+        self, rows: pd.DataFrame, target: str, prediction: str
+    ) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+        """Monitoring's rows as Evidently reads this task: the rows (labels and outputs as it
+        wants them), the output columns among them, and DataDefinition's task arguments."""
+
+    @abstractmethod
+    def evidently_preset(self, decision: Decision) -> Any:
+        """Evidently's performance preset for this task's labelled rows."""
+
+    # The Evidently workspace dashboard's performance panels: (title, Evidently metric).
+    evidently_panels: ClassVar[tuple[tuple[str, str], ...]]
+
     def fit(
         self,
         estimator: Any,
@@ -376,6 +396,38 @@ class BinaryClassification(Task):
     def response_values(self, columns: dict[str, float]) -> dict[str, Any]:
         return {"probability": columns["probability"]}
 
+    def read_outputs(self, rows: pd.DataFrame, prediction: str) -> np.ndarray:
+        return np.asarray(rows["probability"], dtype=np.float64)
+
+    def evidently_rows(
+        self, rows: pd.DataFrame, target: str, prediction: str
+    ) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+        """Labels as 1 (positive) / 0, the probability of 1 beside them."""
+        from evidently import BinaryClassification
+
+        out = rows.copy()
+        known = out[target].notna() & (out[target].astype("string") != "")
+        out[target] = binary_target(out[target], self.positive_label).where(known)
+        out[prediction] = binary_target(out[prediction], self.positive_label)
+        if known.all():
+            out[target] = out[target].astype(int)
+        task = BinaryClassification(
+            target=target,
+            prediction_labels=prediction,
+            prediction_probas="probability",
+            pos_label=1,
+        )
+        return out, ["probability"], {"classification": [task]}
+
+    def evidently_preset(self, decision: Decision) -> Any:
+        from evidently.presets import ClassificationPreset
+
+        return ClassificationPreset(probas_threshold=float(decision.value))
+
+    evidently_panels: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("ROC AUC", "RocAuc"), ("Precision", "Precision"),
+    )  # fmt: skip
+
     def cheapest(self, outputs: np.ndarray, target: np.ndarray) -> tuple[float | str, float]:
         costs = [self.cost_of(target, (outputs >= cut).astype(int)) for cut in THRESHOLD_GRID]
         best = int(np.argmin(costs))  # the lowest cut-off among equally cheap ones
@@ -608,6 +660,39 @@ class MulticlassClassification(Task):
             "probabilities": {str(name): columns[f"probability[{name}]"] for name in self.classes}
         }
 
+    def read_outputs(self, rows: pd.DataFrame, prediction: str) -> np.ndarray:
+        return rows[self.output_names()].to_numpy(dtype=np.float64).reshape(-1, len(self.classes))
+
+    def evidently_rows(
+        self, rows: pd.DataFrame, target: str, prediction: str
+    ) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+        """Labels as text; each class's probability in a column named as the class (what
+        Evidently matches them by), when no feature has that name."""
+        from evidently import MulticlassClassification
+
+        out = rows.copy()
+        known = out[target].notna() & (out[target].astype("string") != "")
+        out[target] = out[target].astype("string").where(known)
+        out[prediction] = out[prediction].astype("string")
+        names = [str(name) for name in self.classes]
+        if set(names) & set(out.columns):  # a class named like a column: labels only
+            task = MulticlassClassification(target=target, prediction_labels=prediction)
+            return out, self.output_names(), {"classification": [task]}
+        out = out.rename(columns=dict(zip(self.output_names(), names, strict=True)))
+        task = MulticlassClassification(
+            target=target, prediction_labels=prediction, prediction_probas=names
+        )
+        return out, names, {"classification": [task]}
+
+    def evidently_preset(self, decision: Decision) -> Any:
+        from evidently.presets import ClassificationPreset
+
+        return ClassificationPreset()
+
+    evidently_panels: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("F1 (macro)", "F1Score"), ("Accuracy", "Accuracy"),
+    )  # fmt: skip
+
     def cheapest(self, outputs: np.ndarray, target: np.ndarray) -> tuple[float | str, float]:
         costs = {
             rule: self.cost_of(target, self.decide(outputs, Decision(rule, MINIMIZE_COST)))
@@ -817,6 +902,26 @@ class Regression(Task):
 
     def label(self, decision: Any) -> Any:
         return float(decision)
+
+    def evidently_rows(
+        self, rows: pd.DataFrame, target: str, prediction: str
+    ) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+        """The true number and the decided one, both numbers."""
+        from evidently import Regression
+
+        out = rows.copy()
+        out[target] = pd.to_numeric(out[target], errors="coerce")
+        out[prediction] = pd.to_numeric(out[prediction], errors="coerce")
+        return out, [], {"regression": [Regression(target=target, prediction=prediction)]}
+
+    def evidently_preset(self, decision: Decision) -> Any:
+        from evidently.presets import RegressionPreset
+
+        return RegressionPreset()
+
+    evidently_panels: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("Mean absolute error", "MAE"), ("R2", "R2Score"),
+    )  # fmt: skip
 
     def cheapest(self, outputs: np.ndarray, target: np.ndarray) -> tuple[float | str, float]:
         offset = float(np.quantile(target - outputs, self.quantile))  # minimises the cost

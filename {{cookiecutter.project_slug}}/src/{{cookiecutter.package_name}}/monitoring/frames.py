@@ -14,7 +14,6 @@ from {{ cookiecutter.package_name }}.bundle import ModelBundle
 from {{ cookiecutter.package_name }}.schema import Schema
 
 PREDICTION = "prediction"  # the decided label, as the service answers it
-PROBABILITY = "probability"  # of the positive class
 TIMESTAMP = "timestamp"
 SIMULATED = "simulated"  # rows the traffic simulator made
 

@@ -34,7 +34,8 @@ def _performance(result: dict[str, Any]) -> str:
     current = (result.get("performance") or {}).get("current")
     if not current:
         return "-"
-    return f"ROC AUC {current['roc_auc']:.3f}, precision {current['precision']:.3f}"
+    shown = result["performance"].get("shown") or ["roc_auc", "precision"]  # older runs: binary
+    return ", ".join(f"{name} {current[name]:.3f}" for name in shown if name in current)
 
 
 def _row(result: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import P_VALUE_METHODS, MonitorThresholds, Params, Paths
 from {{ cookiecutter.package_name }}.errors import ConfigError, GateError
 from {{ cookiecutter.package_name }}.io import stage_outputs
-from {{ cookiecutter.package_name }}.monitoring.frames import PREDICTION, PROBABILITY, labelled
+from {{ cookiecutter.package_name }}.monitoring.frames import PREDICTION, labelled
 from {{ cookiecutter.package_name }}.monitoring.history import write_index
 from {{ cookiecutter.package_name }}.monitoring.window import (
     WindowInfo,
@@ -39,19 +39,19 @@ class Check:
     detail: str
 
 
-def _binary(frame: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
-    """Labels as 1 (positive) / 0, as Evidently's binary classification wants them."""
-    out = frame.copy()
-    known = labelled(out, bundle)
-    out[bundle.target] = bundle.is_positive(out[bundle.target]).where(known)
-    out[PREDICTION] = bundle.is_positive(out[PREDICTION])
-    return out
-
-
 def _dataset(frame: pd.DataFrame, bundle: ModelBundle, with_target: bool) -> Any:
+    """Monitoring's rows as Evidently's Dataset of the bundle's task."""
+    rows, outputs, task = bundle.task.evidently_rows(frame, bundle.target, PREDICTION)
     return bundle.schema.evidently_dataset(
-        frame, with_target=with_target, scored=(PREDICTION, PROBABILITY)
+        rows, with_target=with_target, prediction=PREDICTION, outputs=outputs, task=task
     )
+
+
+def output_columns(bundle: ModelBundle) -> list[str]:
+    """The columns, as Evidently names them, whose drift is the model's output drifting: the
+    probabilities (multiclass: named as the classes), or the decided number."""
+    empty = pd.DataFrame(columns=[bundle.target, PREDICTION, *bundle.task.output_names()])
+    return bundle.task.evidently_rows(empty, bundle.target, PREDICTION)[1] or [PREDICTION]
 
 
 def drift_scores(snapshot: Any) -> dict[str, float]:
@@ -74,13 +74,14 @@ def is_drifted(column: str, score: float, bundle: ModelBundle, params: Params) -
 def performance(
     frame: pd.DataFrame, bundle: ModelBundle, params: Params
 ) -> dict[str, float] | None:
-    """evaluate's metrics of the model's decisions on the labelled rows (None: one class only)."""
+    """evaluate's metrics of the model's decisions on the labelled rows (None: one class only,
+    or one number)."""
     rows = frame[labelled(frame, bundle)]
-    y_true = bundle.is_positive(rows[bundle.target]).to_numpy()
-    if len(np.unique(y_true)) < 2:
+    y_true = bundle.encode(rows[bundle.target])
+    if len(np.unique(y_true)) < 2:  # one class (or one number) cannot be judged
         return None
-    decisions = bundle.is_positive(rows[PREDICTION]).to_numpy()
-    return bundle.binary.metrics(y_true, rows[PROBABILITY].to_numpy(), decisions)
+    decisions = bundle.encode(rows[PREDICTION])
+    return bundle.task.metrics(y_true, bundle.task.read_outputs(rows, PREDICTION), decisions)
 
 
 def drifted_columns(
@@ -144,12 +145,15 @@ def _key_feature_checks(seen: GateInputs, limits: MonitorThresholds) -> list[Che
 
 
 def _prediction_drift_check(scores: dict[str, float], bundle: ModelBundle, params: Params) -> Check:
-    score = scores.get(PROBABILITY, float("nan"))
-    moved = is_drifted(PROBABILITY, score, bundle, params)
+    columns = output_columns(bundle)
+    found = {column: scores.get(column, float("nan")) for column in columns}
+    moved = [column for column, score in found.items() if is_drifted(column, score, bundle, params)]
+    named = ", ".join(f"{column} {score:.3f}" for column, score in found.items())
     return Check(
         "prediction_drift",
         not moved,
-        f"the model's probability drift score {score:.3f} ({'drifted' if moved else 'no drift'})",
+        f"the model's output drift score: {named}"
+        f" ({'drifted: ' + ', '.join(moved) if moved else 'no drift'})",
     )
 
 
@@ -177,8 +181,8 @@ def _performance_check(
     primary = params.evaluate.primary_metric
     limit = params.monitor.thresholds.performance_drop
     drop = reference[primary] - current[primary]
-    if primary in TASK_CLASSES[params.data.task].lower_is_better:  # an error metric: a rise is the worsening
-        drop = -drop
+    if primary in TASK_CLASSES[params.data.task].lower_is_better:
+        drop = -drop  # an error metric: a rise is the worsening
     return Check(
         "performance",
         drop <= limit,
@@ -251,7 +255,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def add_to_workspace(location: str, snapshots: list[Any]) -> None:
+def add_to_workspace(location: str, snapshots: list[Any], bundle: ModelBundle) -> None:
     """Add the run's snapshots to the Evidently workspace, creating its project and dashboard
     (drift share, missing share, prediction drift, performance over time) on first use."""
     from evidently.sdk.models import PanelMetric
@@ -272,9 +276,15 @@ def add_to_workspace(location: str, snapshots: list[Any]) -> None:
                 "DatasetMissingValueCount",
                 {"value_type": "share"},
             ),
-            ("Prediction drift (probability)", "ValueDrift", {"column": PROBABILITY}),
-            ("ROC AUC on labelled rows", "RocAuc", {}),
-            ("Precision on labelled rows", "Precision", {}),
+            (
+                f"Prediction drift ({output_columns(bundle)[0]})",
+                "ValueDrift",
+                {"column": output_columns(bundle)[0]},
+            ),
+            *(
+                (f"{title} on labelled rows", metric, {})
+                for title, metric in bundle.task.evidently_panels
+            ),
         ):
             project.dashboard.add_panel(
                 DashboardPanelPlot(
@@ -313,7 +323,7 @@ def _data_snapshot(
         [
             DataSummaryPreset(**SUMMARY_WITHOUT_TESTS, column_tests={}),
             DataDriftPreset(
-                columns=[*bundle.schema.feature_names, PROBABILITY],
+                columns=[*bundle.schema.feature_names, *output_columns(bundle)],
                 num_method=drift.num_method,
                 num_threshold=drift.num_threshold,
                 cat_method=drift.cat_method,
@@ -323,8 +333,8 @@ def _data_snapshot(
         ]
     )
     return data_report.run(
-        _dataset(_binary(current, bundle), bundle, False),
-        _dataset(_binary(reference, bundle), bundle, False),
+        _dataset(current, bundle, False),
+        _dataset(reference, bundle, False),
     )
 
 
@@ -346,7 +356,6 @@ def _performance_comparison(
     params: Params,
 ) -> PerformanceComparison:
     from evidently import Report
-    from evidently.presets import ClassificationPreset
 
     if window.labelled < params.monitor.thresholds.min_labelled_rows:
         return PerformanceComparison()
@@ -354,10 +363,9 @@ def _performance_comparison(
     reference_performance = performance(reference, bundle, params)
     if current_performance is None:
         return PerformanceComparison(current_performance, reference_performance)
-    rows = _binary(current[labelled(current, bundle)], bundle)
-    rows[bundle.target] = rows[bundle.target].astype(int)
-    snapshot = Report([ClassificationPreset(probas_threshold=bundle.threshold)]).run(
-        _dataset(rows, bundle, True), _dataset(_binary(reference, bundle), bundle, True)
+    rows = current[labelled(current, bundle)]
+    snapshot = Report([bundle.task.evidently_preset(bundle.decision)]).run(
+        _dataset(rows, bundle, True), _dataset(reference, bundle, True)
     )
     return PerformanceComparison(current_performance, reference_performance, snapshot)
 
@@ -369,6 +377,7 @@ def _result(
     seen: GateInputs,
     checks: list[Check],
     performance_report: bool,
+    shown: list[str],
 ) -> dict[str, Any]:
     """The run's result.json."""
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
@@ -376,7 +385,7 @@ def _result(
     return {
         "run_id": run_id,
         "time": now.isoformat(timespec="seconds"),
-        "model": f"threshold {bundle.threshold:.2f}, {bundle.family}",
+        "model": f"{bundle.task.describe(bundle.decision.value)}, {bundle.family}",
         "reference_rows": reference_rows,
         "window": seen.window.dict(),
         "passed": all(check.passed for check in checks),
@@ -386,6 +395,7 @@ def _result(
         "performance": {
             "current": seen.current_performance,
             "reference": seen.reference_performance,
+            "shown": shown,  # the index page's columns: the primary metric, the gated ones
         },
         "report": str(run_dir / "report.html"),
         "performance_report": str(run_dir / "performance.html") if performance_report else None,
@@ -434,13 +444,16 @@ def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
         reference_performance=compared.reference,
     )
     checks = gate(params, bundle, seen)
-    result = _result(now, bundle, len(reference), seen, checks, compared.snapshot is not None)
+    shown = list(dict.fromkeys([params.evaluate.primary_metric, *params.evaluate.thresholds]))
+    result = _result(
+        now, bundle, len(reference), seen, checks, compared.snapshot is not None, shown
+    )
 
     _write_run(result, data_snapshot, compared.snapshot)
     write_index(Paths.monitoring)
     snapshots = [s for s in (data_snapshot, compared.snapshot) if s is not None]
     if snapshots:
-        add_to_workspace(params.monitor.workspace, snapshots)
+        add_to_workspace(params.monitor.workspace, snapshots, bundle)
     if not result["passed"]:
         raise GateError("monitor", [f"{c.name}: {c.detail}" for c in checks if not c.passed])
     return result

@@ -22,9 +22,10 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
     LogUnavailable,
     PredictionLog,
     Receipt,
+    decided_records,
     feedback_record,
     open_sink,
-    prediction_record,
+    output_rows,
 )
 
 BATCH = 50  # records per request
@@ -86,19 +87,11 @@ def _to_log(
 ) -> tuple[PredictionLog, list[dict[str, Any]]]:
     """Score in-process and log straight into the prediction log, as the service would."""
     log = PredictionLog(open_sink(params.serving.prediction_log, base_dir=Path.cwd()))
-    probabilities = bundle.outputs(rows)
-    logged = [
-        prediction_record(
-            record,
-            bundle.label(decision),
-            probability,
-            f"simulated ({bundle.family})",
-            simulated=True,
-        )
-        for record, probability, decision in zip(
-            records, probabilities, bundle.decide(probabilities), strict=True
-        )
-    ]
+    outputs = bundle.outputs(rows)
+    labels = [bundle.label(decision) for decision in bundle.decide(outputs)]
+    columns = output_rows(bundle.task.output_columns(outputs), len(rows))
+    version = f"simulated ({bundle.family})"
+    logged = decided_records(records, labels, columns, version, [True] * len(records))
     _recorded(log.log_predictions(logged))
     return log, logged
 

@@ -123,6 +123,33 @@ def prediction_record(
     }
 
 
+def output_rows(columns: dict[str, Any], rows: int) -> list[dict[str, float]]:
+    """The task's output columns (name -> one value per row) as one mapping per row."""
+    return [{name: float(values[i]) for name, values in columns.items()} for i in range(rows)]
+
+
+def decided_records(
+    features: list[dict[str, Any]],
+    labels: list[object],
+    outputs: list[dict[str, float]],
+    model_version: str,
+    simulated: list[bool],
+) -> list[dict[str, Any]]:
+    """`prediction_record`s of a batch: each row's decision (`labels`) and the model's
+    outputs as the task names them (`probability` gets its own field, the others `outputs`)."""
+    return [
+        prediction_record(
+            row,
+            label,
+            own.get("probability"),
+            model_version,
+            outputs={name: value for name, value in own.items() if name != "probability"},
+            simulated=flag,
+        )
+        for row, label, own, flag in zip(features, labels, outputs, simulated, strict=True)
+    ]
+
+
 def feedback_record(prediction_id: str, label: object) -> dict[str, Any]:
     """One `feedback` record: the true label of an earlier prediction, received now."""
     return {"prediction_id": prediction_id, "timestamp": utc_now(), "label": str(label)}

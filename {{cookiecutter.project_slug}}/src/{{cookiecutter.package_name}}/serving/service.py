@@ -30,16 +30,16 @@ from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import ServingConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.inference import records_scorer
-from {{ cookiecutter.package_name }}.monitoring.frames import PROBABILITY as PROBABILITY_COLUMN
 from {{ cookiecutter.package_name }}.serving.batching import Batcher, Overloaded
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     LogUnavailable,
     PredictionLog,
     Receipt,
+    decided_records,
     feedback_record,
     open_sink,
     open_spool,
-    prediction_record,
+    output_rows,
 )
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME, SERVING_FILE
 
@@ -262,21 +262,9 @@ class ModelService:
         outputs = self.score(rows)  # measured-only attributes are logged, never used
         decisions = self.bundle.decide(outputs)
         simulated = [flag for records, flag in jobs for _ in records]
-        columns = self.bundle.task.output_columns(outputs)
-        by_row = [
-            {name: float(values[i]) for name, values in columns.items()} for i in range(len(rows))
-        ]
-        logged = [
-            prediction_record(
-                row,
-                self.bundle.label(decision),
-                own.get(PROBABILITY_COLUMN),
-                self.model_version,
-                outputs={name: v for name, v in own.items() if name != PROBABILITY_COLUMN},
-                simulated=flag,
-            )
-            for row, own, decision, flag in zip(rows, by_row, decisions, simulated, strict=True)
-        ]
+        by_row = output_rows(self.bundle.task.output_columns(outputs), len(rows))
+        labels = [self.bundle.label(decision) for decision in decisions]
+        logged = decided_records(rows, labels, by_row, self.model_version, simulated)
         task = self.bundle.task
         predictions = [
             Prediction(
