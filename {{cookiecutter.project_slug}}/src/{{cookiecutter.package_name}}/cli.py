@@ -45,7 +45,9 @@ def generate_schema() -> str:
         load_table(data.source, data.query), params.curate.missing_tokens, data.drop_columns
     )
     schema, problems = infer_schema(table, data.target, data.task)
-    problems += quality_violations(table, data, params.validate_, report["duplicate_share"])
+    problems += quality_violations(
+        table, data, params.validate_, report["duplicate_share"], schema.target_values
+    )
     derived_sources = {name: spec.source for name, spec in data.derived_columns.items()}
     for key, names in (
         ("data.sensitive_features", [derived_sources.get(n, n) for n in data.sensitive_features]),

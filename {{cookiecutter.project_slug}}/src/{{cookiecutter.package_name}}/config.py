@@ -169,6 +169,9 @@ class EvaluateConfig(_Strict):
 
 class FairnessConfig(_Strict):
     thresholds: dict[str, float]  # the task's disparities (task.py), each a maximum
+    # Groups with fewer test rows are reported but left out of the disparities: a gap measured
+    # on a handful of rows is noise. (A default for params written before the key existed.)
+    min_group_rows: int = Field(30, ge=1)
 
 
 class ServingConfig(_Strict):

@@ -15,6 +15,7 @@ compare groups. The stages hold no `if task == ...`: a new task is a new class h
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 
@@ -159,6 +160,15 @@ class Task(ABC):
 
     # The Evidently workspace dashboard's performance panels: (title, Evidently metric).
     evidently_panels: ClassVar[tuple[tuple[str, str], ...]]
+
+    # -- the canary --------------------------------------------------------------------------
+    @abstractmethod
+    def decision_shift(
+        self, rate: Callable[..., str], canary: str, primary: str
+    ) -> tuple[str, str]:
+        """The canary's decision check (deploy.canary.max_decision_shift): what it measures and
+        its PromQL, from the service's metrics; `rate(metric, *labels)` writes a rate over the
+        check's interval, `canary` and `primary` select each side's pods."""
 
     def fit(
         self,
@@ -428,6 +438,22 @@ class BinaryClassification(Task):
         ("ROC AUC", "RocAuc"), ("Precision", "Precision"),
     )  # fmt: skip
 
+    def decision_shift(
+        self, rate: Callable[..., str], canary: str, primary: str
+    ) -> tuple[str, str]:
+        """The gap between the two sides' shares of positive decisions."""
+
+        def share(pods: str) -> str:  # 0 when none is positive yet
+            positive = rate("predictions_total", pods, f'label="{self.positive_label}"')
+            decided = rate("predictions_total", pods)
+            return f"  (sum({positive}) or vector(0))\n  /\n  sum({decided})"
+
+        return (
+            f"the canary's share of {str(self.positive_label)!r} decisions against the"
+            " primary's (absolute)",
+            f"abs(\n{share(canary)}\n-\n{share(primary)}\n)\n",
+        )
+
     def cheapest(self, outputs: np.ndarray, target: np.ndarray) -> tuple[float | str, float]:
         costs = [self.cost_of(target, (outputs >= cut).astype(int)) for cut in THRESHOLD_GRID]
         best = int(np.argmin(costs))  # the lowest cut-off among equally cheap ones
@@ -693,6 +719,23 @@ class MulticlassClassification(Task):
         ("F1 (macro)", "F1Score"), ("Accuracy", "Accuracy"),
     )  # fmt: skip
 
+    def decision_shift(
+        self, rate: Callable[..., str], canary: str, primary: str
+    ) -> tuple[str, str]:
+        """The largest gap between the two sides' shares of any one class (a class only one
+        side decided counts its whole share)."""
+
+        def shares(pods: str) -> str:
+            decided = rate("predictions_total", pods)
+            return f"(sum by (label) ({decided}) / scalar(sum({decided})))"
+
+        canary_shares, primary_shares = shares(canary), shares(primary)
+        return (
+            "the largest gap between the canary's and the primary's share of a class (absolute)",
+            f"max(abs(\n  ({canary_shares}\n  - {primary_shares})\n"
+            f"  or {canary_shares}\n  or -{primary_shares}\n))\n",
+        )
+
     def cheapest(self, outputs: np.ndarray, target: np.ndarray) -> tuple[float | str, float]:
         costs = {
             rule: self.cost_of(target, self.decide(outputs, Decision(rule, MINIMIZE_COST)))
@@ -922,6 +965,20 @@ class Regression(Task):
     evidently_panels: ClassVar[tuple[tuple[str, str], ...]] = (
         ("Mean absolute error", "MAE"), ("R2", "R2Score"),
     )  # fmt: skip
+
+    def decision_shift(
+        self, rate: Callable[..., str], canary: str, primary: str
+    ) -> tuple[str, str]:
+        """How far the canary's mean predicted number is from the primary's, relative."""
+
+        def mean(pods: str) -> str:
+            total, count = (rate(f"predicted_value_{part}", pods) for part in ("sum", "count"))
+            return f"(sum({total}) / sum({count}))"
+
+        return (
+            "the canary's mean predicted number against the primary's (relative)",
+            f"abs(\n  {mean(canary)}\n  /\n  {mean(primary)}\n  - 1\n)\n",
+        )
 
     def cheapest(self, outputs: np.ndarray, target: np.ndarray) -> tuple[float | str, float]:
         offset = float(np.quantile(target - outputs, self.quantile))  # minimises the cost

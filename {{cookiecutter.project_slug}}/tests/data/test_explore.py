@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
-from {{ cookiecutter.package_name }}.bundle import binary_target
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.io import read_json
 from {{ cookiecutter.package_name }}.schema import Schema
@@ -25,28 +24,42 @@ def explored(pipeline_outputs: Path) -> dict:
 def test_target_rates_match_the_validated_data(
     pipeline_outputs: Path, explored: dict, schema: Schema, params: Params
 ) -> None:
+    """The target's mean columns (binary: the positive rate; multiclass: each class's share;
+    regression: the mean) overall and per category, recomputed here from the data."""
     table = schema.read_csv(pipeline_outputs / Paths.validated_data)
-    positive = binary_target(table[schema.target], params.data.positive_label)
-    assert explored["rows"] == len(table)
-    assert explored["positive_rate"] == pytest.approx(positive.mean(), abs=1e-4)
+    target = table[schema.target]
+    columns = params.task(schema.target_values).target_columns(target)
+    assert explored["rows"] == len(table) and explored["task"] == params.data.task
+    if params.data.task == "binary":
+        expected_rate = (target.astype(str) == str(params.data.positive_label)).mean()
+        assert explored["positive_rate"] == pytest.approx(expected_rate, abs=1e-4)
+    elif params.data.task == "regression":
+        assert explored["target_mean"] == pytest.approx(target.mean(), abs=1e-3)
     for name in schema.categorical_features:
         groups = {row["group"]: row for row in explored["target_rate"][name]}
-        expected = positive.groupby(table[name].astype("string").fillna("(missing)")).mean()
+        expected = columns.groupby(table[name].astype("string").fillna("(missing)")).mean()
         assert set(groups) == set(expected.index)
-        for group, rate in expected.items():
-            assert groups[group]["positive_rate"] == pytest.approx(rate, abs=1e-4)
+        for group, means in expected.iterrows():
+            for column, mean in means.items():
+                assert groups[group][column] == pytest.approx(mean, abs=1e-3), (group, column)
         assert sum(row["rows"] for row in groups.values()) == len(table)
     assert set(explored["association_with_target"]) == set(schema.feature_names)
     assert all(0 <= value <= 1 for value in explored["association_with_target"].values())
 
 
-def test_evidently_report_covers_every_column(pipeline_outputs: Path, schema: Schema) -> None:
+def test_evidently_report_covers_every_column(
+    pipeline_outputs: Path, schema: Schema, params: Params
+) -> None:
     html = (pipeline_outputs / Paths.explore_report).read_text()
     for name in [*schema.feature_names, schema.target]:
         assert f'"header": "{name}"' in html, f"no summary of column {name} in the report"
     assert "Dataset Correlations" in html
     plot = pd.read_csv(pipeline_outputs / Paths.plots / "target_rate.csv")
-    assert plot["positive_rate"].between(0, 1).all()
+    columns = params.task(schema.target_values).target_columns(pd.Series([], dtype=object))
+    assert list(plot.columns) == ["group", *columns.columns]
+    if schema.target_values:  # shares of rows
+        shares = plot[list(columns.columns)].to_numpy(dtype=float)
+        assert ((shares >= 0) & (shares <= 1)).all()
     assert set(plot["group"].str.split("=").str[0]) == set(schema.categorical_features)
 
 

@@ -38,37 +38,54 @@ def test_split(pipeline_outputs: Path, bundle: ModelBundle) -> pd.DataFrame:
 
 
 def test_reported_metrics_are_this_bundles(pipeline_outputs: Path, bundle, test_split) -> None:
-    """metrics.json was computed from this bundle at its threshold (not a stale model)."""
+    """metrics.json was computed from this bundle at its decision (not a stale model)."""
     metrics = read_json(pipeline_outputs / Paths.metrics)
-    y_true = bundle.is_positive(test_split[bundle.target])
-    proba = bundle.outputs(test_split)
-    decisions = bundle.decide(proba)
-    assert metrics["decision"]["threshold"] == bundle.threshold
-    assert metrics["model"]["roc_auc"] == pytest.approx(roc_auc_score(y_true, proba))
-    assert metrics["model"]["positive_rate"] == pytest.approx(decisions.mean())
+    y_true = bundle.encode(test_split[bundle.target])
+    decisions = bundle.decide(bundle.outputs(test_split))
+    assert metrics["decision"]["threshold"] == bundle.decision.value
+    assert metrics["model"]["cost"] == pytest.approx(bundle.task.cost_of(y_true, decisions))
+    if bundle.schema.target_values:  # classes: how often the decision is right
+        accuracy = float((decisions == y_true).mean())
+        assert metrics["model"]["accuracy"] == pytest.approx(accuracy)
+    else:
+        assert metrics["model"]["mae"] == pytest.approx(np.abs(decisions - y_true).mean())
 
 
-def test_threshold_is_the_one_train_chose(pipeline_outputs: Path, bundle, params) -> None:
+def test_decision_is_the_one_train_chose(pipeline_outputs: Path, bundle, params) -> None:
     report = read_json(pipeline_outputs / Paths.train_report)
-    assert report["decision_threshold"]["value"] == bundle.threshold
+    assert report["decision_threshold"]["value"] == bundle.decision.value
     if params.train.decision_threshold == MINIMIZE_COST:
-        assert bundle.threshold_source == MINIMIZE_COST
+        assert bundle.decision.source == MINIMIZE_COST
         assert report["decision_threshold"]["cv_folds"] == params.train.cv_folds
     else:
-        assert bundle.threshold == params.train.decision_threshold
+        assert bundle.decision.value == params.train.decision_threshold
     assert report["train_rows"] == len(pd.read_csv(pipeline_outputs / Paths.train_data))
 
 
-def test_model_ranks_better_than_chance_in_every_group(bundle, test_split) -> None:
-    y_true = bundle.is_positive(test_split[bundle.target])
-    proba = bundle.outputs(test_split)
+def test_model_beats_the_no_skill_guess_in_every_group(bundle, test_split) -> None:
+    """Per group: classes ranked better than chance (ROC AUC over each class against the rest),
+    a number closer than the group's own median."""
+    y_true = bundle.encode(test_split[bundle.target])
+    outputs = bundle.outputs(test_split)
     for feature, groups in bundle.sensitive_groups(test_split).items():
         for group in groups.unique():
             rows = (groups == group).to_numpy()
-            if rows.sum() < MIN_GROUP_ROWS or y_true[rows].nunique() < 2:
+            if rows.sum() < MIN_GROUP_ROWS or len(np.unique(y_true[rows])) < 2:
                 continue
-            auc = roc_auc_score(y_true[rows], proba[rows])
-            assert auc > 0.5, f"{feature}={group}: ROC AUC {auc:.3f} is no better than chance"
+            where = f"{feature}={group}"
+            if not bundle.schema.target_values:
+                error = np.abs(outputs[rows] - y_true[rows]).mean()
+                guess = np.abs(np.median(y_true[rows]) - y_true[rows]).mean()
+                assert error < guess, f"{where}: MAE {error:.3f}, the median's {guess:.3f}"
+                continue
+            scores = outputs[rows]
+            present = np.unique(y_true[rows])
+            if scores.ndim == 2:  # one probability per class: each present class against the rest
+                aucs = [roc_auc_score(y_true[rows] == c, scores[:, c]) for c in present]
+                auc = float(np.mean(aucs))
+            else:
+                auc = roc_auc_score(y_true[rows], scores)
+            assert auc > 0.5, f"{where}: ROC AUC {auc:.3f} is no better than chance"
 
 
 def flipped_share(bundle: ModelBundle, table: pd.DataFrame, changed: pd.DataFrame) -> float:
@@ -121,17 +138,19 @@ def test_decisions_are_stable_under_one_unit_integer_steps(bundle, test_split) -
         pytest.skip("no integer model input spans enough units to step")
 
 
-def test_probabilities_are_valid_and_deterministic(bundle, test_split) -> None:
-    first = bundle.pipeline.predict_proba(test_split[list(bundle.features)])
-    assert np.all((first >= 0) & (first <= 1))
-    np.testing.assert_allclose(first.sum(axis=1), 1.0)
-    np.testing.assert_array_equal(
-        first, bundle.pipeline.predict_proba(test_split[list(bundle.features)])
-    )
+def test_outputs_are_valid_and_deterministic(bundle, test_split) -> None:
+    first = bundle.outputs(test_split)
+    assert np.all(np.isfinite(first))
+    if bundle.schema.target_values:  # probabilities
+        every = bundle.pipeline.predict_proba(test_split[list(bundle.features)])
+        assert np.all((every >= 0) & (every <= 1))
+        np.testing.assert_allclose(every.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(first, bundle.outputs(test_split))
 
 
 class RecordingPipeline:
-    """Passes predict_proba on to the real pipeline, noting the columns it was handed."""
+    """Passes predict and predict_proba on to the real pipeline, noting the columns it was
+    handed."""
 
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
@@ -140,6 +159,13 @@ class RecordingPipeline:
     def predict_proba(self, table: pd.DataFrame) -> np.ndarray:
         self.handed.append(list(table.columns))
         return self.pipeline.predict_proba(table)
+
+    def predict(self, table: pd.DataFrame) -> np.ndarray:
+        self.handed.append(list(table.columns))
+        return self.pipeline.predict(table)
+
+    def __getattr__(self, name: str) -> Any:  # classes_ and the like
+        return getattr(self.pipeline, name)
 
 
 def test_column_order_and_batching_do_not_change_predictions(bundle, test_split) -> None:
@@ -151,7 +177,8 @@ def test_column_order_and_batching_do_not_change_predictions(bundle, test_split)
     recording = RecordingPipeline(bundle.pipeline)
     np.testing.assert_allclose(replace(bundle, pipeline=recording).outputs(shuffled), expected)
     assert recording.handed == [list(bundle.pipeline.feature_names_in_)]
-    np.testing.assert_allclose(bundle.pipeline.predict_proba(shuffled)[:, 1], expected)
+    direct = bundle.task.outputs(bundle.pipeline, shuffled)  # the pipeline picks by name
+    np.testing.assert_allclose(direct, expected)
     one_by_one = [bundle.outputs(test_split.iloc[[i]])[0] for i in range(10)]
     np.testing.assert_allclose(one_by_one, expected[:10])
 
@@ -160,4 +187,4 @@ def test_missing_optional_values_still_get_a_prediction(bundle, test_split) -> N
     nullable = [column.name for column in bundle.schema.columns if column.nullable]
     blanked = test_split.head(5).copy()
     blanked[nullable] = np.nan
-    assert bundle.outputs(blanked).shape == (5,)
+    assert len(bundle.outputs(blanked)) == 5

@@ -27,6 +27,7 @@ import pandas as pd
 import psutil  # installed with bentoml
 import pytest
 
+from {{ cookiecutter.package_name }}.bundle import ModelBundle
 from {{ cookiecutter.package_name }}.config import Paths
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, PredictionSink, open_sink
@@ -93,6 +94,56 @@ def test_split(service: ModuleType) -> pd.DataFrame:
 def as_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready records: missing values become null, numbers stay numbers."""
     return json.loads(frame.to_json(orient="records"))
+
+
+def expected_answers(bundle: ModelBundle, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """What the service answers for each row of `frame`, offline, beside its id and version:
+    the decision's label and the task's outputs (binary: `probability`; multiclass:
+    `probabilities`; regression: nothing more)."""
+    outputs = bundle.outputs(frame)
+    columns = bundle.task.output_columns(outputs)
+    return [
+        {
+            "label": bundle.label(decision),
+            **bundle.task.response_values({name: float(v[i]) for name, v in columns.items()}),
+        }
+        for i, decision in enumerate(bundle.decide(outputs))
+    ]
+
+
+def assert_same_answers(
+    served: list[dict[str, Any]], expected: list[dict[str, Any]], atol: float = 1e-12
+) -> None:
+    """Served answers equal the offline ones: labels exactly (a number to `atol`), outputs to
+    `atol`."""
+    assert len(served) == len(expected)
+    for i, (answer, offline) in enumerate(zip(served, expected, strict=True)):
+        for key, value in offline.items():
+            got = answer[key]
+            if isinstance(value, dict):
+                assert list(got) == list(value), (i, key)
+                assert list(got.values()) == pytest.approx(list(value.values()), abs=atol), i
+            elif isinstance(value, float):
+                assert got == pytest.approx(value, abs=atol), (i, key)
+            else:
+                assert got == value, (i, key)
+
+
+def output_histograms(bundle: ModelBundle) -> list[str]:
+    """The histograms the service keeps of its answers besides `predictions_total` by label:
+    binary the positive probability, a number the decided value (a canary's mean)."""
+    binary = ["prediction_probability"] if "probability" in bundle.task.output_names() else []
+    return binary + ([] if bundle.schema.target_values else ["predicted_value"])
+
+
+def counted_label(bundle: ModelBundle, label: Any) -> str:
+    """`predictions_total`'s label for an answer: the class, or `number`."""
+    return str(label) if bundle.schema.target_values else "number"
+
+
+def a_true_label(bundle: ModelBundle) -> Any:
+    """A label feedback may carry: a class, or a number."""
+    return bundle.label(0)
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,10 @@ import uuid
 from types import ModuleType
 from typing import Any
 
+import pandas as pd
 import pytest
 
-from .conftest import as_records
+from .conftest import a_true_label, as_records, assert_same_answers, expected_answers
 
 pytestmark = pytest.mark.service
 
@@ -21,7 +22,7 @@ def predict(client: Any, body: Any) -> Any:
 
 
 def test_valid_batch_gets_one_prediction_per_record(
-    client: Any, service: ModuleType, valid_record: dict
+    client: Any, service: ModuleType, valid_record: dict, test_split: pd.DataFrame
 ) -> None:
     response = predict(client, {"records": [valid_record, valid_record]})
 
@@ -29,17 +30,12 @@ def test_valid_batch_gets_one_prediction_per_record(
     answers = response.json()
     assert len(answers) == 2
     bundle = service.BUNDLE
+    [expected] = expected_answers(bundle, test_split.head(1))  # valid_record's row
     for answer in answers:
-        assert set(answer) == {"prediction_id", "label", "probability", "model_version"}
+        assert set(answer) == {"prediction_id", "model_version", *expected}
         assert uuid.UUID(answer["prediction_id"]).version == 4
-        assert 0.0 <= answer["probability"] <= 1.0
-        expected = (
-            bundle.positive_label
-            if answer["probability"] >= bundle.threshold
-            else (bundle.negative_label)
-        )
-        assert answer["label"] == expected
         assert answer["model_version"] == str(service.MODEL.stored.tag)
+    assert_same_answers(answers, [expected, expected])
     assert answers[0]["prediction_id"] != answers[1]["prediction_id"]
 
 
@@ -189,7 +185,7 @@ def test_feedback_is_accepted_for_a_prediction(
     client: Any, service: ModuleType, valid_record: dict
 ) -> None:
     prediction_id = predict(client, {"records": [valid_record]}).json()[0]["prediction_id"]
-    label = service.BUNDLE.negative_label
+    label = a_true_label(service.BUNDLE)
     response = client.post("/feedback", json={"prediction_id": prediction_id, "label": label})
     assert response.status_code == 200, response.text
     assert response.json() == {"prediction_id": prediction_id, "label": label, "recorded": True}
@@ -210,7 +206,7 @@ def test_invalid_feedback_is_refused(
     client: Any, service: ModuleType, body: dict, named: str
 ) -> None:
     if "label" in body and body["label"] is None:
-        body = {**body, "label": service.BUNDLE.positive_label}
+        body = {**body, "label": a_true_label(service.BUNDLE)}
     response = client.post("/feedback", json=body)
     assert 400 <= response.status_code < 500, response.text
     assert named in response.text
@@ -233,7 +229,8 @@ def test_measured_only_attributes_may_be_sent_and_never_change_the_answer(
     for variant in variants:
         response = predict(client, {"records": variant})
         assert response.status_code == 200, response.text
-        answers.append([(a["label"], a["probability"]) for a in response.json()])
+        answered = response.json()
+        answers.append([{k: v for k, v in a.items() if k != "prediction_id"} for a in answered])
     assert all(answer == answers[0] for answer in answers)
 
 

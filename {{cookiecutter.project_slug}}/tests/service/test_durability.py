@@ -27,7 +27,16 @@ import sqlalchemy as sa
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, SPOOL_ENV_VAR, open_sink
 
-from .conftest import NO_ANSWER, Traffic, as_records, free_port, kill, send, server_process
+from .conftest import (
+    NO_ANSWER,
+    Traffic,
+    a_true_label,
+    as_records,
+    free_port,
+    kill,
+    send,
+    server_process,
+)
 
 pytestmark = pytest.mark.service
 
@@ -244,7 +253,7 @@ def test_a_prediction_that_cannot_be_recorded_is_refused_naming_why(
         )
         told = httpx.post(
             f"{server.url}/feedback",
-            json={"prediction_id": str(uuid.uuid4()), "label": service.BUNDLE.positive_label},
+            json={"prediction_id": str(uuid.uuid4()), "label": a_true_label(service.BUNDLE)},
             timeout=30,
         )
     for response in (predicted, told):

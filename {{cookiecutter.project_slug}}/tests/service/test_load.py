@@ -20,7 +20,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, open_sink
 
-from .conftest import as_records, send, serving
+from .conftest import as_records, output_histograms, send, serving
 
 pytestmark = pytest.mark.service
 
@@ -72,4 +72,5 @@ def test_every_answered_prediction_is_logged_exactly_once(
     assert batches < batched, "no batch ever joined two requests under load"
     # the decisions, per model version, for the canary to compare: one per answer
     assert metric_total(metrics, "predictions_total") == LOAD_REQUESTS
-    assert metric_total(metrics, "prediction_probability_count") == LOAD_REQUESTS
+    for histogram in output_histograms(service.BUNDLE):
+        assert metric_total(metrics, f"{histogram}_count") == LOAD_REQUESTS, histogram

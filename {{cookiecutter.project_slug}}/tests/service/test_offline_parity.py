@@ -1,12 +1,11 @@
 """What the service answers is what the pipeline evaluated: the same model, the same features,
-the same probabilities, record for record on the test split."""
+the same outputs and decisions, record for record on the test split."""
 
 from __future__ import annotations
 
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,7 +14,7 @@ from {{ cookiecutter.package_name }}.config import Paths
 from {{ cookiecutter.package_name }}.io import file_sha256, read_json
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE
 
-from .conftest import PROJECT_ROOT, as_records
+from .conftest import PROJECT_ROOT, as_records, assert_same_answers, expected_answers
 
 pytestmark = pytest.mark.service
 
@@ -32,7 +31,6 @@ def test_served_predictions_equal_offline_predictions(
 ) -> None:
     features = test_split[service.SCHEMA.feature_names]
     bundle = load_bundle(PROJECT_ROOT / Paths.model)
-    offline = bundle.outputs(features)
     size = service.SETTINGS.max_records
     served: list[dict[str, Any]] = []
     for start in range(0, len(features), size):
@@ -42,15 +40,8 @@ def test_served_predictions_equal_offline_predictions(
         assert response.status_code == 200, response.text
         served += response.json()
 
-    assert len(served) == len(offline)
-    np.testing.assert_allclose(
-        [answer["probability"] for answer in served], offline, rtol=0, atol=1e-12
-    )
-    expected = [bundle.label(decision) for decision in bundle.decide(offline)]
-    assert [answer["label"] for answer in served] == expected
+    assert_same_answers(served, expected_answers(bundle, features))
     # and the served labels make the mistakes evaluate reported for the test split
-    decided = np.array([str(a["label"]) == str(bundle.positive_label) for a in served])
-    actual = bundle.is_positive(test_split[bundle.target]).to_numpy().astype(bool)
-    reported = read_json(PROJECT_ROOT / Paths.metrics)["model"]
-    assert int((decided & ~actual).sum()) == reported["false_positives"]
-    assert int((~decided & actual).sum()) == reported["false_negatives"]
+    decided = bundle.encode(pd.Series([answer["label"] for answer in served]))
+    cost = bundle.task.cost_of(bundle.encode(test_split[bundle.target]), decided)
+    assert cost == pytest.approx(read_json(PROJECT_ROOT / Paths.metrics)["model"]["cost"])

@@ -16,6 +16,8 @@ import pytest
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import PredictionSink, join_feedback
 
+from .conftest import a_true_label
+
 pytestmark = pytest.mark.service
 
 
@@ -45,7 +47,9 @@ def test_predictions_are_logged(
     for _, entry in rows.iterrows():
         answer = by_id[entry["prediction_id"]]
         assert entry["label"] == str(answer["label"])
-        assert entry["probability"] == pytest.approx(answer["probability"])
+        outputs = {name: entry[name] for name in service.BUNDLE.task.output_names()}
+        for field, value in service.BUNDLE.task.response_values(outputs).items():
+            assert value == pytest.approx(answer[field]), field  # what was answered
         assert entry["model_version"] == answer["model_version"]
     assert str(rows["timestamp"].dt.tz) == "UTC"
 
@@ -56,7 +60,7 @@ def test_feedback_is_logged(
     prediction_id = client.post("/predict", json={"records": [valid_record]}).json()[0][
         "prediction_id"
     ]
-    label = service.BUNDLE.positive_label
+    label = a_true_label(service.BUNDLE)
     assert (
         client.post("/feedback", json={"prediction_id": prediction_id, "label": label}).status_code
         == 200
@@ -74,7 +78,7 @@ def test_feedback_for_an_unknown_prediction_is_recorded_and_counted_unmatched(
     every call); joining feedback to predictions counts the ones that match nothing."""
     known = client.post("/predict", json={"records": [valid_record]}).json()[0]["prediction_id"]
     unknown = str(uuid.uuid4())
-    label = service.BUNDLE.negative_label
+    label = a_true_label(service.BUNDLE)
     for prediction_id in (known, unknown):
         response = client.post("/feedback", json={"prediction_id": prediction_id, "label": label})
         assert response.status_code == 200, response.text

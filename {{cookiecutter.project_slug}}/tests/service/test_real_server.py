@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR
 
-from .conftest import serving
+from .conftest import counted_label, output_histograms, serving
 
 pytestmark = pytest.mark.service
 
@@ -41,7 +41,9 @@ def server(service: ModuleType, server_dir: Path) -> Iterator[str]:
         yield url
 
 
-def test_ready_predicts_and_exposes_metrics(server: str, valid_record: dict) -> None:
+def test_ready_predicts_and_exposes_metrics(
+    server: str, valid_record: dict, service: ModuleType
+) -> None:
     assert httpx.get(f"{server}/readyz", timeout=10).status_code == 200
     response = httpx.post(f"{server}/predict", json={"records": [valid_record]}, timeout=30)
     assert response.status_code == 200, response.text
@@ -53,9 +55,11 @@ def test_ready_predicts_and_exposes_metrics(server: str, valid_record: dict) -> 
     # the model's decisions, by version and label: what a canary's analysis compares
     [answer] = response.json()
     version = f'model_version="{answer["model_version"]}"'
-    decided = "predictions_total{" + f'label="{answer["label"]}",{version}' + "}"
+    label = counted_label(service.BUNDLE, answer["label"])
+    decided = "predictions_total{" + f'label="{label}",{version}' + "}"
     assert decided in metrics.text, metrics.text[-2000:]
-    assert "prediction_probability_count{" + version + "}" in metrics.text
+    for histogram in output_histograms(service.BUNDLE):
+        assert histogram + "_count{" + version + "}" in metrics.text, histogram
 
 
 def test_the_service_says_which_inference_path_it_uses(server: str, server_dir: Path) -> None:

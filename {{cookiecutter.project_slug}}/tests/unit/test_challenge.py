@@ -24,7 +24,6 @@ from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.errors import GateError, PipelineError
 from {{ cookiecutter.package_name }}.monitoring import simulate
 from {{ cookiecutter.package_name }}.pipeline import curate, ingest, split, train, validate
-from {{ cookiecutter.package_name }}.task import Decision
 from tests.conftest import PROJECT_ROOT, edit_params
 
 pytestmark = pytest.mark.unit
@@ -101,9 +100,16 @@ def _trained(root: Path = Path()) -> ModelBundle:
 
 
 def _at_half(bundle: ModelBundle) -> ModelBundle:
-    """The same model deciding at 0.5 instead of its cost-based cut-off: more costly mistakes
-    (a false positive costs five times a false negative), the same ROC AUC."""
-    return dataclasses.replace(bundle, decision=Decision(0.5, "params"))
+    """The same model deciding as if every mistake cost the same (the task's default decision:
+    binary 0.5 instead of its cost-based cut-off, the most probable class, the plain estimate):
+    costlier on the test split, with the same ranking of rows."""
+    plain = dataclasses.replace(bundle, decision=bundle.task.default_decision)
+    test = bundle.schema.read_csv(Paths.test_data)
+    truth, outputs = bundle.encode(test[bundle.target]), bundle.outputs(test)
+    costs = [bundle.task.cost_of(truth, each.decide(outputs)) for each in (plain, bundle)]
+    if costs[0] <= costs[1]:
+        pytest.skip(f"the quick model's cost-based decision is the plain one ({bundle.decision})")
+    return plain
 
 
 def test_an_equal_candidate_passes_on_both_data(
@@ -240,7 +246,7 @@ def test_the_production_bundle_is_read_at_its_tag_from_the_dvc_remote(
     assert first.model_version == "deployed-model"  # from reports/registry.json at the commit
 
     # a later candidate replaces the work tree's model; the cache and the file go
-    _at_half(deployed).save(repo / Paths.model)
+    dataclasses.replace(deployed, family="a candidate").save(repo / Paths.model)
     _dvc(repo, "add", "-q", Paths.model.as_posix())
     _git(repo, "commit", "-q", "-am", "a candidate")
     shutil.rmtree(repo / ".dvc" / "cache")
@@ -250,7 +256,8 @@ def test_the_production_bundle_is_read_at_its_tag_from_the_dvc_remote(
     assert found == first
     assert found.commit == _git(repo, "rev-parse", "HEAD~1").strip()
     production = deployments.read_bundle(found, cwd=repo)
-    assert production.threshold == deployed.threshold != 0.5
+    assert production.family == deployed.family != "a candidate"
+    assert production.decision == deployed.decision
     assert deployments.latest("staging", cwd=repo) is None
 
     # a rollback is a newer tag on an older commit: the newest name wins

@@ -9,6 +9,29 @@ from tests.conftest import edit_params
 
 pytestmark = pytest.mark.unit
 
+# A binary task's settings, whatever task the project was made for: the tests below start from it.
+BINARY = {
+    "data__task": "binary",
+    "data__positive_label": 1,
+    "evaluate__primary_metric": "roc_auc",
+    "evaluate__thresholds": {"roc_auc": 0.7, "precision": 0.8},
+    "evaluate__cost_matrix": {"fp": 5, "fn": 1},
+    "fairness__thresholds": {
+        "demographic_parity_difference": 0.45,
+        "equalized_odds_difference": 0.55,
+    },
+    "train__baseline": "prior",
+    "train__scoring": "roc_auc",
+    "train__decision_threshold": "minimize_cost",
+}
+
+
+@pytest.fixture
+def binary(workspace: Path) -> Path:
+    """The workspace with a binary task's settings."""
+    edit_params(workspace, **BINARY)
+    return workspace
+
 
 def test_project_params_load(params) -> None:
     assert params.train.model in params.train.search
@@ -20,8 +43,8 @@ def test_the_target_cannot_be_a_measured_only_column(workspace: Path, params) ->
         edit_params(workspace, data__not_model_inputs=[params.data.target])
 
 
-def test_a_pinned_threshold_is_a_number(workspace: Path) -> None:
-    assert edit_params(workspace, train__decision_threshold=0.7).train.decision_threshold == 0.7
+def test_a_pinned_threshold_is_a_number(binary: Path) -> None:
+    assert edit_params(binary, train__decision_threshold=0.7).train.decision_threshold == 0.7
 
 
 @pytest.mark.parametrize(
@@ -55,9 +78,9 @@ def test_a_pinned_threshold_is_a_number(workspace: Path) -> None:
         ({"deploy__champion__min_labelled_rows": 0}, "deploy.champion.min_labelled_rows"),
     ],
 )
-def test_bad_params_name_the_key(workspace: Path, change: dict, message: str) -> None:
+def test_bad_params_name_the_key(binary: Path, change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=r"params\.yaml") as caught:
-        edit_params(workspace, **change)
+        edit_params(binary, **change)
     assert message in str(caught.value)
 
 
@@ -87,9 +110,9 @@ def test_dvc_yaml_outputs_are_the_paths_the_code_writes(project_root: Path) -> N
     assert undeclared == set(), "declared in dvc.yaml but not written by code"
 
 
-def test_another_task_lists_every_key_whose_meaning_depends_on_it(workspace: Path) -> None:
+def test_another_task_lists_every_key_whose_meaning_depends_on_it(binary: Path) -> None:
     with pytest.raises(ConfigError) as error:
-        edit_params(workspace, data__task="regression")
+        edit_params(binary, data__task="regression")
     message = str(error.value)
     for expected in (
         "data.positive_label: a regression task has no positive class: set it to null",
@@ -103,7 +126,8 @@ def test_another_task_lists_every_key_whose_meaning_depends_on_it(workspace: Pat
         assert expected in message, (expected, message)
 
 
-def test_a_multiclass_task_takes_a_class_cost_mapping(workspace: Path) -> None:
+def test_a_multiclass_task_takes_a_class_cost_mapping(binary: Path) -> None:
+    workspace = binary
     multiclass = {
         "data__task": "multiclass",
         "data__positive_label": None,

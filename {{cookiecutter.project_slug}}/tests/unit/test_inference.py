@@ -37,19 +37,22 @@ TASKS: dict[str, Task] = {
 }
 
 
-def target_of(task: str, table: pd.DataFrame, binary: pd.Series, schema: Any) -> np.ndarray:
-    """The binary target, or one of another task made from the table: its last number column
-    (whatever the data) as three classes, or as a number."""
-    if task == "binary":
+def target_of(task: str, table: pd.DataFrame, binary: pd.Series | None, schema: Any) -> np.ndarray:
+    """The binary target (a binary project's own), or one of another task made from the table:
+    its last number column (whatever the data) above its median, as three classes, or as a
+    number."""
+    if task == "binary" and binary is not None:
         return binary.to_numpy()
     number = table[schema.numeric_features[-1]].astype("float64")
     number = number.fillna(number.median())
+    if task == "binary":
+        return (number > number.median()).astype(int).to_numpy()
     if task == "regression":
         return number.to_numpy()
     return pd.qcut(number.rank(method="first"), 3, labels=False).astype(int).to_numpy()
 
 
-def training_table(workspace: Path) -> tuple[pd.DataFrame, pd.Series, Any]:
+def training_table(workspace: Path) -> tuple[pd.DataFrame, pd.Series | None, Any]:
     """The shipped data, curated and typed by the schema, a few values knocked out."""
     params = load_params()
     schema = load_schema(params.data.schema_file)
@@ -62,8 +65,9 @@ def training_table(workspace: Path) -> tuple[pd.DataFrame, pd.Series, Any]:
     table = schema.read_csv(workspace / "curated.csv")
     table[schema.numeric_features[0]] = table[schema.numeric_features[0]].astype("float64")
     table.loc[table.index[::7], schema.numeric_features[0]] = np.nan
-    target = binary_target(table[schema.target], params.data.positive_label)
-    return table, target, schema
+    if params.data.task != "binary":
+        return table, None, schema
+    return table, binary_target(table[schema.target], params.data.positive_label), schema
 
 
 def bundle_of(pipeline: Any, schema: Any, task: Task = BINARY) -> ModelBundle:
@@ -105,7 +109,8 @@ def test_fast_path_equals_the_pipeline(workspace: Path, family: ModelFamily, tas
 
 
 def test_another_pipeline_shape_falls_back_to_scikit_learn(workspace: Path) -> None:
-    table, target, schema = training_table(workspace)
+    table, binary, schema = training_table(workspace)
+    target = target_of("binary", table, binary, schema)
     model = build_model(BINARY, "logistic_regression", schema, seed=0)
     custom = Pipeline([("identity", FunctionTransformer()), *model.steps])
     custom.fit(table[schema.feature_names], target)

@@ -1,6 +1,9 @@
 """deploy/ is what params.yaml renders (as uv.lock is what pyproject.toml locks), and the deploy
 section refuses values the cluster or Flagger would take badly, naming the key."""
 
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -76,10 +79,37 @@ def test_the_pod_outlives_the_slowest_request(workspace: Path) -> None:
     assert grace > manifests.PRESTOP_SECONDS + 90
 
 
-def test_the_decision_check_counts_the_positive_label(workspace: Path) -> None:
-    params = edit_params(workspace, data__positive_label="good")
-    queries = manifests.metric_queries(params)
-    assert queries["decision-shift"][1].count('label="good"') == 2
+def test_the_decision_check_compares_what_each_side_decides(params) -> None:
+    """Both sides' pods, and the task's decisions: the positive class's share (binary), every
+    class's share (multiclass), the mean predicted number (regression)."""
+    description, query = manifests.metric_queries(params)["decision-shift"]
+    canary, primary = (
+        query.count(pods) for pods in (manifests.CANARY_PODS, manifests.PRIMARY_PODS)
+    )
+    assert canary == primary > 0
+    if params.data.task == "binary":
+        assert query.count(f'label="{params.data.positive_label}"') == 2
+    elif params.data.task == "multiclass":
+        assert "sum by (label)" in query and "class" in description
+    else:
+        assert "predicted_value_sum" in query and "predicted_value_count" in query
+    assert shutil.which("promtool") is None or promtool_parses(query)
+
+
+def promtool_parses(query: str) -> bool:
+    """The query parses as PromQL (Prometheus's own promtool, where it is installed)."""
+    filled = query
+    for name, value in (("namespace", "ns"), ("target", "app"), ("interval", "1m")):
+        filled = filled.replace(manifests.flagger_variable(name), value)
+    rules = {
+        "groups": [{"name": "canary", "rules": [{"record": "decision_shift", "expr": filled}]}]
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as file:
+        yaml.safe_dump(rules, file)
+        file.flush()
+        checked = subprocess.run(["promtool", "check", "rules", file.name], capture_output=True)
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    return True
 
 
 def test_manifests_writes_then_finds_nothing_to_do(

@@ -35,6 +35,11 @@ from {{ cookiecutter.package_name }}.task import Decision
 pytestmark = pytest.mark.unit
 
 DATA_HASH = "ab" * 32
+PINNED: dict[str, float | str] = {  # a pinned decision per task
+    "binary": 0.6,
+    "multiclass": "most_probable",
+    "regression": 0.6,
+}
 
 
 def passed_gate() -> dict[str, Any]:
@@ -52,15 +57,17 @@ def gated(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         pd.DataFrame({name: [0, 0] for name in inputs}), [0, 1]
     )
     Paths.model.parent.mkdir(parents=True)
-    pinned = Decision(0.6, "params")
+    pinned = Decision(PINNED[params.data.task], "params")
     make_bundle(stand_in, schema, params, inputs, pinned, "stand-in").save(Paths.model)
     write_json(
         {"sha256": DATA_HASH, "source": "data/external/x.csv", "kind": "file", "rows": 10},
         Paths.raw_manifest,
     )
-    write_json({"model": {"roc_auc": 0.81, "f1": 0.8}, "gate": passed_gate()}, Paths.metrics)
+    primary, measure = params.evaluate.primary_metric, next(iter(params.fairness.thresholds))
+    write_json({"model": {primary: 0.81}, "gate": passed_gate()}, Paths.metrics)
+    sensitive = params.data.sensitive_features[0]
     write_json(
-        {"features": {"sex": {"demographic_parity_difference": 0.1}}, "gate": passed_gate()},
+        {"features": {sensitive: {measure: 0.1}}, "gate": passed_gate()},
         Paths.fairness,
     )
     return workspace
@@ -75,11 +82,13 @@ def test_lineage_records_code_data_params_and_results(gated: Path) -> None:
     assert record["data"]["sha256"] == DATA_HASH
     assert record["params"]["train"]["model"] == params.train.model
     assert record["params"]["serving"]["max_records"] == params.serving.max_records
-    assert record["decision"] == {"threshold": 0.6, "chosen_by": "params"}
+    assert record["decision"] == {"threshold": PINNED[params.data.task], "chosen_by": "params"}
     assert record["evaluation"] == read_json(Paths.metrics)
     assert record["fairness"] == read_json(Paths.fairness)
-    assert str(record["target"]["positive_label"]) == str(params.data.positive_label)
-    assert str(record["target"]["negative_label"]) != str(params.data.positive_label)
+    bundle = load_bundle(Paths.model)
+    assert record["target"]["task"] == params.data.task
+    for key, value in bundle.task.labels().items():  # binary: the labels; multiclass: classes
+        assert str(record["target"][key]) == str(value), key
 
 
 def test_git_state_names_the_commit_and_whether_the_tree_changed(gated: Path) -> None:

@@ -21,6 +21,7 @@ from {{ cookiecutter.package_name }}.pipeline import (
     validate,
 )
 from {{ cookiecutter.package_name }}.schema import load_schema
+from {{ cookiecutter.package_name }}.task import TASK_CLASSES
 from tests.conftest import edit_params
 
 pytestmark = pytest.mark.unit
@@ -88,17 +89,22 @@ def test_invalid_data_stops_at_validate(workspace: Path) -> None:
 
 
 def test_gate_failure_keeps_the_evidence_but_raises(workspace: Path) -> None:
-    params = edit_params(workspace, evaluate__thresholds={"roc_auc": 0.999})
+    primary = load_params().evaluate.primary_metric
+    error = primary in TASK_CLASSES[load_params().data.task].lower_is_better  # a maximum
+    impossible = 0.0 if error else 0.999
+    params = edit_params(workspace, evaluate__thresholds={primary: impossible})
     _run_until_train(params)
-    with pytest.raises(GateError, match=r"roc_auc .* below evaluate\.thresholds\.roc_auc 0\.999"):
+    side = "above" if error else "below"
+    with pytest.raises(GateError, match=rf"{primary} .* {side} evaluate\.thresholds\.{primary} "):
         evaluate.run(params)
     assert read_json(Paths.metrics)["gate"]["passed"] is False
 
 
 def test_fairness_gate_failure(workspace: Path) -> None:
-    params = edit_params(workspace, fairness__thresholds={"demographic_parity_difference": 0.0})
+    measure = next(iter(load_params().fairness.thresholds))
+    params = edit_params(workspace, fairness__thresholds={measure: 0.0})
     _run_until_train(params)
-    with pytest.raises(GateError, match="demographic_parity_difference"):
+    with pytest.raises(GateError, match=measure):
         fairness.run(params)
 
 
@@ -139,18 +145,23 @@ def test_a_stage_failing_mid_write_leaves_all_its_previous_files(
     assert not list(Paths.model.parent.glob(".*.tmp"))
 
 
-def test_threshold_minimises_cost_on_training_rows_or_is_pinned(workspace: Path) -> None:
+# A pinned decision per task: a cut-off, the most probable class, an offset.
+PINNED: dict[str, float | str] = {"binary": 0.35, "multiclass": "most_probable", "regression": 1.5}
+
+
+def test_decision_minimises_cost_on_training_rows_or_is_pinned(workspace: Path) -> None:
     params = load_params()
     _run_until_train(params)
     chosen = load_bundle(Paths.model)
     report = read_json(Paths.train_report)["decision_threshold"]
-    assert chosen.threshold_source == "minimize_cost" and 0 < chosen.threshold < 1
-    assert report["value"] == chosen.threshold and report["cv_cost_per_prediction"] > 0
+    assert chosen.decision.source == "minimize_cost"
+    assert report["value"] == chosen.decision.value and report["cv_cost_per_prediction"] > 0
     evaluate.run(params)
-    metrics = read_json(Paths.metrics)
-    assert metrics["model"]["cost"] <= metrics["model_at_default_threshold"]["cost"]
+    metrics = read_json(Paths.metrics)  # chosen on the training rows: close to best on the test
+    assert metrics["model"]["cost"] <= metrics["model_at_default_threshold"]["cost"] * 1.05
 
-    pinned = edit_params(workspace, train__decision_threshold=0.35)
+    value = PINNED[params.data.task]
+    pinned = edit_params(workspace, train__decision_threshold=value)
     train.run(pinned)
-    assert load_bundle(Paths.model).threshold == 0.35
-    assert load_bundle(Paths.model).threshold_source == "params"
+    assert load_bundle(Paths.model).decision.value == value
+    assert load_bundle(Paths.model).decision.source == "params"

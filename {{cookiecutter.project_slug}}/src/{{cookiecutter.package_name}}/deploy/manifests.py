@@ -24,7 +24,8 @@ from typing import Any, Final
 import yaml
 
 from {{ cookiecutter.package_name }}.config import DeployConfig, DeployEnvironment, Params
-from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
+from {{ cookiecutter.package_name }}.errors import PipelineError
+from {{ cookiecutter.package_name }}.schema import load_schema
 
 DEPLOY_DIR = Path("deploy")
 HEADER: Final = (
@@ -252,24 +253,12 @@ def rate(metric: str, *labels: str) -> str:
     return "rate(" + metric + "{" + ", ".join(labels) + "}[" + INTERVAL + "])"
 
 
-def decision_share(pods: str, positive_label: str) -> str:
-    """The share of the pods' decisions that are the positive label (0 when none are yet)."""
-    positive = rate("predictions_total", pods, f'label="{positive_label}"')
-    decided = rate("predictions_total", pods)
-    return f"  (sum({positive}) or vector(0))\n  /\n  sum({decided})"
-
-
 def metric_queries(params: Params) -> dict[str, tuple[str, str]]:
     """Each check of the canary, by its MetricTemplate's name: what it measures, its query."""
     failed = rate("envoy_cluster_upstream_rq", CANARY_CLUSTER, 'envoy_response_code=~"5.."')
     answered = rate("envoy_cluster_upstream_rq", CANARY_CLUSTER)
     milliseconds = rate("envoy_cluster_upstream_rq_time_bucket", CANARY_CLUSTER)
-    if params.data.positive_label is None:
-        raise ConfigError(
-            f"deploy.canary: the decision check compares shares of positive decisions; a"
-            f" {params.data.task} task has no positive class, and its check is not built yet"
-        )
-    positive = str(params.data.positive_label)
+    task = params.task(load_schema(params.data.schema_file).target_values)
     return {
         "error-rate": (
             "the canary's share of requests answered 5xx, at the gateway",
@@ -279,11 +268,7 @@ def metric_queries(params: Params) -> dict[str, tuple[str, str]]:
             "the canary's 99th percentile latency at the gateway, in seconds",
             f"histogram_quantile(0.99, sum by (le) ({milliseconds}))\n/ 1000\n",
         ),
-        "decision-shift": (
-            f"the canary's share of {positive!r} decisions against the primary's (absolute)",
-            f"abs(\n{decision_share(CANARY_PODS, positive)}\n-\n"
-            f"{decision_share(PRIMARY_PODS, positive)}\n)\n",
-        ),
+        "decision-shift": task.decision_shift(rate, CANARY_PODS, PRIMARY_PODS),
     }
 
 

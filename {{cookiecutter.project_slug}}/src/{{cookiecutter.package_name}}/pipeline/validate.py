@@ -67,10 +67,15 @@ def schema_violations(table: pd.DataFrame, schema: Schema) -> tuple[list[str], p
 
 
 def quality_violations(
-    table: pd.DataFrame, data: DataConfig, rules: ValidateConfig, duplicate_share: float
+    table: pd.DataFrame,
+    data: DataConfig,
+    rules: ValidateConfig,
+    duplicate_share: float,
+    classes: tuple[Any, ...] = (),
 ) -> list[str]:
-    """Quality rules from params.yaml: duplicate share, missing share, class balance (of a
-    classification's target)."""
+    """Quality rules from params.yaml: duplicate share, missing share and, for a
+    classification (`classes`: schema.yaml's target values), every class present and none too
+    rare."""
     violations = []
     if duplicate_share > rules.max_duplicate_share:
         violations.append(
@@ -84,19 +89,23 @@ def quality_violations(
                 f" {rules.max_missing_share:.1%}: add '{column}' to data.drop_columns"
                 " (or raise validate.max_missing_share)"
             )
-    if data.target in table.columns and data.task != "regression":
-        labels = table[data.target].dropna().astype(str)
-        if data.task == "binary" and str(data.positive_label) not in set(labels):
+    if data.target not in table.columns or not classes:
+        return violations
+    labels = table[data.target].dropna().astype(str)
+    absent = [str(name) for name in classes if str(name) not in set(labels)]
+    if absent:
+        named = " (data.positive_label)" if str(data.positive_label) in absent else ""
+        violations.append(
+            f"target '{data.target}': class {', '.join(map(repr, absent))}{named} of schema.yaml"
+            " never occurs"
+        )
+    elif len(labels):
+        rarest = labels.value_counts(normalize=True).min()
+        if rarest < rules.min_class_share:
             violations.append(
-                f"target '{data.target}': data.positive_label {data.positive_label!r} never occurs"
+                f"target '{data.target}': the rarest class is {rarest:.1%} of rows, less than"
+                f" validate.min_class_share {rules.min_class_share:.1%}"
             )
-        elif len(labels):
-            minority = labels.value_counts(normalize=True).min() if labels.nunique() > 1 else 0.0
-            if minority < rules.min_class_share:
-                violations.append(
-                    f"target '{data.target}': rarer class is {minority:.1%} of rows, less than"
-                    f" validate.min_class_share {rules.min_class_share:.1%}"
-                )
     return violations
 
 
@@ -108,7 +117,9 @@ def validate(
         shape = "no rows" if len(table.columns) else "no rows and no columns"
         return [f"the dataset is empty: {shape}"], None
     violations, typed = schema_violations(table, schema)
-    violations += quality_violations(table, params.data, params.validate_, duplicate_share)
+    violations += quality_violations(
+        table, params.data, params.validate_, duplicate_share, schema.target_values
+    )
     return violations, (typed if not violations else None)
 
 

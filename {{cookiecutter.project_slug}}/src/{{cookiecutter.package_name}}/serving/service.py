@@ -193,6 +193,11 @@ PROBABILITY = Histogram(
     labelnames=("model_version",),
     buckets=tuple(step / 10 for step in range(1, 11)),
 )
+PREDICTED_VALUE = Histogram(  # its sum and count give a canary's mean predicted number
+    name="predicted_value",
+    documentation="The number each answered prediction decided (regression)",
+    labelnames=("model_version",),
+)
 
 
 @bentoml.service(
@@ -246,10 +251,13 @@ class ModelService:
 
     def _count(self, predictions: list[Prediction]) -> None:
         probability = PROBABILITY.labels(self.model_version)
+        number = PREDICTED_VALUE.labels(self.model_version)
         classes = bool(self.bundle.schema.target_values)  # a number is not counted by value
         for prediction in predictions:
             label = str(prediction.label) if classes else "number"
             DECISIONS.labels(self.model_version, label).inc()
+            if not classes:
+                number.observe(float(prediction.label))
             value = getattr(prediction, "probability", None)  # binary's
             if value is not None:
                 probability.observe(value)
