@@ -62,9 +62,15 @@ CASES: dict[str, dict[str, str]] = {
         "github_owner": "acme",
     },
     "local-absolute": {
+        "model_family": "logistic_regression",
         "dvc_remote": "local",
         "dvc_remote_url": "/srv/dvc-storage/credit",
     },
+    # With the cases above, every task with every model family.
+    "multiclass-hgb": {"task": "multiclass", "model_family": "hist_gradient_boosting"},
+    "multiclass-lr": {"task": "multiclass", "model_family": "logistic_regression"},
+    "regression-hgb": {"task": "regression", "model_family": "hist_gradient_boosting"},
+    "regression-rf": {"task": "regression", "model_family": "random_forest"},
     "renamed": {
         # 30 characters, the longest slug and package name the hook allows.
         "project_name": "Regional Loan Default Warning2",
@@ -250,6 +256,18 @@ def test_every_choice_value_is_baked() -> None:
         if key in choices and value not in choices[key]
     }
     assert not unknown, f"cases use values cookiecutter.json does not offer: {unknown}"
+
+
+def test_every_task_is_baked_with_every_model_family() -> None:
+    spec = cookiecutter_defaults()
+    baked = {
+        (
+            case.get("task", spec["task"][0]),
+            case.get("model_family", spec["model_family"][0]),
+        )
+        for case in CASES.values()
+    }
+    assert baked == {(t, f) for t in spec["task"] for f in spec["model_family"]}
 
 
 def test_every_supported_python_version_is_baked() -> None:
