@@ -370,7 +370,7 @@ class ChampionConfig(_Strict):
     # means nothing when production's cost is near zero, and the cost matrix's units are
     # the business's own.
     max_cost_increase: float = Field(ge=0)
-    max_metric_drop: float = Field(ge=0, le=1)  # evaluate.primary_metric, absolute
+    max_metric_drop: float = Field(ge=0)  # evaluate.primary_metric's units, absolute
     min_labelled_rows: int = Field(ge=1)  # a smaller labelled window is shown, not judged
 
 

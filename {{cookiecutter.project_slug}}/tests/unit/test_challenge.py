@@ -131,6 +131,8 @@ def test_an_equal_candidate_passes_on_both_data(
 
 def test_a_better_candidate_passes(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _in_production(monkeypatch, _at_half(_trained()))
+    # a cheaper decision may score a decision-based metric (macro F1) lower: cost is judged here
+    edit_params(project, deploy__champion__max_metric_drop=1e9)
     result = challenge.run(load_params())
     assert result["passed"]
     for comparison in result["comparisons"]:
@@ -173,7 +175,11 @@ def test_a_small_labelled_window_is_shown_but_not_judged(
 ) -> None:
     _in_production(monkeypatch, _trained())
     _at_half(_trained()).save(Paths.model)
-    edit_params(project, deploy__champion__min_labelled_rows=100_000)
+    edit_params(
+        project,
+        deploy__champion__min_labelled_rows=100_000,
+        deploy__champion__max_cost_increase=0.0,  # any costlier decision is refused
+    )
     with pytest.raises(GateError) as refused:
         challenge.run(load_params())
     assert all(failure.startswith("test split") for failure in refused.value.failures)

@@ -74,7 +74,7 @@ def test_a_pinned_threshold_is_a_number(binary: Path) -> None:
         ({"train__decision_threshold": "lowest_cost"}, "minimize_cost"),
         ({"train__decision_threshold": True}, "train.decision_threshold"),
         ({"deploy__champion__max_cost_increase": -0.1}, "deploy.champion.max_cost_increase"),
-        ({"deploy__champion__max_metric_drop": 2}, "deploy.champion.max_metric_drop"),
+        ({"deploy__champion__max_metric_drop": -1}, "deploy.champion.max_metric_drop"),
         ({"deploy__champion__min_labelled_rows": 0}, "deploy.champion.min_labelled_rows"),
     ],
 )

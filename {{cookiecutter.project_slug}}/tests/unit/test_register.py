@@ -158,7 +158,9 @@ def test_register_stage_saves_model_schema_and_lineage_in_the_project_store(gate
     assert info["labels"]["data_sha256"] == DATA_HASH
     assert info["labels"]["git_commit"] == UNCOMMITTED
     assert info["metadata"]["evaluation"]["gate"]["passed"] is True
-    assert info["labels"]["decision_threshold"] == "0.6000"
+    pinned = PINNED[params.data.task]
+    shown = f"{pinned:.4f}" if isinstance(pinned, float) else pinned
+    assert info["labels"]["decision_threshold"] == shown
 
 
 SECRET = "s3cr3t-t0ken"
