@@ -131,7 +131,7 @@ def test_the_saved_bundle_reproduces_the_reported_metrics(
         "test = pd.read_csv('data/processed/test.csv')\n"
         "proba = bundle.outputs(test)\n"
         "print(json.dumps({'roc_auc': roc_auc_score(test['risk'] == 1, proba),"
-        " 'threshold': bundle.threshold, 'inputs': list(bundle.features)}))\n"
+        " 'threshold': bundle.decision.value, 'inputs': list(bundle.features)}))\n"
     )
     result = default_project.run("python", "-c", script)
     measured = json.loads(result.stdout.strip().splitlines()[-1])

@@ -16,12 +16,7 @@ import pandas as pd
 
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
 from {{ cookiecutter.package_name }}.schema import Schema
-from {{ cookiecutter.package_name }}.task import (
-    BinaryClassification,
-    Decision,
-    Task,
-    binary_target,
-)
+from {{ cookiecutter.package_name }}.task import Decision, Task
 
 BUNDLE_FORMAT = 2  # bumped when the fields change: an older file is refused, not misread
 UNKNOWN_GROUP = "unknown"  # a missing sensitive value is a group of its own, never dropped
@@ -55,31 +50,6 @@ class ModelBundle:
         return self.schema.target
 
     @property
-    def binary(self) -> BinaryClassification:
-        """The task, for readers that handle binary classification only so far."""
-        if not isinstance(self.task, BinaryClassification):
-            raise PipelineError(f"this step handles binary classification, not {self.task.name}")
-        return self.task
-
-    @property
-    def positive_label(self) -> Any:
-        return self.binary.positive_label
-
-    @property
-    def negative_label(self) -> Any:
-        return self.binary.negative_label
-
-    @property
-    def threshold(self) -> float:
-        """The binary cut-off: decide positive when the probability is at least this."""
-        self.binary  # noqa: B018 - refuses other tasks
-        return float(self.decision.value)
-
-    @property
-    def threshold_source(self) -> str:
-        return self.decision.source
-
-    @property
     def measured_only(self) -> tuple[str, ...]:
         """Schema columns that are never model inputs (kept for fairness measurement)."""
         return tuple(name for name in self.schema.feature_names if name not in self.features)
@@ -108,10 +78,6 @@ class ModelBundle:
     def encode(self, labels: pd.Series) -> np.ndarray:
         """True labels encoded as decisions are (binary: 1 positive, 0)."""
         return self.task.encode(labels)
-
-    def is_positive(self, labels: pd.Series) -> pd.Series:
-        """True labels as 1 (positive class) and 0."""
-        return binary_target(labels, self.positive_label)
 
     def sensitive_groups(self, table: pd.DataFrame) -> dict[str, pd.Series]:
         """Each sensitive attribute's group per row (derived ones binned from their source)."""

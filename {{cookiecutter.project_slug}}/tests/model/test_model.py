@@ -90,12 +90,13 @@ def test_model_beats_the_no_skill_guess_in_every_group(bundle, test_split) -> No
 
 def flipped_share(bundle: ModelBundle, table: pd.DataFrame, changed: pd.DataFrame) -> float:
     """The share of rows whose decision differs between `table` and `changed`: another class,
-    or a number moved by more than a tenth of the decisions' standard deviation."""
+    or a number moved by more than a quarter of the decisions' standard deviation (a change a
+    user would act on)."""
     before = bundle.decide(bundle.outputs(table))
     after = bundle.decide(bundle.outputs(changed))
     if bundle.schema.target_values:
         return float((before != after).mean())
-    return float((np.abs(after - before) > 0.1 * before.std()).mean())
+    return float((np.abs(after - before) > 0.25 * before.std()).mean())
 
 
 def moved(bundle: ModelBundle, table: pd.DataFrame, name: str, values: pd.Series) -> pd.DataFrame:
@@ -107,9 +108,15 @@ def moved(bundle: ModelBundle, table: pd.DataFrame, name: str, values: pd.Series
 def test_decisions_are_stable_under_small_numeric_changes(bundle, test_split) -> None:
     """Every numeric input 1% up (then down) at once; an integer moves by its nearest whole
     number of units (values above 50 move; the next test steps the smaller ones)."""
-    numeric = [name for name in bundle.schema.numeric_features if name in bundle.features]
+    numeric = [  # 1% is a small change only where it is small against the column's spread
+        name
+        for name in bundle.schema.numeric_features
+        if name in bundle.features
+        and 0.01 * test_split[name].abs().median()
+        <= 0.05 * (test_split[name].max() - test_split[name].min())
+    ]
     if not numeric:
-        pytest.skip("no numeric model input")
+        pytest.skip("no numeric model input that 1% moves a little (a calendar year moves far)")
     for factor in (1.01, 0.99):
         nudged = test_split
         for name in numeric:

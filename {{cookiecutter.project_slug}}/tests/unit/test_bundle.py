@@ -11,14 +11,13 @@ from {{ cookiecutter.package_name }}.bundle import (
     BUNDLE_FORMAT,
     DerivedGroup,
     ModelBundle,
-    binary_target,
     load_bundle,
 )
 from {{ cookiecutter.package_name }}.config import CostMatrix, DataConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
 from {{ cookiecutter.package_name }}.pipeline.train import build_model, model_inputs
 from {{ cookiecutter.package_name }}.schema import ColumnSpec, Schema
-from {{ cookiecutter.package_name }}.task import BinaryClassification, Decision, task_for
+from {{ cookiecutter.package_name }}.task import BinaryClassification, Decision, binary_target, task_for
 
 pytestmark = pytest.mark.unit
 
@@ -104,7 +103,7 @@ def test_labels_are_compared_as_text() -> None:
 def test_load_refuses_anything_but_a_current_bundle(tmp_path: Path) -> None:
     path = tmp_path / "model.joblib"
     make().save(path)
-    assert load_bundle(path).threshold == 0.5
+    assert load_bundle(path).decision.value == 0.5
     joblib.dump({"not": "a bundle"}, path)
     with pytest.raises(PipelineError, match="holds a dict, not a model bundle"):
         load_bundle(path)

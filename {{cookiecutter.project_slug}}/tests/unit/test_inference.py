@@ -11,7 +11,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from {{ cookiecutter.package_name }}.bundle import ModelBundle, binary_target
+from {{ cookiecutter.package_name }}.bundle import ModelBundle
 from {{ cookiecutter.package_name }}.config import ModelFamily, load_params
 from {{ cookiecutter.package_name }}.inference import compile_fast_path, records_scorer
 from {{ cookiecutter.package_name }}.io import load_table, write_table
@@ -23,6 +23,7 @@ from {{ cookiecutter.package_name }}.task import (
     MulticlassClassification,
     Regression,
     Task,
+    binary_target,
     class_costs,
 )
 from tests.conftest import frame_of_records

@@ -80,6 +80,13 @@ def test_simulated_traffic_passes_and_shifted_traffic_fails_naming_columns(
     assert passed["passed"] is True
     assert passed["window"]["simulated"] == params.monitor.simulate.rows
     assert passed["performance"]["current"] is not None  # the feedback share came back
+    # the task's own metrics, and Evidently's preset for the task, on the labelled rows
+    assert params.evaluate.primary_metric in passed["performance"]["current"]
+    performance = Path(passed["performance_report"])
+    assert performance.stat().st_size > 10_000
+    drift = {check["name"]: check for check in passed["checks"]}["prediction_drift"]
+    for column in report.output_columns(load_bundle(Paths.model)):  # probabilities, or the number
+        assert column in drift["detail"], drift["detail"]
 
     simulate.run(params, drift=True)
     with pytest.raises(GateError) as failure:
