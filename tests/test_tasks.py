@@ -88,7 +88,9 @@ OWN_TABLES: dict[str, dict[str, Any]] = {
                 "cost_matrix": {"under": 1, "over": 1},
             },
             "fairness": {
-                "thresholds": {"mae_difference": 150.0, "mean_error_difference": 150.0}
+                "thresholds": {"mae_difference": 150.0, "mean_error_difference": 150.0},
+                # 400 rows, so a test split of 100: groups of 20 are what it has to compare
+                "min_group_rows": 20,
             },
         },
         "classes": [],
