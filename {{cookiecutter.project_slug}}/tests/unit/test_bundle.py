@@ -17,7 +17,12 @@ from {{ cookiecutter.package_name }}.config import CostMatrix, DataConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
 from {{ cookiecutter.package_name }}.pipeline.train import build_model, model_inputs
 from {{ cookiecutter.package_name }}.schema import ColumnSpec, Schema
-from {{ cookiecutter.package_name }}.task import BinaryClassification, Decision, binary_target, task_for
+from {{ cookiecutter.package_name }}.task import (
+    BinaryClassification,
+    Decision,
+    binary_target,
+    task_for,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -119,7 +119,7 @@ def render(
         "- The fairness thresholds in `params.yaml` are starting points that the default data"
         " passes; set them from the harm you can accept before the model decides anything.",
         "- Valid only for inputs that pass `schema.yaml`; the service refuses anything else.",
-        "- Monitor drift: a model that passed here can still degrade on new applicants.",
+        "- Monitor drift: a model that passed here can still degrade on new data.",
         "",
     ]
     return "\n".join(lines)
