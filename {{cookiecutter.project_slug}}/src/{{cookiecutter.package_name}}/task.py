@@ -310,6 +310,11 @@ def _chosen_how(decision: dict[str, Any], what: str) -> str:
     )
 
 
+def is_known(labels: pd.Series) -> pd.Series:
+    """Which true labels are there: neither missing nor empty text (nobody told us)."""
+    return labels.notna() & (labels.astype("string") != "")
+
+
 def binary_target(labels: pd.Series, positive_label: Any) -> pd.Series:
     """1 where the label is the positive class, else 0 (labels compared as text)."""
     return (labels.astype(str) == str(positive_label)).astype(int)
@@ -416,7 +421,7 @@ class BinaryClassification(Task):
         from evidently import BinaryClassification
 
         out = rows.copy()
-        known = out[target].notna() & (out[target].astype("string") != "")
+        known = is_known(out[target])
         out[target] = binary_target(out[target], self.positive_label).where(known)
         out[prediction] = binary_target(out[prediction], self.positive_label)
         if known.all():
@@ -697,7 +702,7 @@ class MulticlassClassification(Task):
         from evidently import MulticlassClassification
 
         out = rows.copy()
-        known = out[target].notna() & (out[target].astype("string") != "")
+        known = is_known(out[target])
         out[target] = out[target].astype("string").where(known)
         out[prediction] = out[prediction].astype("string")
         names = [str(name) for name in self.classes]

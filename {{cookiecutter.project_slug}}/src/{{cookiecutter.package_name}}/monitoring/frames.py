@@ -12,6 +12,7 @@ import pandas as pd
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle
 from {{ cookiecutter.package_name }}.schema import Schema
+from {{ cookiecutter.package_name }}.task import is_known
 
 PREDICTION = "prediction"  # the decided label, as the service answers it
 TIMESTAMP = "timestamp"
@@ -47,4 +48,4 @@ def scored_frame(
 
 def labelled(frame: pd.DataFrame, bundle: ModelBundle) -> pd.Series:
     """Rows whose true label is known."""
-    return frame[bundle.target].notna() & (frame[bundle.target].astype("string") != "")
+    return is_known(frame[bundle.target])
