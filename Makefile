@@ -11,6 +11,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 # Installed when requirements-dev.txt is newer than this stamp (or .venv is missing).
 STAMP := $(VENV)/.installed-requirements-dev
 DEMO := demo
+# The task to bake, one of cookiecutter.json's `task` choices; empty: its default (binary).
+TASK ?=
+TASKS = $(shell $(PYTHON) -c 'import json; print(*json.load(open("cookiecutter.json"))["task"])')
 PYTEST_ARGS ?=
 
 export DVC_NO_ANALYTICS := 1
@@ -31,9 +34,10 @@ $(STAMP): requirements-dev.txt
 
 dev: $(STAMP) ## create .venv with the template's pinned test tools
 
-demo: $(STAMP) ## bake the defaults into ./demo/ and run the generated project's setup and pipeline
+demo: $(STAMP) ## bake the defaults into ./demo/ (TASK=multiclass|regression: that task), run setup and pipeline
+	$(if $(TASK),$(if $(filter $(TASK),$(TASKS)),,$(error TASK=$(TASK) is not a task of cookiecutter.json: $(TASKS))))
 	rm -rf $(DEMO)
-	$(BIN)/cookiecutter --no-input --default-config --output-dir $(DEMO) .
+	$(BIN)/cookiecutter --no-input --default-config --output-dir $(DEMO) . $(if $(TASK),task=$(TASK))
 	@# The generated Makefile takes uv from PATH (the template's .venv has one; it goes last
 	@# on PATH) or installs its own copy. VIRTUAL_ENV must not point at the template's .venv.
 	project=$$(find $(DEMO) -mindepth 1 -maxdepth 1 -type d); \
@@ -52,7 +56,7 @@ lint: $(STAMP) ## ruff on hooks/tests/benchmarks; schema, zizmor, actionlint+she
 	$(BIN)/zizmor --offline --quiet .github/workflows/
 	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck .github/workflows/*.yml
 
-bench: demo ## make demo, then time its pipeline stages, its service and monitoring (benchmarks/); needs hey
+bench: demo ## make demo (TASK= too), then time its pipeline, service and monitoring (benchmarks/); needs hey
 	project=$$(find $(DEMO) -mindepth 1 -maxdepth 1 -type d); \
 	cd "$$project" && export PATH="$$PATH:$(BIN)" && unset VIRTUAL_ENV && \
 	uv run python $(CURDIR)/benchmarks/pipeline.py . $(PIPELINE_BENCH_ARGS) && \

@@ -44,7 +44,9 @@ def window(project: Path, rows: int, seed: int = 0) -> pd.DataFrame:
         if spec["type"] != "category":
             noisy = table[name] * rng.uniform(0.98, 1.02, size=rows)
             table[name] = noisy.round() if spec["type"] == "integer" else noisy
-    return table.drop(columns=["prediction", "probability"])
+    # the features and the true label; the model's outputs are left out, for monitor to score
+    kept = [*schema["columns"], schema["target"]["name"]]
+    return table[kept]
 
 
 def scratch_project(project: Path, scratch: Path, source: Path) -> None:

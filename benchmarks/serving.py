@@ -79,11 +79,16 @@ app = FastAPI()
 @app.post("/predict")
 def predict(request: PredictRequest) -> list[dict]:
     table = pd.DataFrame([record.model_dump() for record in request.records])
-    probabilities = BUNDLE.outputs(table)
-    decisions = BUNDLE.decide(probabilities)
+    outputs = BUNDLE.outputs(table)
+    columns = BUNDLE.task.output_columns(outputs)  # the task's answer beside the label
     return [
-        {{"label": BUNDLE.label(decision), "probability": float(probability)}}
-        for probability, decision in zip(probabilities, decisions)
+        {{
+            "label": BUNDLE.label(decision),
+            **BUNDLE.task.response_values(
+                {{name: float(values[row]) for name, values in columns.items()}}
+            ),
+        }}
+        for row, decision in enumerate(BUNDLE.decide(outputs))
     ]
 '''
 

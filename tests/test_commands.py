@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -42,6 +43,28 @@ def test_clean_removes_what_the_commands_create(
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Makefile", "hooks", "tests"]
     assert [p.name for p in (tmp_path / "hooks").iterdir()] == ["keep.py"]
+
+
+def test_demo_refuses_a_task_the_template_does_not_offer(
+    tmp_path: Path, project_environment: ProjectEnvironment
+) -> None:
+    """`make demo TASK=...` (and so `make bench TASK=...`) bakes one of cookiecutter.json's
+    tasks; any other answer stops it with one line naming the choices, before anything is
+    baked. (Each offered task's project is baked and run by tests/test_tasks.py.)"""
+    demo = tmp_path / "demo"
+    env = project_environment.variables(TEMPLATE, activated=False)
+    result = run_command(
+        ["make", "--no-print-directory", "demo", "TASK=ranking", f"DEMO={demo}"],
+        TEMPLATE,
+        env,
+        check=False,
+    )
+    assert result.returncode != 0
+    choices = " ".join(json.loads((TEMPLATE / "cookiecutter.json").read_text())["task"])
+    assert (
+        f"TASK=ranking is not a task of cookiecutter.json: {choices}." in result.stdout
+    )
+    assert not demo.exists()
 
 
 def section(output: str, heading: str) -> str:
