@@ -77,18 +77,22 @@ def stage_commands(project: Path) -> tuple[str, dict[str, str]]:
     }
 
 
-def upsample(table: pd.DataFrame, scale: int, target: str, seed: int) -> pd.DataFrame:
+def upsample(
+    table: pd.DataFrame, scale: int, target: str | None, seed: int
+) -> pd.DataFrame:
     """The rows `scale` times: the originals, then copies with noise so that they are not
-    duplicates. A numeric feature moves by a normal draw of NOISE of its standard deviation,
+    duplicates. A numeric column moves by a normal draw of NOISE of its standard deviation,
     kept within the column's range (integers stay integers); SWAP_SHARE of a category
-    column's values are redrawn from the column. The target is kept."""
+    column's values are redrawn from the column. A class target (`target`) is kept; a
+    number to predict (target None) moves as the other numbers do, or copies of rows whose
+    features happen to come out unchanged would be duplicates."""
     if scale == 1:
         return table
     rng = np.random.default_rng(seed)
     copies = table.iloc[np.tile(np.arange(len(table)), scale - 1)].reset_index(
         drop=True
     )
-    for column in table.columns.drop(target):
+    for column in table.columns.drop(target or []):
         original = table[column]
         if pd.api.types.is_numeric_dtype(original) and not pd.api.types.is_bool_dtype(
             original
@@ -189,7 +193,7 @@ class Bench:
     project: Path
     workdir: Path
     table: pd.DataFrame
-    target: str
+    kept_target: str | None  # the target, if a class: kept in the noisy copies
     stage_names: dict[str, str]  # CLI command -> dvc.yaml stage
     env: dict[str, str]  # for `dvc repro`: the shim first on PATH
     stage_log: Path  # where the shim writes
@@ -199,7 +203,7 @@ class Bench:
         """A cold `dvc repro` of a copy of the project on the table `scale` times, then a
         no-op one, which must run no stage."""
         copy = scratch_copy(self.project, self.workdir, f"{scale}x")
-        upsampled = upsample(self.table, scale, self.target, seed=scale)
+        upsampled = upsample(self.table, scale, self.kept_target, seed=scale)
         if scale > 1:
             use_source(copy, upsampled)
         cold = repro(copy, self.env)
@@ -280,7 +284,7 @@ def main() -> int:
         project,
         workdir,
         table,
-        params["target"],
+        None if params.get("task") == "regression" else params["target"],
         names,
         *shim_environment(workdir),
         keep=arguments.keep,
