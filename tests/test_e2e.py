@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from batch_scoring import check_make_predict
 from conftest import Project, cookiecutter_defaults
 
 pytestmark = pytest.mark.e2e
@@ -229,6 +230,12 @@ def test_generated_make_test_passes(default_project: Project) -> None:
 
 def test_generated_make_lint_passes(default_project: Project) -> None:
     default_project.run("make", "lint")
+
+
+def test_make_predict_scores_a_table_and_lists_its_rejects(
+    default_project: Project, tmp_path: Path
+) -> None:
+    check_make_predict(default_project, tmp_path)
 
 
 # ---------------------------------------------------------------------------------------

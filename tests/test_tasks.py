@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from batch_scoring import check_make_predict
 from conftest import BakeProject, Project
 
 pytestmark = pytest.mark.e2e
@@ -298,6 +299,12 @@ def test_the_card_reference_and_registry_describe_the_task(
         assert columns[-2:] == [target, "prediction"]
     status = project.run("dvc", "status")
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
+
+
+def test_make_predict_scores_a_table_of_the_task(
+    shipped: tuple[str, Project], tmp_path: Path
+) -> None:
+    check_make_predict(shipped[1], tmp_path)
 
 
 # Task-independent tests of the generated suite that the binary project's `make test`

@@ -103,6 +103,21 @@ def draft_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def predict(args: argparse.Namespace) -> int:
+    from {{ cookiecutter.package_name }} import batch
+
+    done = batch.run(
+        load_params(),
+        args.input,
+        args.output,
+        query=args.query,
+        output_table=args.output_table,
+        overwrite=args.overwrite,
+    )
+    print(done.describe())
+    return 0
+
+
 def monitor(args: argparse.Namespace) -> int:
     from {{ cookiecutter.package_name }}.monitoring import report
 
@@ -269,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     for stage in STAGES:
         command(stage.replace("_", "-"), run_stage, f"run the {stage} stage")
     command("schema", draft_schema, "draft schema.yaml from the data source (review it after)")
+    scoring = command(
+        "predict", predict, "score a table with the registered model (batch scoring; rejects)"
+    )
+    scoring.add_argument("--input", required=True, help="a CSV/Parquet file, URL or database URL")
+    scoring.add_argument("--query", help="the SQL query, for a database input")
+    scoring.add_argument("--output", required=True, help="a .csv or .parquet file, or database URL")
+    scoring.add_argument("--output-table", help="the table, for a database output")
+    scoring.add_argument("--overwrite", action="store_true", help="replace an existing output")
     command("monitor", monitor, "compare the current window with the reference (gate)")
     simulating = command("simulate", simulate, "send simulated traffic (see monitoring)")
     simulating.add_argument("--url", help="a running service, e.g. http://127.0.0.1:3000")

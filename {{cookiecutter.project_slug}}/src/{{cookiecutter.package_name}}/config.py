@@ -227,6 +227,13 @@ class SimulateConfig(_Strict):
     drift: dict[str, float | str] = {}
 
 
+class BatchConfig(_Strict):
+    chunk_rows: int = Field(gt=0, le=10_000_000)
+    max_reject_share: float = Field(ge=0, le=1)
+    key_columns: list[str]
+    log_predictions: bool
+
+
 class MonitorConfig(_Strict):
     current: str = Field(min_length=1)  # "prediction_log", or a source the ingest loader reads
     query: str | None = None
@@ -403,6 +410,7 @@ class Params(_Strict):
     evaluate: EvaluateConfig
     fairness: FairnessConfig
     serving: ServingConfig
+    batch: BatchConfig
     monitor: MonitorConfig
     deploy: DeployConfig
 

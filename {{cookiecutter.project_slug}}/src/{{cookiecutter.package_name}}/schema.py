@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -174,6 +175,55 @@ class Schema:
             fields[spec.name] = (annotation, field)
         config = ConfigDict(extra="forbid")
         return create_model(name, __config__=config, **fields)
+
+    def checked_rows(
+        self, frame: pd.DataFrame, optional: tuple[str, ...] = ()
+    ) -> tuple[pd.DataFrame, pd.Series]:
+        """The feature columns of `frame` as the model reads them (numbers as floats, categories
+        as text, NaN where missing), and each row's problems in words ('' for none): the rules
+        of `request_model`, column by column for a whole table, so that batch scoring refuses
+        the rows the service would. Columns the schema does not name are left out; a missing
+        `optional` column is all missing; KeyError names a missing column that is not. A
+        file's text that reads as a number counts as one."""
+        typed: dict[str, pd.Series] = {}
+        problems = pd.Series("", index=frame.index, dtype=object)
+
+        def refuse(mask: pd.Series, words: pd.Series | str) -> None:
+            if mask.any():
+                problems[mask] = problems[mask] + words + "; "
+
+        for spec in self.columns:
+            if spec.name not in frame.columns:
+                if spec.name not in optional:
+                    raise KeyError(spec.name)
+                typed[spec.name] = pd.Series(np.nan, index=frame.index, dtype=object)
+                continue
+            values = frame[spec.name]
+            missing = values.isna()
+            shown = spec.name + ": " + values.astype("string").fillna("").astype(str)
+            if spec.type == "category":
+                text = values.astype("string")
+                refuse(~missing & ~text.isin(spec.categories), shown + " is not a known category")
+                typed[spec.name] = text.astype(object).where(~missing, np.nan)
+            else:
+                if pd.api.types.is_bool_dtype(values):
+                    numbers = pd.Series(np.nan, index=frame.index)
+                else:
+                    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+                not_number = ~missing & numbers.isna()
+                refuse(not_number, shown + " is not a number")
+                finite = pd.Series(np.isfinite(numbers.to_numpy()), index=frame.index)
+                refuse(~missing & ~not_number & ~finite, shown + " is not finite")
+                if spec.type == "integer":
+                    refuse(finite & (numbers % 1 != 0), shown + " is not a whole number")
+                if spec.min is not None:
+                    refuse(finite & (numbers < spec.min), shown + f" is below {spec.min:g}")
+                if spec.max is not None:
+                    refuse(finite & (numbers > spec.max), shown + f" is above {spec.max:g}")
+                typed[spec.name] = numbers.where(finite)
+            if not (spec.nullable or spec.name in optional):
+                refuse(missing, f"{spec.name}: missing")
+        return pd.DataFrame(typed, index=frame.index), problems.str.removesuffix("; ")
 
     def label_type(self) -> Any:
         """The target's values as a request field type: one of the classes, or a finite number

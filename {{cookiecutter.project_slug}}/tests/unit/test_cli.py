@@ -78,6 +78,7 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     listed = capsys.readouterr().out
     others = (
         "schema",
+        "predict",
         "monitor",
         "simulate",
         "monitor-ui",
@@ -98,6 +99,14 @@ MAKEFILE_COMMANDS = [
     (["image", "--check"], cli.image),
     (["simulate", "--url", "http://127.0.0.1:3000", "--drift"], cli.simulate),
     (["monitor"], cli.monitor),
+    (
+        ["predict", "--input", "in.csv", "--output", "o.csv", "--query", "q", "--overwrite"],
+        cli.predict,
+    ),
+    (
+        ["predict", "--input", "i.csv", "--output", "sqlite:///s.db", "--output-table", "t"],
+        cli.predict,
+    ),
     (["monitor-ui", "--port", "8001"], cli.monitor_ui),
     (["challenge"], cli.challenge),
 ]

@@ -67,6 +67,53 @@ def test_missing_field_is_refused(schema) -> None:
         schema.request_model()(**record)
 
 
+def _edge_values(column) -> list[object]:
+    """Values on both sides of each rule of one column's request field."""
+    if column.type == "category":
+        return [column.categories[0], column.categories[-1], "__no_such_category__", None]
+    values: list[object] = [None, float("inf"), float("nan"), "not a number", 2.5, 3]
+    for bound in (column.min, column.max):
+        if bound is not None:
+            values += [bound, bound - 1, bound + 1, bound - 0.5, bound + 0.5]
+    return values
+
+
+def test_batch_checks_refuse_exactly_the_records_the_request_model_refuses(schema) -> None:
+    """Every column's values around each of its rules, one changed field per record: a batch
+    row gets a problem naming that column if and only if the service refuses the record."""
+    Record = schema.request_model()
+    changes = [
+        (column.name, value)
+        for column in schema.columns
+        for value in _edge_values(column)
+        if not (isinstance(value, float) and value != value)  # NaN: JSON cannot carry it
+    ]
+    records = [{**valid_record(schema), name: value} for name, value in changes]
+    _, problems = schema.checked_rows(pd.DataFrame(records, dtype=object))
+    refused = []
+    for record in records:
+        try:
+            Record(**record)
+            refused.append(False)
+        except ValidationError:
+            refused.append(True)
+    assert (problems != "").tolist() == refused
+    assert sum(refused) >= len(schema.columns)  # each column had something to refuse
+    for (name, value), problem in zip(changes, problems, strict=True):
+        assert not problem or problem.startswith(f"{name}: "), (name, value, problem)
+
+
+def test_batch_checks_type_the_columns_as_the_model_reads_them(schema) -> None:
+    numbers = schema.numeric_features
+    frame = pd.DataFrame([valid_record(schema)] * 3, dtype=object)
+    typed, problems = schema.checked_rows(frame.assign(__extra__=1))
+    assert list(typed.columns) == schema.feature_names  # columns the schema does not name: left
+    assert (problems == "").all()
+    assert all(typed[name].dtype == "float64" for name in numbers)
+    with pytest.raises(KeyError):
+        schema.checked_rows(frame.drop(columns=schema.feature_names[0]))
+
+
 def test_inferred_schema_round_trips_through_yaml(tmp_path: Path) -> None:
     table = pd.DataFrame(
         {

@@ -22,15 +22,15 @@ def _as_numbers_if_possible(series: pd.Series) -> pd.Series:
         return series
 
 
-def curate(
-    table: pd.DataFrame, missing_tokens: list[str], drop_columns: list[str]
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Return the curated table and counts of what changed."""
-    unknown = [column for column in drop_columns if column not in table.columns]
-    if unknown and len(table.columns):
-        raise ConfigError(
-            f"data.drop_columns: {unknown} not in the data (columns: {list(table.columns)})"
-        )
+def clean_values(
+    table: pd.DataFrame,
+    missing_tokens: list[str],
+    drop_columns: list[str],
+    text_columns: tuple[str, ...] = (),
+) -> tuple[pd.DataFrame, int]:
+    """Row by row, what curate does before dropping duplicates (batch scoring does it to new
+    rows too): `drop_columns` gone, names stripped, missing tokens made missing, text of numbers
+    made numbers (not in `text_columns`). The table and how many tokens were replaced."""
     table = table.drop(columns=[column for column in drop_columns if column in table.columns])
     table.columns = [str(column).strip() for column in table.columns]
     replaced = 0
@@ -42,7 +42,21 @@ def curate(
         is_token = text.isin(tokens).fillna(False).astype(bool)
         replaced += int(is_token.sum())
         cleaned = text.astype(object).where(~is_token, np.nan)
-        table[column] = _as_numbers_if_possible(cleaned.where(cleaned.notna(), np.nan))
+        cleaned = cleaned.where(cleaned.notna(), np.nan)
+        table[column] = cleaned if column in text_columns else _as_numbers_if_possible(cleaned)
+    return table, replaced
+
+
+def curate(
+    table: pd.DataFrame, missing_tokens: list[str], drop_columns: list[str]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Return the curated table and counts of what changed."""
+    unknown = [column for column in drop_columns if column not in table.columns]
+    if unknown and len(table.columns):
+        raise ConfigError(
+            f"data.drop_columns: {unknown} not in the data (columns: {list(table.columns)})"
+        )
+    table, replaced = clean_values(table, missing_tokens, drop_columns)
     rows_in = len(table)
     table = table.drop_duplicates(ignore_index=True)
     report = {

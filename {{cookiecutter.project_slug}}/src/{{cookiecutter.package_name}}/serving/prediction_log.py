@@ -32,6 +32,7 @@ Record layout, the same in every sink (labels are text, compared as text like th
                                 probability, `probability[<class>]`); empty for the others
                                 (a JSON text column in SQL, added to an older table)
                  simulated      true for traffic made by `make simulate`
+                 batch          true for rows scored by `make predict` (batch scoring)
     feedback:    prediction_id  the prediction the label belongs to
                  timestamp      when the feedback arrived
                  label          the true label
@@ -85,6 +86,7 @@ COLUMNS: dict[Table, list[str]] = {
         "probability",
         "outputs",
         "simulated",
+        "batch",
     ],
     "feedback": ["prediction_id", "timestamp", "label"],
 }
@@ -107,6 +109,7 @@ def prediction_record(
     *,
     outputs: dict[str, float] | None = None,
     simulated: bool = False,
+    batch: bool = False,
     prediction_id: str | None = None,
     timestamp: str | None = None,
 ) -> dict[str, Any]:
@@ -120,6 +123,7 @@ def prediction_record(
         "probability": None if probability is None else float(probability),
         "outputs": outputs or None,
         "simulated": simulated,
+        "batch": batch,
     }
 
 
@@ -134,9 +138,12 @@ def decided_records(
     outputs: list[dict[str, float]],
     model_version: str,
     simulated: list[bool],
+    batch: bool = False,
+    prediction_ids: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """`prediction_record`s of a batch: each row's decision (`labels`) and the model's
-    outputs as the task names them (`probability` gets its own field, the others `outputs`)."""
+    outputs as the task names them (`probability` gets its own field, the others `outputs`);
+    `batch` marks rows of batch scoring, which bring their own `prediction_ids`."""
     return [
         prediction_record(
             row,
@@ -145,8 +152,12 @@ def decided_records(
             model_version,
             outputs={name: value for name, value in own.items() if name != "probability"},
             simulated=flag,
+            batch=batch,
+            prediction_id=prediction_ids[i] if prediction_ids else None,
         )
-        for row, label, own, flag in zip(features, labels, outputs, simulated, strict=True)
+        for i, (row, label, own, flag) in enumerate(
+            zip(features, labels, outputs, simulated, strict=True)
+        )
     ]
 
 
@@ -204,8 +215,9 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
     table["label"] = table["label"].astype(str)
     if "probability" in table:
         table["probability"] = table["probability"].astype(float)
-    if "simulated" in table:
-        table["simulated"] = table["simulated"].fillna(False).astype(bool)
+    for flag in ("simulated", "batch"):  # absent from older records: false
+        if flag in table:
+            table[flag] = table[flag].fillna(False).astype(bool)
     return table
 
 
@@ -317,6 +329,7 @@ class SqlSink(PredictionSink):
                 sa.Column("probability", sa.Float, nullable=True),
                 sa.Column("outputs", sa.Text, nullable=True),
                 sa.Column("simulated", sa.Boolean, nullable=False, default=False),
+                sa.Column("batch", sa.Boolean, nullable=True, default=False),
             ),
             "feedback": sa.Table(
                 "feedback",
@@ -330,8 +343,9 @@ class SqlSink(PredictionSink):
         self._created = False
 
     def _create_tables(self) -> None:
-        """The tables, created if missing; a predictions table from before the `outputs`
-        column gets it (its other columns are unchanged: binary records fill them all)."""
+        """The tables, created if missing; a predictions table from before the `outputs` or
+        `batch` column gets it (its other columns are unchanged: binary records fill them
+        all; older rows read `batch` as false)."""
         if not self._created:
             import sqlalchemy as sa
 
@@ -339,9 +353,13 @@ class SqlSink(PredictionSink):
             columns = {
                 column["name"] for column in sa.inspect(self.engine).get_columns("predictions")
             }
-            if "outputs" not in columns:
-                with self.engine.begin() as connection:
-                    connection.execute(sa.text("ALTER TABLE predictions ADD COLUMN outputs TEXT"))
+            added = {"outputs": "TEXT", "batch": "BOOLEAN"}
+            for name, kind in added.items():
+                if name not in columns:
+                    with self.engine.begin() as connection:
+                        connection.execute(
+                            sa.text(f"ALTER TABLE predictions ADD COLUMN {name} {kind}")
+                        )
             self._created = True
 
     def refuses(self, error: Exception) -> bool:
@@ -358,6 +376,7 @@ class SqlSink(PredictionSink):
                 "features": json.dumps(record["features"], default=str),
                 "outputs": json.dumps(record["outputs"]) if record.get("outputs") else None,
                 "simulated": bool(record.get("simulated", False)),
+                "batch": bool(record.get("batch", False)),
             }
             if "features" in record
             else record

@@ -27,6 +27,21 @@ def use_project_store(project_dir: Path | str = ".") -> Path:
     return Path(os.environ.setdefault("BENTOML_HOME", str(default)))
 
 
+def registered_files() -> tuple[str, Path]:
+    """The tag of the model the pipeline registered (reports/registry.json) and its directory
+    in the store, read without importing BentoML; PipelineError naming what is missing."""
+    import json
+
+    from {{ cookiecutter.package_name }}.errors import PipelineError
+
+    missing = registered_model_missing()
+    if missing:
+        raise PipelineError(f"{missing}: run `make pipeline` first")
+    tag = str(json.loads(Paths.registry.read_text())["tag"])
+    name, _, version = tag.partition(":")
+    return tag, use_project_store() / "models" / name / version
+
+
 def registered_model_missing() -> str | None:
     """Why the store lacks the model the pipeline registered (None when it holds it).
 

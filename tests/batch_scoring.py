@@ -1,0 +1,81 @@
+"""`make predict` as a user runs it on a baked, piped project (binary in test_e2e.py, each other
+task in test_tasks.py): a copy of the test split with rows broken the ways the service refuses,
+scored into a CSV file with the rejects beside it. The generated project's own
+tests/model/test_batch.py checks the answers against the service's and the log."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import yaml
+from conftest import Project
+
+
+def broken_copy_of_the_test_split(
+    project: Project, path: Path
+) -> tuple[int, dict[int, str]]:
+    """The test split at `path` with its first rows broken, one rule each (a number above its
+    maximum, an unknown category); its row count and row number (1-based) -> broken column."""
+    columns = yaml.safe_load((project.path / "schema.yaml").read_text())["columns"]
+    with open(project.path / "data" / "processed" / "test.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    bounded = next(
+        n for n, spec in columns.items() if spec["type"] != "category" and "max" in spec
+    )
+    category = next(n for n, spec in columns.items() if spec["type"] == "category")
+    rows[0][bounded] = str(columns[bounded]["max"] + 1)
+    rows[1][category] = "__no_such_category__"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows), {1: bounded, 2: category}
+
+
+def check_make_predict(project: Project, scratch: Path) -> None:
+    """Scored + rejected = the input, each reject naming its column; an existing output kept
+    without OVERWRITE=1. The prediction log goes to `scratch` (the project may be shared)."""
+    source, output = scratch / "applicants.csv", scratch / "scored.csv"
+    count, broken = broken_copy_of_the_test_split(project, source)
+    log = {
+        "PREDICTION_LOG": str(scratch / "log"),
+        "PREDICTION_SPOOL": str(scratch / "spool"),
+    }
+    done = project.run(
+        "make", "predict", f"INPUT={source}", f"OUTPUT={output}", env=log
+    )
+    assert re.search(
+        rf"scored {count - 2} of {count} rows into {output} with \S+:\S+; 2 rejected",
+        done.stdout,
+    ), done.stdout[-2000:]
+    with open(output, newline="") as handle:
+        scored = list(csv.DictReader(handle))
+    with open(scratch / "scored.rejects.csv", newline="") as handle:
+        rejects = list(csv.DictReader(handle))
+    assert len(scored) + len(rejects) == count
+    assert {int(r["row"]): r["problems"].split(":")[0] for r in rejects} == broken
+    assert len({row["prediction_id"] for row in scored}) == len(scored)
+    # an existing output is kept unless OVERWRITE=1; without INPUT, make says what it needs
+    again = project.run(
+        "make", "predict", f"INPUT={source}", f"OUTPUT={output}", check=False, env=log
+    )
+    assert again.returncode != 0 and "exists: pass --overwrite" in again.stdout
+    project.run(
+        "make", "predict", f"INPUT={source}", f"OUTPUT={output}", "OVERWRITE=1", env=log
+    )
+    # both runs' scored rows in the prediction log, marked batch, under the output's ids
+    logged = [
+        json.loads(line)
+        for path in (scratch / "log").glob("predictions-*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert len(logged) == 2 * len(scored) and all(record["batch"] for record in logged)
+    with open(output, newline="") as handle:
+        assert {row["prediction_id"] for row in csv.DictReader(handle)} <= {
+            record["prediction_id"] for record in logged
+        }
+    bare = project.run("make", "predict", check=False, env=log)
+    assert bare.returncode != 0 and "make predict needs INPUT=" in bare.stdout
