@@ -90,6 +90,7 @@ def test_bench_runs_the_demo_then_times_every_stage(
             # the format, not the figures
             "PIPELINE_BENCH_ARGS=--scales 1 2",
             "SERVING_BENCH_ARGS=--requests 32 --rounds 1",
+            "BATCH_BENCH_ARGS=--scales 1 3",
         ],
         TEMPLATE,
         env,
@@ -153,6 +154,17 @@ def test_bench_runs_the_demo_then_times_every_stage(
     sizes = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+(\d+)$", result.stdout, re.M)
     assert [int(rows) for rows, _, _ in sizes] == [10_000, 100_000, 1_000_000], sizes
     assert all(float(seconds) > 0 and int(peak) > 50 for _, seconds, peak in sizes)
+    # the batch benchmark: every row of each size scored, with its rate, memory and floor
+    batch = re.findall(
+        r"^\s+(\d+)x\s+([\d,]+)\s+([\d.]+)\s+([\d,]+)\s+(\d+)\s+([\d.]+)\s+([\d,]+)$",
+        result.stdout,
+        re.M,
+    )
+    assert [(scale, rows) for scale, rows, *_ in batch] == [
+        ("1", "1,000"),
+        ("3", "3,000"),
+    ]
+    assert all(int(peak) > 50 for *_, peak, _, _ in batch), batch
 
 
 @pytest.mark.e2e

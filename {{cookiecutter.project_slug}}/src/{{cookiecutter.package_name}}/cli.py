@@ -21,6 +21,7 @@ STAGES = (
     "train",
     "evaluate",
     "fairness",
+    "explain",
     "model_card",
     "register",
     "reference",

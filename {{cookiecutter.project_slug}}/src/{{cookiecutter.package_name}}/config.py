@@ -55,6 +55,8 @@ class Paths:
     plots = Path("reports/plots")
     evaluation_plots = plots / "evaluate"  # the task's own (task.py: plots)
     fairness = Path("reports/fairness.json")
+    explanations = Path("reports/explain.json")  # which inputs drive the decisions
+    importance_plot = plots / "importance.csv"
     model_card = Path("docs/model_card.md")
     problem = Path("docs/problem.md")
     registry = Path("reports/registry.json")
@@ -225,6 +227,12 @@ class SimulateConfig(_Strict):
     rows: int = Field(gt=0, le=1_000_000)
     feedback_share: float = Field(ge=0, le=1)
     drift: dict[str, float | str] = {}
+
+
+class ExplainConfig(_Strict):
+    repeats: int = Field(ge=1, le=100)
+    top_inputs: int = Field(ge=0)
+    grid_points: int = Field(ge=2, le=100)
 
 
 class BatchConfig(_Strict):
@@ -409,6 +417,7 @@ class Params(_Strict):
     train: TrainConfig
     evaluate: EvaluateConfig
     fairness: FairnessConfig
+    explain: ExplainConfig
     serving: ServingConfig
     batch: BatchConfig
     monitor: MonitorConfig

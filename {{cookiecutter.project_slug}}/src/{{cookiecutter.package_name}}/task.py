@@ -285,6 +285,11 @@ class Task(ABC):
     card_metrics: ClassVar[tuple[str, ...]]  # the rows of the card's performance table
 
     @abstractmethod
+    def decision_summary(self, decisions: np.ndarray) -> dict[str, float]:
+        """What a set of decisions amounts to, named for people (the model card's partial
+        dependence): each class's share, or the mean decided number."""
+
+    @abstractmethod
     def describe(self, value: float | str) -> str:
         """A decision value in a few words, e.g. `cut-off 0.63`."""
 
@@ -516,6 +521,9 @@ class BinaryClassification(Task):
     card_metrics: ClassVar[tuple[str, ...]] = (
         "roc_auc", "f1", "precision", "recall", "accuracy", "positive_rate", "cost",
     )  # fmt: skip
+
+    def decision_summary(self, decisions: np.ndarray) -> dict[str, float]:
+        return {f"share decided {self.positive_label}": float(np.mean(np.asarray(decisions) == 1))}
 
     def describe(self, value: float | str) -> str:
         return f"cut-off {float(value):.2f}"
@@ -807,6 +815,13 @@ class MulticlassClassification(Task):
         "macro_f1", "balanced_accuracy", "accuracy", "log_loss", "cost",
     )  # fmt: skip
 
+    def decision_summary(self, decisions: np.ndarray) -> dict[str, float]:
+        decisions = np.asarray(decisions)
+        return {
+            f"share decided {name}": float(np.mean(decisions == i))
+            for i, name in enumerate(self.classes)
+        }
+
     def describe(self, value: float | str) -> str:
         return "lowest expected cost" if value == MINIMIZE_COST else "most probable class"
 
@@ -1028,6 +1043,9 @@ class Regression(Task):
     card_metrics: ClassVar[tuple[str, ...]] = (
         "mae", "rmse", "r2", "mean_prediction", "under_share", "cost",
     )  # fmt: skip
+
+    def decision_summary(self, decisions: np.ndarray) -> dict[str, float]:
+        return {"mean decided": float(np.mean(np.asarray(decisions, dtype=np.float64)))}
 
     def describe(self, value: float | str) -> str:
         return f"offset {float(value):+.4g}"

@@ -12,6 +12,7 @@ from {{ cookiecutter.package_name }}.io import file_sha256, load_table, read_jso
 from {{ cookiecutter.package_name }}.pipeline import (
     curate,
     evaluate,
+    explain,
     explore,
     fairness,
     ingest,
@@ -37,7 +38,7 @@ def test_stages_write_their_outputs(workspace: Path, capsys: pytest.CaptureFixtu
     manifest = ingest.run(params)
     assert manifest["sha256"] == file_sha256(Paths.raw_data)
     assert manifest["rows"] > 0
-    for stage in (curate, validate, explore, split, train, evaluate, fairness, model_card):
+    for stage in (curate, validate, explore, split, train, evaluate, fairness, explain, model_card):
         stage.run(params)
     explored = read_json(Paths.explore_summary)
     assert explored["rows"] == read_json(Paths.curate_report)["rows_out"]
@@ -74,6 +75,16 @@ def test_stages_write_their_outputs(workspace: Path, capsys: pytest.CaptureFixtu
     assert (Paths.plots / "fairness.csv").stat().st_size > 0
     card = Paths.model_card.read_text()
     assert f"{metrics['model'][params.evaluate.primary_metric]:.3f}" in card
+    # explain: every model input ranked by what shuffling it costs, the top ones' dependence
+    explained = read_json(Paths.explanations)
+    ranked = [row["input"] for row in explained["importance"]]
+    assert sorted(ranked) == sorted(load_bundle(Paths.model).features)
+    increases = [row["cost_increase"] for row in explained["importance"]]
+    assert increases == sorted(increases, reverse=True) and increases[0] > 0
+    top = ranked[: params.explain.top_inputs]
+    assert [entry["input"] for entry in explained["partial_dependence"]] == top
+    assert all(f"every row's `{name}` set to each value" in card for name in top)
+    assert f"| {ranked[0]} | {increases[0]:.3f} |" in card
 
 
 def test_invalid_data_stops_at_validate(workspace: Path) -> None:

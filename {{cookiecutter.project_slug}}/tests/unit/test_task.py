@@ -183,3 +183,15 @@ def test_train_scoring_must_score_the_tasks_models() -> None:
     assert MulticlassClassification.scores("f1_macro")
     assert not MulticlassClassification.scores("roc_auc")
     assert Regression.scores("neg_mean_absolute_error") and not Regression.scores("accuracy")
+
+
+def test_each_task_sums_up_decisions_for_people() -> None:
+    """What the model card's partial dependence shows: each class's share, or the mean."""
+    binary = BinaryClassification(positive_label="bad", negative_label="good", cost_fp=1, cost_fn=5)
+    assert binary.decision_summary(np.array([1, 0, 0, 1])) == {"share decided bad": 0.5}
+    assert MULTICLASS.decision_summary(np.array([2, 2, 0, 1])) == {
+        "share decided low": 0.25,
+        "share decided mid": 0.25,
+        "share decided high": 0.5,
+    }
+    assert REGRESSION.decision_summary(np.array([1.0, 2.0, 6.0])) == {"mean decided": 3.0}

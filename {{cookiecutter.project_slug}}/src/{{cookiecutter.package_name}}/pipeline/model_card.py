@@ -1,4 +1,4 @@
-"""Stage 9, model card: what the model is, what it was trained on, how well and how fairly it
+"""Stage 10, model card: what the model is, what it was trained on, how well and how fairly it
 does, rendered from the pipeline's own results so it can never drift from them."""
 
 from __future__ import annotations
@@ -65,12 +65,47 @@ def _fairness_table(task: Task, fairness: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _explanations(report: dict[str, Any]) -> list[str]:
+    """Permutation importance in cost, then the decisions' partial dependence on the top
+    inputs."""
+    lines = [
+        f"Cost per prediction on the test split: {report['cost_per_prediction']:.3f}. Shuffling"
+        f" one input's values among the {report['test_rows']} rows ({report['repeats']} times)"
+        " raises it by:",
+        "",
+        "| input | cost increase per prediction | std |",
+        "|---|---|---|",
+        *(
+            f"| {row['input']} | {row['cost_increase']:.3f} | {row['std']:.3f} |"
+            for row in report["importance"]
+        ),
+    ]
+    for dependence in report["partial_dependence"]:
+        name, rows = dependence["input"], dependence["values"]
+        measures = [key for key in rows[0] if key != "value"] if rows else []
+        lines += [
+            "",
+            f"Decisions with every row's `{name}` set to each value:",
+            "",
+            f"| {name} | " + " | ".join(measures) + " |",
+            "|---|" + "---|" * len(measures),
+            *(
+                f"| {row['value']:{'.4g' if isinstance(row['value'], float) else ''}} | "
+                + " | ".join(f"{row[key]:.3f}" for key in measures)
+                + " |"
+                for row in rows
+            ),
+        ]
+    return lines
+
+
 def render(
     params: Params,
     manifest: dict[str, Any],
     train: dict[str, Any],
     metrics: dict[str, Any],
     fairness: dict[str, Any],
+    explanations: dict[str, Any],
     task: Task,
 ) -> str:
     """The model card as Markdown."""
@@ -114,6 +149,9 @@ def render(
         f"Fairness gate: {'passed' if fairness['gate']['passed'] else 'FAILED'}"
         f" (thresholds: {fairness['thresholds']}).",
         "",
+        "## What drives the decisions",
+        *_explanations(explanations),
+        "",
         "## Limitations",
         "- Trained on historical decisions: it inherits their biases; review the fairness table.",
         "- The fairness thresholds in `params.yaml` are starting points that the default data"
@@ -132,6 +170,7 @@ def run(params: Params) -> str:
         read_json(Paths.train_report),
         read_json(Paths.metrics),
         read_json(Paths.fairness),
+        read_json(Paths.explanations),
         params.task(load_schema(params.data.schema_file).target_values),
     )
     with stage_outputs() as outputs:

@@ -1,4 +1,4 @@
-"""Stage 11, reference: the test split scored by the model bundle, for monitoring to compare
+"""Stage 12, reference: the test split scored by the model bundle, for monitoring to compare
 with. Rows the model never trained on, with their true label, the model's decision and its
 probability, so reference performance is honest and prediction drift can be measured."""
 

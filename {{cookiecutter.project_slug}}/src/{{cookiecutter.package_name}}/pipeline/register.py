@@ -1,4 +1,4 @@
-"""Stage 10, register: put the gated model bundle into the project's BentoML model store with its
+"""Stage 11, register: put the gated model bundle into the project's BentoML model store with its
 lineage (code version, data hash, params, evaluation and fairness results) and the serving
 settings, so that any served prediction can be traced back to exactly what produced it. Data
 source credentials never reach the store: sources are recorded redacted."""
