@@ -155,8 +155,8 @@ def run(
 def log_batch(staged: Spool, params: Params) -> None:
     """The scored rows, staged while the run went on, into the prediction log now that the
     output is whole (a failed run logs nothing). If the log's sink fails, they wait in the
-    service's spool (`serving.prediction_spool`), which the next `make serve` or batch run
-    replays."""
+    service's spool (`serving.prediction_spool`), which the service replays into the log when
+    it next starts or finds the sink answering."""
     spool = open_spool(params.serving.prediction_spool, base_dir=Path.cwd())
     try:
         staged.replay(open_sink(params.serving.prediction_log, base_dir=Path.cwd()), 10_000)
