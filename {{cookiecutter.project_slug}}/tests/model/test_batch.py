@@ -203,3 +203,33 @@ def test_a_database_query_is_scored_into_a_database_table(
         scored = pd.read_sql_table("scores", connection)
         rejects = pd.read_sql_table("scores_rejects", connection)
     assert len(scored) == done.scored == done.rows == len(applicants) and rejects.empty
+
+
+def test_a_log_that_is_down_gets_the_records_later_from_the_spool(
+    scoring: Params,
+    pipeline_outputs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The output is whole when the log refuses: the records wait in the service's spool,
+    and its replay (as the service does at start) puts every one into the log."""
+    from {{ cookiecutter.package_name }}.serving import prediction_log
+
+    class Down(prediction_log.DirectorySink):
+        def write_missing(self, table, records):
+            raise OSError("connection refused")
+
+    monkeypatch.setattr(batch, "open_sink", lambda target, base_dir: Down(target))
+    done = batch.run(scoring, str(pipeline_outputs / Paths.test_data), str(tmp_path / "s.csv"))
+    assert len(pd.read_csv(tmp_path / "s.csv")) == done.scored
+    assert "the prediction log refused the batch's records (connection refused)" in (
+        capsys.readouterr().err
+    )
+    spool = prediction_log.open_spool(scoring.serving.prediction_spool)
+    sink = open_sink(scoring.serving.prediction_log)
+    assert spool.replay(sink) == done.scored
+    logged = sink.read_predictions()
+    assert sorted(logged["prediction_id"]) == sorted(
+        pd.read_csv(tmp_path / "s.csv")["prediction_id"]
+    )
