@@ -370,6 +370,24 @@ class Project:
 
 BakeProject = Callable[..., Project]
 
+# Files of the generated suite that do not depend on the task or the data: test_e2e.py's
+# `make test` runs them on the default project, and the other runs of the suite (another task,
+# another dataset, the CI workflow's job) leave them out, for the template's CI time budget.
+# The binary live canary (Envoy, Prometheus, three services) is among them where the project is
+# binary; test_tasks.py runs each other task's.
+DATA_INDEPENDENT_TESTS = (
+    "tests/service/test_load.py",
+    "tests/service/test_overload.py",
+    "tests/service/test_durability.py",
+    "tests/unit/test_lineage.py",
+)
+BINARY_CANARY_TEST = "tests/deploy/test_canary.py"
+
+
+def deselecting(*paths: str) -> dict[str, str]:
+    """The environment that leaves `paths` out of a generated project's pytest runs."""
+    return {"PYTEST_ADDOPTS": " ".join(f"--deselect {path}" for path in paths)}
+
 
 @pytest.fixture(scope="session")
 def bake_project(

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 from batch_scoring import check_make_predict
-from conftest import BakeProject, Project
+from conftest import DATA_INDEPENDENT_TESTS, BakeProject, Project, deselecting
 
 pytestmark = pytest.mark.e2e
 
@@ -307,24 +307,15 @@ def test_make_predict_scores_a_table_of_the_task(
     check_make_predict(shipped[1], tmp_path, every_refusal=False)
 
 
-# Task-independent tests of the generated suite that the binary project's `make test`
-# (test_e2e.py) already runs: left out here to keep the template's CI within its time budget.
-TASK_INDEPENDENT = (
-    "tests/service/test_load.py",
-    "tests/service/test_overload.py",
-    "tests/service/test_durability.py",
-    "tests/unit/test_lineage.py",
-)
-
-
 def test_the_shipped_project_passes_its_own_tests(shipped: tuple[str, Project]) -> None:
     """Its own `make test`: lint, the data, model, bias and service layers for the task (its
     answers equal the bundle's offline, its log holds the task's outputs), monitoring passing
     then raising the drift alarm, and the canary's decision check live through Envoy and
     Prometheus (REQUIRE_CANARY_TEST, as .ci/run sets it, makes a missing one fail)."""
     _, project = shipped
-    deselect = " ".join(f"--deselect {path}" for path in TASK_INDEPENDENT)
-    result = project.run("make", "test", timeout=1800, env={"PYTEST_ADDOPTS": deselect})
+    result = project.run(
+        "make", "test", timeout=1800, env=deselecting(*DATA_INDEPENDENT_TESTS)
+    )
     summary = result.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary, result.stdout[-3000:]
     assert "tests/deploy/test_canary.py ......." in result.stdout, (
