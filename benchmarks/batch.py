@@ -105,7 +105,7 @@ def main() -> int:
         f" {os.cpu_count()} cores"
     )
     print(
-        f"{'scale':>6} {'rows':>11} {'seconds':>8} {'rows/s':>10} {'peak MiB':>9}"
+        f"{'scale':>7} {'rows':>11} {'seconds':>8} {'rows/s':>10} {'peak MiB':>9}"
         f" {'floor s':>8} {'floor rows/s':>13}"
     )
     for scale in args.scales:
@@ -142,7 +142,7 @@ def main() -> int:
                 )
         floor_seconds = floor(project, package, test_split, rows)
         print(
-            f"{scale:>5}x {rows:>11,} {seconds:>8.1f} {rows / seconds:>10,.0f}"
+            f"{scale:>6}x {rows:>11,} {seconds:>8.1f} {rows / seconds:>10,.0f}"
             f" {int(peak.split()[1]) / 1024:>9.0f} {floor_seconds:>8.1f}"
             f" {rows / floor_seconds:>13,.0f}",
             flush=True,
