@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,16 +24,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from fresh_run import run_command
 
 SHIPPED_ROWS_KEY = "rows"  # reports/registry.json's data.rows: the shipped table's size
-RUNNER = (
-    "import resource, runpy, sys; sys.argv = ['{package}', 'predict', '--input', {source!r},"
-    " '--output', {output!r}];\n"
-    "try:\n    runpy.run_module('{package}', run_name='__main__')\n"
-    "except SystemExit as exit:\n    code = exit.code\nelse:\n    code = 0\n"
-    "print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-    "sys.exit(code)"
-)
 
 
 def write_source(test_split: pd.DataFrame, rows: int, path: Path) -> None:
@@ -115,35 +107,15 @@ def main() -> int:
             source, output = scratch / "input.parquet", scratch / "scored.parquet"
             write_source(test_split, rows, source)
             scratch_project(project, scratch, args.log)
-            env = {
-                **os.environ,
-                "PYTHONPATH": str(project / "src"),
-                "DO_NOT_TRACK": "1",
-            }
-            env["BENTOML_HOME"] = str(project / ".bentoml")
-            started = time.perf_counter()
-            done = subprocess.run(
-                [sys.executable, "-c", RUNNER.format(package=package, source=str(source),
-                                                     output=str(output))],
-                cwd=scratch, env=env, capture_output=True, text=True,
-            )  # fmt: skip
-            seconds = time.perf_counter() - started
-            if done.returncode != 0:
-                raise SystemExit(
-                    f"predict on {rows} rows failed:\n{done.stderr[-3000:]}"
-                )
-            peak = next(
-                line for line in done.stderr.splitlines() if line.startswith("peak_kib")
-            )
+            command = ["predict", "--input", str(source), "--output", str(output)]
+            seconds, peak = run_command(project, package, command, scratch)
             scored = pq.ParquetFile(output).metadata.num_rows
             if scored != rows:
-                raise SystemExit(
-                    f"{scored} of {rows} rows scored:\n{done.stdout[-2000:]}"
-                )
+                raise SystemExit(f"{scored} of {rows} rows scored")
         floor_seconds = floor(project, package, test_split, rows)
         print(
             f"{scale:>6}x {rows:>11,} {seconds:>8.1f} {rows / seconds:>10,.0f}"
-            f" {int(peak.split()[1]) / 1024:>9.0f} {floor_seconds:>8.1f}"
+            f" {peak:>9.0f} {floor_seconds:>8.1f}"
             f" {rows / floor_seconds:>13,.0f}",
             flush=True,
         )

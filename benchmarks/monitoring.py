@@ -10,26 +10,16 @@ targets: benchmarks/RESULTS.md).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
+from fresh_run import run_command
 
 SIZES = (10_000, 100_000, 1_000_000)
-# Runs the monitor command and prints the interpreter's peak resident memory (KiB).
-RUNNER = (
-    "import resource, runpy, sys; sys.argv = ['{package}', 'monitor'];\n"
-    "try:\n    runpy.run_module('{package}', run_name='__main__')\n"
-    "except SystemExit as exit:\n    code = exit.code\nelse:\n    code = 0\n"
-    "print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-    "sys.exit(0 if code in (0, 1) else code)"  # a failed gate is a result, not an error
-)
 
 
 def window(project: Path, rows: int, seed: int = 0) -> pd.DataFrame:
@@ -77,29 +67,12 @@ def main() -> int:
             source = scratch / "current.parquet"
             window(project, rows).to_parquet(source, index=False)
             scratch_project(project, scratch, source)
-            env = {
-                **os.environ,
-                "PYTHONPATH": str(project / "src"),
-                "DO_NOT_TRACK": "1",
-            }
-            started = time.perf_counter()
-            done = subprocess.run(
-                [sys.executable, "-c", RUNNER.format(package=package)],
-                cwd=scratch,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            seconds = time.perf_counter() - started
-            if done.returncode != 0:
-                raise SystemExit(
-                    f"monitor on {rows} rows failed:\n{done.stderr[-3000:]}"
-                )
-            peak = next(
-                line for line in done.stderr.splitlines() if line.startswith("peak_kib")
+            # a failed gate (exit 1) is a result, not an error
+            seconds, peak = run_command(
+                project, package, ["monitor"], scratch, ok=(0, 1)
             )
             print(
-                f"{rows:>9} {seconds:>9.1f} {int(peak.split()[1]) / 1024:>9.0f}",
+                f"{rows:>9} {seconds:>9.1f} {peak:>9.0f}",
                 flush=True,
             )
     return 0
