@@ -57,6 +57,7 @@ class Paths:
     fairness = Path("reports/fairness.json")
     explanations = Path("reports/explain.json")  # which inputs drive the decisions
     importance_plot = plots / "importance.csv"
+    importance_chart = Path("docs/importance.svg")  # the model card shows it
     model_card = Path("docs/model_card.md")
     problem = Path("docs/problem.md")
     registry = Path("reports/registry.json")

@@ -85,6 +85,9 @@ def test_stages_write_their_outputs(workspace: Path, capsys: pytest.CaptureFixtu
     assert [entry["input"] for entry in explained["partial_dependence"]] == top
     assert all(f"every row's `{name}` set to each value" in card for name in top)
     assert f"| {ranked[0]} | {increases[0]:.3f} |" in card
+    chart = Paths.importance_chart.read_text()  # the card's chart: a bar and a label per input
+    assert "](importance.svg)" in card and chart.count("<rect ") == len(ranked)
+    assert all(f">{name}</text>" in chart for name in ranked)
 
 
 def test_invalid_data_stops_at_validate(workspace: Path) -> None:

@@ -73,6 +73,8 @@ def _explanations(report: dict[str, Any]) -> list[str]:
         f" one input's values among the {report['test_rows']} rows ({report['repeats']} times)"
         " raises it by:",
         "",
+        "![Cost increase per prediction when each input is shuffled](importance.svg)",
+        "",
         "| input | cost increase per prediction | std |",
         "|---|---|---|",
         *(
