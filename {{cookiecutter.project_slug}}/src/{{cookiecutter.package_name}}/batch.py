@@ -20,6 +20,9 @@ serves.
   under the same prediction ids, once the output is whole (staged on disk meanwhile): monitoring
   sees them, and their true labels can come back through the service's /feedback as for served
   predictions.
+- With `--explain`, each output row also gets its decision's explanation (explanations.py):
+  `base` and one `contribution[<input>]` column per model input, adding up to the output
+  explained (binary: toward the positive class; multiclass: toward the class decided).
 
 The model's inputs reach the scikit-learn pipeline as whole columns (the service's fast path is
 for small requests; the two agree to 1e-6, which the tests check).
@@ -36,7 +39,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -61,6 +64,9 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
 )
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, registered_files
 
+if TYPE_CHECKING:
+    from {{ cookiecutter.package_name }}.explanations import Explainer
+
 FILE_SUFFIXES = (".csv", ".parquet", ".pq")
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ROW, PROBLEMS = "row", "problems"  # the rejects' own columns
@@ -77,11 +83,13 @@ class BatchRun:
     output: str
     rejects: str
     model_version: str
+    explains: str = ""  # what the explanations' contributions add up to, if any
 
     def describe(self) -> str:
+        explained = f"; each row's contributions explain {self.explains}" if self.explains else ""
         return (
             f"scored {self.scored} of {self.rows} rows into {self.output} with {self.model_version}"
-            f"; {self.rejected} rejected (listed in {self.rejects})"
+            f"; {self.rejected} rejected (listed in {self.rejects}){explained}"
         )
 
 
@@ -101,13 +109,19 @@ def run(
     query: str | None = None,
     output_table: str | None = None,
     overwrite: bool = False,
+    explain: bool = False,
 ) -> BatchRun:
     """Score `source` into `output` (see the module docstring); PipelineError when the rejects
     pass `batch.max_reject_share`, after the rejects are written and with no output."""
     settings = params.batch
     tag, directory = registered_files()
     bundle = load_bundle(directory / BUNDLE_FILE)
-    clash = sorted(set(settings.key_columns) & {*answer_columns(bundle), ROW, PROBLEMS})
+    explainer = None
+    if explain:
+        from {{ cookiecutter.package_name }}.explanations import Explainer
+
+        explainer = Explainer(bundle)
+    clash = sorted(set(settings.key_columns) & {*answer_columns(bundle, explainer), ROW, PROBLEMS})
     if clash:
         raise ConfigError(f"batch.key_columns: {clash} would clash with the output's own columns")
     rejects, rejects_table = rejects_location(output, output_table)
@@ -127,7 +141,9 @@ def run(
         log = Spool(staged) if settings.log_predictions else None
         try:  # the rejects are kept when the output is refused for them
             with destination(output, output_table, overwrite=overwrite) as append:
-                counts = score_all(bundle, chunks, settings.key_columns, tag, log, append, reject)
+                counts = score_all(
+                    bundle, chunks, settings.key_columns, tag, log, append, reject, explainer
+                )
                 share = counts["rejected"] / max(counts["rows"], 1)
                 if share > settings.max_reject_share:
                     raise TooManyRejects(
@@ -149,6 +165,7 @@ def run(
         output=shown(output, output_table),
         rejects=shown(rejects, rejects_table),
         model_version=tag,
+        explains=explainer.explains() if explainer else "",
     )
 
 
@@ -182,18 +199,19 @@ def score_all(
     log: Spool | None,
     append: Append,
     reject: Append,
+    explainer: Explainer | None = None,
 ) -> dict[str, int]:
     """Every chunk scored into `append` and its rejects into `reject`; the counts."""
     counts = {"rows": 0, "scored": 0, "rejected": 0}
     for chunk in chunks:
-        scored, rejected = score_chunk(bundle, chunk, keys, counts["rows"], tag, log)
+        scored, rejected = score_chunk(bundle, chunk, keys, counts["rows"], tag, log, explainer)
         for write, rows, count in ((append, scored, "scored"), (reject, rejected, "rejected")):
             if len(rows):  # an empty frame first would fix a Parquet column's type as null
                 write(rows)
                 counts[count] += len(rows)
         counts["rows"] += len(chunk)
     if not counts["scored"]:  # none: the output still gets its columns
-        append(pd.DataFrame(columns=[*keys, *answer_columns(bundle)]))
+        append(pd.DataFrame(columns=[*keys, *answer_columns(bundle, explainer)]))
     if not counts["rejected"]:
         reject(pd.DataFrame(columns=[ROW, *keys, PROBLEMS]))
     return counts
@@ -203,9 +221,13 @@ class TooManyRejects(PipelineError):
     """The rejects passed the limit: the rejects are written, the output is not."""
 
 
-def answer_columns(bundle: ModelBundle) -> list[str]:
-    """The output's columns after the key columns: what the service answers for a record."""
-    return ["prediction_id", "label", *bundle.task.output_names(), "model_version"]
+def answer_columns(bundle: ModelBundle, explainer: Explainer | None = None) -> list[str]:
+    """The output's columns after the key columns: what the service answers for a record,
+    then its explanation's (with an explainer)."""
+    answer = ["prediction_id", "label", *bundle.task.output_names(), "model_version"]
+    if explainer is None:
+        return answer
+    return [*answer, "base", *(f"contribution[{name}]" for name in bundle.features)]
 
 
 def score_chunk(
@@ -215,6 +237,7 @@ def score_chunk(
     offset: int,
     tag: str,
     log: Spool | None,
+    explainer: Explainer | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One chunk's output rows and rejects; its scored rows staged for the log in `log`."""
     schema = bundle.schema
@@ -251,8 +274,9 @@ def score_chunk(
             "label": pd.Series(labels, dtype=object if schema.target_values else "float64"),
             **{name: np.asarray(values, dtype=np.float64) for name, values in columns.items()},
             "model_version": tag,
+            **(explanation_columns(explainer, good, decisions) if explainer else {}),
         },
-        columns=[*keys, *answer_columns(bundle)],
+        columns=[*keys, *answer_columns(bundle, explainer)],
     )
     if log is not None and len(good):
         records = cast(
@@ -269,6 +293,20 @@ def score_chunk(
         )
         log.append("predictions", logged)
     return scored, rejected
+
+
+def explanation_columns(
+    explainer: Explainer, good: pd.DataFrame, decisions: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The scored rows' explanations as output columns."""
+    if not len(good):
+        return {}
+    found = explainer.explain(explainer.table_matrix(good), decisions)
+    inputs = explainer.bundle.features
+    return {
+        "base": found.base,
+        **{f"contribution[{name}]": found.contributions[:, i] for i, name in enumerate(inputs)},
+    }
 
 
 def prediction_ids(count: int) -> list[str]:

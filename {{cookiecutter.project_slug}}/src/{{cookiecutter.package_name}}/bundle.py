@@ -43,6 +43,9 @@ class ModelBundle:
     family: str
     sensitive_features: tuple[str, ...] = ()
     derived_groups: dict[str, DerivedGroup] = field(default_factory=dict)
+    # the training rows' mean after preprocessing, where a linear model's explanations start
+    # (explanations.py); None in bundles written before explanations, and for baselines
+    background: np.ndarray | None = None
     format: int = BUNDLE_FORMAT
 
     @property

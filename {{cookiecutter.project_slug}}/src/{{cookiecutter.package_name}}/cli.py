@@ -114,6 +114,7 @@ def predict(args: argparse.Namespace) -> int:
         query=args.query,
         output_table=args.output_table,
         overwrite=args.overwrite,
+        explain=args.explain,
     )
     print(done.describe())
     return 0
@@ -293,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--output", required=True, help="a .csv or .parquet file, or database URL")
     scoring.add_argument("--output-table", help="the table, for a database output")
     scoring.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    scoring.add_argument(
+        "--explain", action="store_true", help="add each decision's input contributions (SHAP)"
+    )
     command("monitor", monitor, "compare the current window with the reference (gate)")
     simulating = command("simulate", simulate, "send simulated traffic (see monitoring)")
     simulating.add_argument("--url", help="a running service, e.g. http://127.0.0.1:3000")

@@ -187,6 +187,7 @@ class ServingConfig(_Strict):
     max_batch_size: int = Field(100, ge=1, le=100_000)
     max_queue_wait: float = Field(5.0, gt=0, le=3600)
     prediction_spool: str = Field("logs/spool", min_length=1)
+    max_explain_records: int = Field(10, gt=0, le=1000)
 
     @model_validator(mode="after")
     def _queue_wait_within_timeout(self) -> ServingConfig:

@@ -124,6 +124,11 @@ class Task(ABC):
         """What the decisions can be, for the registry's record (nothing for a number)."""
         return {}
 
+    def explained_codes(self, decisions: np.ndarray) -> np.ndarray | None:
+        """Per row, the class (as a decision code) a decision's explanation is toward; None
+        for a number, whose only output is explained (explanations.py)."""
+        return None
+
     def output_columns(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
         """The model's outputs as named columns beside the decision, in monitoring's rows
         (a number's decision is its output: nothing more)."""
@@ -397,6 +402,9 @@ class BinaryClassification(Task):
 
     def label(self, decision: Any) -> Any:
         return self.positive_label if decision else self.negative_label
+
+    def explained_codes(self, decisions: np.ndarray) -> np.ndarray | None:
+        return np.ones(len(decisions), dtype=int)  # toward the positive class, whatever decided
 
     def labels(self) -> dict[str, Any]:
         return {"positive_label": self.positive_label, "negative_label": self.negative_label}
@@ -679,6 +687,9 @@ class MulticlassClassification(Task):
 
     def label(self, decision: Any) -> Any:
         return self.classes[int(decision)]
+
+    def explained_codes(self, decisions: np.ndarray) -> np.ndarray | None:
+        return np.asarray(decisions, dtype=int)  # toward the class decided
 
     def labels(self) -> dict[str, Any]:
         return {"classes": list(self.classes)}

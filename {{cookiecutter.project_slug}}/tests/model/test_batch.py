@@ -112,6 +112,33 @@ def test_every_row_is_scored_as_the_service_answers_or_rejected_naming_the_colum
     assert by_id["label"].tolist() == scored["label"].astype(str).tolist()
 
 
+def test_explanations_are_the_service_s_for_each_scored_row(
+    scoring: Params, bundle: ModelBundle, pipeline_outputs: Path, tmp_path: Path
+) -> None:
+    """`predict --explain`: each row's base and contributions, in chunks, as /explain gives
+    them for the same record (explanations.py; their sum is checked in test_explanations)."""
+    from {{ cookiecutter.package_name }}.explanations import Explainer
+
+    scoring = scoring.model_copy(
+        update={"batch": scoring.batch.model_copy(update={"chunk_rows": 64})}
+    )
+    source = pipeline_outputs / Paths.test_data
+    done = batch.run(scoring, str(source), str(tmp_path / "scored.csv"), explain=True)
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    explainer = Explainer(bundle)
+    assert explainer.explains() in done.describe()
+    contributions = [f"contribution[{name}]" for name in bundle.features]
+    assert list(scored.columns[-1 - len(contributions) :]) == ["base", *contributions]
+    records = json.loads(
+        bundle.schema.read_csv(source)[bundle.schema.feature_names].to_json(orient="records")
+    )
+    decisions = bundle.decide(records_scorer(bundle)[0](records))
+    served = explainer.explain(explainer.records_matrix(records), decisions)
+    assert len(scored) == len(records) == done.scored
+    assert np.abs(scored["base"].to_numpy() - served.base).max() <= TOLERANCE
+    assert np.abs(scored[contributions].to_numpy() - served.contributions).max() <= TOLERANCE
+
+
 def test_too_many_rejects_fail_the_run_with_no_output_and_no_log(
     scoring: Params, bundle: ModelBundle, pipeline_outputs: Path, tmp_path: Path
 ) -> None:

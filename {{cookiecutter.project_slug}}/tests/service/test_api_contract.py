@@ -59,9 +59,10 @@ def test_nullable_fields_may_be_null_or_left_out(
 
 
 def invalid_cases(
-    service: ModuleType, record: dict[str, Any]
+    service: ModuleType, record: dict[str, Any], limit: int
 ) -> dict[str, tuple[dict[str, Any], str]]:
-    """name -> (request keyword arguments for client.post, text the error must contain)."""
+    """name -> (request keyword arguments for client.post, text the error must contain), for a
+    route that takes at most `limit` records."""
     schema = service.SCHEMA
     numeric = [column for column in schema.columns if column.type != "category"]
     categorical = [column for column in schema.columns if column.type == "category"]
@@ -70,7 +71,6 @@ def invalid_cases(
         for column in schema.columns
         if not column.nullable and column.name in service.BUNDLE.features
     )
-    limit = service.SETTINGS.max_records
     cases: dict[str, tuple[dict[str, Any], str]] = {
         "missing field": (
             {"json": {"records": [{k: v for k, v in record.items() if k != required}]}},
@@ -152,16 +152,19 @@ CASE_NAMES = [
 ]
 
 
+@pytest.mark.parametrize("route", ["/predict", "/explain"])
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_invalid_request_is_refused_with_the_field_named(
-    client: Any, service: ModuleType, valid_record: dict, case: str
+    client: Any, service: ModuleType, valid_record: dict, case: str, route: str
 ) -> None:
-    cases = invalid_cases(service, valid_record)
+    settings = service.SETTINGS
+    limit = settings.max_records if route == "/predict" else settings.max_explain_records
+    cases = invalid_cases(service, valid_record, limit)
     if case not in cases:
         pytest.skip(f"the schema has no column this case applies to ({case})")
     request, named = cases[case]
 
-    response = client.post("/predict", **request)
+    response = client.post(route, **request)
 
     assert 400 <= response.status_code < 500, f"{case}: {response.status_code} {response.text}"
     assert named in response.text, f"{case}: {named!r} not in {response.text}"

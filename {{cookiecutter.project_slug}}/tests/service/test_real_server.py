@@ -1,6 +1,7 @@
 """The service under a real `bentoml serve` on loopback: readiness, a prediction, Prometheus
-metrics (which only a real server exposes), and schemathesis fuzzing /predict and /feedback from
-the service's own OpenAPI document. The server's whole process tree is always stopped."""
+metrics (which only a real server exposes), and schemathesis fuzzing /predict, /feedback and
+/explain from the service's own OpenAPI document. The server's whole process tree is always
+stopped."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def test_the_service_says_which_inference_path_it_uses(server: str, server_dir: 
 # as documented. schemathesis's examples, coverage (boundaries, wrong types such as a JSON
 # `false` for an integer) and fuzzing phases run for each operation.
 
-FUZZED_ROUTES = ("/predict", "/predict_simulated", "/feedback")
+FUZZED_ROUTES = ("/predict", "/predict_simulated", "/feedback", "/explain")
 FUZZ_CHECKS = [
     not_a_server_error,
     negative_data_rejection,

@@ -53,12 +53,11 @@ def gated(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     params = load_params()
     schema = load_schema(params.data.schema_file)
     inputs = model_inputs(schema, params.data)
-    stand_in = DummyClassifier(strategy="prior").fit(
-        pd.DataFrame({name: [0, 0] for name in inputs}), [0, 1]
-    )
+    rows = pd.DataFrame({name: [0, 0] for name in inputs})
+    stand_in = DummyClassifier(strategy="prior").fit(rows, [0, 1])
     Paths.model.parent.mkdir(parents=True)
     pinned = Decision(PINNED[params.data.task], "params")
-    make_bundle(stand_in, schema, params, inputs, pinned, "stand-in").save(Paths.model)
+    make_bundle(stand_in, schema, params, inputs, pinned, "stand-in", rows).save(Paths.model)
     write_json(
         {"sha256": DATA_HASH, "source": "data/external/x.csv", "kind": "file", "rows": 10},
         Paths.raw_manifest,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
@@ -79,6 +80,14 @@ def model_inputs(schema: Schema, data: DataConfig) -> tuple[str, ...]:
     return inputs
 
 
+def preprocessed_mean(pipeline: Any, features: pd.DataFrame) -> np.ndarray | None:
+    """The training rows' mean after preprocessing: where a linear model is explained from
+    (None for an estimator without a preprocessing step, such as a baseline)."""
+    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) < 2:
+        return None
+    return np.asarray(pipeline[:-1].transform(features), dtype=np.float64).mean(axis=0)
+
+
 def make_bundle(
     pipeline: Any,
     schema: Schema,
@@ -86,6 +95,7 @@ def make_bundle(
     inputs: tuple[str, ...],
     decision: Decision,
     family: str,
+    training: pd.DataFrame,
 ) -> ModelBundle:
     data = params.data
     return ModelBundle(
@@ -100,6 +110,7 @@ def make_bundle(
             name: DerivedGroup(spec.source, tuple(spec.bins), tuple(spec.labels))
             for name, spec in data.derived_columns.items()
         },
+        background=preprocessed_mean(pipeline, training),
     )
 
 
@@ -165,10 +176,10 @@ def run(params: Params) -> dict[str, Any]:
         "baseline_threshold": baseline_decision.value,
     }
     with stage_outputs() as outputs:
-        make_bundle(baseline, schema, params, inputs, baseline_decision, config.baseline).save(
-            outputs.path(Paths.baseline_model)
-        )
-        make_bundle(model, schema, params, inputs, decision, config.model).save(
+        make_bundle(
+            baseline, schema, params, inputs, baseline_decision, config.baseline, features
+        ).save(outputs.path(Paths.baseline_model))
+        make_bundle(model, schema, params, inputs, decision, config.model, features).save(
             outputs.path(Paths.model)
         )
         outputs.json(report, Paths.train_report)

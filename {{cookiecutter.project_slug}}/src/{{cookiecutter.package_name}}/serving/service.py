@@ -3,6 +3,10 @@ was trained under and decided at the threshold train chose, both carried by the 
 bundle, with every prediction logged. Attributes that are measured but not model inputs may be
 sent (they are logged, for monitoring fairness) and never reach the model.
 
+`/explain` answers, for up to `serving.max_explain_records` records, each input's contribution
+to the decision (explanations.py). It is not logged (no decision is made there) and imports
+shap on its first call: /predict never waits for it.
+
 Run it with `make serve` (project dir) or from the built bento/image. BentoML adds `/healthz`,
 `/readyz`, `/livez` and `/metrics` (Prometheus) by itself.
 
@@ -18,6 +22,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -43,7 +48,7 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
 )
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME, SERVING_FILE
 
-JSON_ROUTES = ("/predict", "/predict_simulated", "/feedback")
+JSON_ROUTES = ("/predict", "/predict_simulated", "/feedback", "/explain")
 LOG_RETRY_AFTER = 1  # seconds a client waits after a 503 from the log (it spools within that)
 logger = logging.getLogger("bentoml")  # BentoML shows its own logger's records in its log
 
@@ -89,9 +94,13 @@ Record = SCHEMA.request_model("Record", optional=BUNDLE.measured_only)
 # sees their static shape.
 if TYPE_CHECKING:
     Records = list[BaseModel]
+    ExplainRecords = list[BaseModel]
     TargetLabel = int | str
 else:
     Records = Annotated[list[Record], Field(min_length=1, max_length=SETTINGS.max_records)]
+    ExplainRecords = Annotated[
+        list[Record], Field(min_length=1, max_length=SETTINGS.max_explain_records)
+    ]
     TargetLabel = SCHEMA.label_type()
 
 
@@ -104,6 +113,13 @@ class PredictRequest(bentoml.IODescriptor):
 
     model_config = ConfigDict(extra="forbid")
     records: Records
+
+
+class ExplainRequest(bentoml.IODescriptor):
+    """As PredictRequest, with at most `serving.max_explain_records` records."""
+
+    model_config = ConfigDict(extra="forbid")
+    records: ExplainRecords
 
 
 class FeedbackRequest(bentoml.IODescriptor):
@@ -132,6 +148,19 @@ else:  # the decision, then what the task adds (task.py: a probability, each cla
         **BUNDLE.task.response_fields(BUNDLE.decision),
         model_version=(str, Field(description="the BentoML model tag that answered")),
     )
+
+
+class Explanation(BaseModel):
+    label: TargetLabel = Field(description="the decision, as /predict answers it")
+    explains: str = Field(description="the model output the numbers explain, in words")
+    scale: str = Field(description="log_odds, probability or estimate (explanations.py)")
+    base: float = Field(description="the output for the training data on average")
+    contributions: dict[str, float] = Field(
+        description="each model input's, the largest (in size) first; base plus all of them"
+        " is `output`"
+    )
+    output: float = Field(description="the output explained, for this record")
+    model_version: str
 
 
 class FeedbackReceipt(BaseModel):
@@ -217,6 +246,8 @@ class ModelService:
             open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR),
             open_spool(SETTINGS.prediction_spool, base_dir=BASE_DIR),
         )
+        self.explainer: Any = None  # built at the first /explain: it imports shap
+        self.explainer_lock = threading.Lock()
         self.batcher = Batcher(
             self._answer,
             size_of=lambda job: len(job[0]),
@@ -288,6 +319,39 @@ class ModelService:
         for records, _ in jobs:
             answers.append((predictions[start : start + len(records)], receipt))
             start += len(records)
+        return answers
+
+    @bentoml.api(input_spec=ExplainRequest)
+    def explain(self, records: ExplainRecords) -> list[Explanation]:
+        """Each record's decision and every model input's contribution to it (SHAP values).
+        Runs in BentoML's thread pool, beside /predict's event loop; not logged."""
+        with self.explainer_lock:
+            if self.explainer is None:
+                from {{ cookiecutter.package_name }}.explanations import Explainer
+
+                self.explainer = Explainer(self.bundle)
+        explainer = self.explainer
+        rows = [record.model_dump() for record in records]
+        decisions = self.bundle.decide(self.score(rows))
+        found = explainer.explain(explainer.records_matrix(rows), decisions)
+        inputs = self.bundle.features
+        answers = []
+        for row, decision in enumerate(decisions):
+            contributions = sorted(
+                zip(inputs, found.contributions[row].tolist(), strict=True),
+                key=lambda pair: -abs(pair[1]),
+            )
+            answers.append(
+                Explanation(
+                    label=self.bundle.label(decision),
+                    explains=explainer.explains(None if found.codes is None else found.codes[row]),
+                    scale=explainer.scale,
+                    base=float(found.base[row]),
+                    contributions=dict(contributions),
+                    output=float(found.output[row]),
+                    model_version=self.model_version,
+                )
+            )
         return answers
 
     @bentoml.api(input_spec=FeedbackRequest)
