@@ -1,12 +1,14 @@
 """`make predict` as a user runs it on a baked, piped project (binary in test_e2e.py, each other
 task in test_tasks.py): a copy of the test split with rows broken the ways the service refuses,
-scored into a CSV file with the rejects beside it. The generated project's own
-tests/model/test_batch.py checks the answers against the service's and the log."""
+scored into a CSV file with the rejects beside it, each row explained (EXPLAIN=1). The
+generated project's own tests/model/test_batch.py checks the answers against the service's and
+the log, and tests/model/test_explanations.py the explanations' sums for every model family."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from pathlib import Path
 
@@ -35,6 +37,33 @@ def broken_copy_of_the_test_split(
     return len(rows), {1: bounded, 2: category}
 
 
+def check_explanations(
+    project: Project, scored: list[dict[str, str]], said: str
+) -> None:
+    """A base and a contribution per model input on every row; where the run says what they
+    add up to in a form a row's other columns show, they add up to it."""
+    inputs = json.loads((project.path / "reports" / "train.json").read_text())["inputs"]
+    columns = ["base", *(f"contribution[{name}]" for name in inputs)]
+    assert list(scored[0])[-len(columns) :] == columns
+    for row in scored:
+        output = sum(float(row[column]) for column in columns)
+        if (
+            "the log-odds that" in said
+        ):  # binary: the probability answered is its sigmoid
+            assert math.isclose(
+                1 / (1 + math.exp(-output)), float(row["probability"]), abs_tol=1e-6
+            ), row
+        elif "the probability that" in said:
+            assert math.isclose(output, float(row["probability"]), abs_tol=1e-6), row
+        elif (
+            "the model's estimate of" in said
+        ):  # the decision adds one offset to every row
+            offset = float(scored[0]["label"]) - sum(
+                float(scored[0][c]) for c in columns
+            )
+            assert math.isclose(float(row["label"]) - output, offset, abs_tol=1e-6), row
+
+
 def check_make_predict(
     project: Project, scratch: Path, *, every_refusal: bool = True
 ) -> None:
@@ -49,10 +78,11 @@ def check_make_predict(
         "PREDICTION_SPOOL": str(scratch / "spool"),
     }
     done = project.run(
-        "make", "predict", f"INPUT={source}", f"OUTPUT={output}", env=log
+        "make", "predict", f"INPUT={source}", f"OUTPUT={output}", "EXPLAIN=1", env=log
     )
     assert re.search(
-        rf"scored {count - 2} of {count} rows into {output} with \S+:\S+; 2 rejected",
+        rf"scored {count - 2} of {count} rows into {output} with \S+:\S+; 2 rejected.*"
+        "; each row's contributions explain the ",
         done.stdout,
     ), done.stdout[-2000:]
     with open(output, newline="") as handle:
@@ -61,6 +91,7 @@ def check_make_predict(
         rejects = list(csv.DictReader(handle))
     assert len(scored) + len(rejects) == count
     assert {int(r["row"]): r["problems"].split(":")[0] for r in rejects} == broken
+    check_explanations(project, scored, done.stdout)
     # the scored rows in the prediction log, marked batch, under the output's ids
     logged = [
         json.loads(line)
