@@ -56,13 +56,14 @@ lint: $(STAMP) ## ruff on hooks/tests/benchmarks; schema, zizmor, actionlint+she
 	$(BIN)/zizmor --offline --quiet .github/workflows/
 	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck .github/workflows/*.yml
 
-bench: demo ## make demo (TASK= too), then time its pipeline, service, monitoring, batch scoring; needs hey
+bench: demo ## make demo (TASK= too), then time its pipeline, service, monitoring, batch scoring, explanations; needs hey
 	project=$$(find $(DEMO) -mindepth 1 -maxdepth 1 -type d); \
 	cd "$$project" && export PATH="$$PATH:$(BIN)" && unset VIRTUAL_ENV && \
 	uv run python $(CURDIR)/benchmarks/pipeline.py . $(PIPELINE_BENCH_ARGS) && \
 	uv run python $(CURDIR)/benchmarks/serving.py . $(SERVING_BENCH_ARGS) && \
 	uv run python $(CURDIR)/benchmarks/monitoring.py . && \
-	uv run python $(CURDIR)/benchmarks/batch.py . $(BATCH_BENCH_ARGS)
+	uv run python $(CURDIR)/benchmarks/batch.py . $(BATCH_BENCH_ARGS) && \
+	uv run python $(CURDIR)/benchmarks/explain.py . $(EXPLAIN_BENCH_ARGS)
 
 # The generated project's uv.lock, one per offered Python (the wheels differ): baked defaults,
 # `uv lock` (keeping the locked versions that still satisfy the pins), and the project's name

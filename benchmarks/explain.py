@@ -6,7 +6,8 @@
   after a first call (which imports shap); /predict's one record on the same server beside it.
 - per family: what explaining costs per record in this process, for each model family fitted on
   the training split with the family's default settings (the search may choose others): one
-  record at a time, and per record in a table of up to `--rows` rows (`predict --explain`).
+  record at a time as /explain does it, and per record in a table of up to `--rows` rows
+  (`predict --explain`).
 
 Prints tables; asserts nothing (figures and targets: benchmarks/RESULTS.md).
 
@@ -81,6 +82,7 @@ def per_family(package: str, rows: int) -> None:
     config = importlib.import_module(f"{package}.config")
     train_stage = importlib.import_module(f"{package}.pipeline.train")
     explanations = importlib.import_module(f"{package}.explanations")
+    inference = importlib.import_module(f"{package}.inference")
     bundle = importlib.import_module(f"{package}.bundle").load_bundle(
         "models/model.joblib"
     )
@@ -110,9 +112,16 @@ def per_family(package: str, rows: int) -> None:
             background=train_stage.preprocessed_mean(model, features),
         )
         explainer = explanations.Explainer(fitted)
+        score, _ = inference.records_scorer(
+            fitted
+        )  # as /explain decides: the fast path
 
-        def one(explainer: typing.Any = explainer, fitted: typing.Any = fitted) -> None:
-            decisions = fitted.decide(fitted.outputs(table.head(1)))
+        def one(
+            explainer: typing.Any = explainer,
+            fitted: typing.Any = fitted,
+            score: typing.Any = score,
+        ) -> None:
+            decisions = fitted.decide(score(records))
             explainer.explain(explainer.records_matrix(records), decisions)
 
         single, _ = measure(one, 30)

@@ -91,6 +91,7 @@ def test_bench_runs_the_demo_then_times_every_stage(
             "PIPELINE_BENCH_ARGS=--scales 1 2",
             "SERVING_BENCH_ARGS=--requests 32 --rounds 1",
             "BATCH_BENCH_ARGS=--scales 1 3",
+            "EXPLAIN_BENCH_ARGS=--requests 20 --rows 50",
         ],
         TEMPLATE,
         env,
@@ -165,6 +166,27 @@ def test_bench_runs_the_demo_then_times_every_stage(
         ("3", "3,000"),
     ]
     assert all(int(peak) > 50 for *_, peak, _, _ in batch), batch
+    # the explanation benchmark: /explain served beside /predict, then each family's cost
+    served = re.findall(
+        r"^(/predict|/explain)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$",
+        result.stdout,
+        re.M,
+    )
+    assert [(route, records) for route, records, *_ in served] == [
+        ("/predict", "1"),
+        ("/explain", "1"),
+        ("/explain", "10"),
+    ], served
+    families = re.findall(
+        r"^(\w+)\s+(log_odds|probability|estimate)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$",
+        result.stdout,
+        re.M,
+    )
+    assert [family for family, *_ in families] == [
+        "hist_gradient_boosting",
+        "random_forest",
+        "logistic_regression",
+    ], families
 
 
 @pytest.mark.e2e
