@@ -1,9 +1,11 @@
 """The SQL paths against a real PostgreSQL server on 127.0.0.1 (SQLite stays the embedded
 default): the pipeline ingests its data with a SQL query from PostgreSQL, the password given as
 `${DATA_SOURCE_POSTGRES_PASSWORD}`; `make serve` logs predictions and feedback into PostgreSQL and
-`make monitor` reads its window back from there; the generated project's load test (10,000
-requests at concurrency 32) loses no prediction logged into PostgreSQL; and its durability tests
-lose no answered prediction when the database goes away mid-load or the service is killed.
+`make monitor` reads its window back from there; `make predict` scores a query from PostgreSQL
+into a table there, rejects in a table beside it, the scored rows in a log there; the generated
+project's load test (10,000 requests at concurrency 32) loses no prediction logged into
+PostgreSQL; and its durability tests lose no answered prediction when the database goes away
+mid-load or the service is killed.
 
 The server: `.ci/run` installs and starts Debian's PostgreSQL and creates the role
 `template_tests` (password `template-tests`, may create databases). Each test works in a
@@ -18,6 +20,7 @@ import re
 from pathlib import Path
 
 import pytest
+from batch_scoring import broken_copy_of_the_test_split
 from conftest import POSTGRES_PASSWORD, Project, postgres_url
 from loopback import running_make
 from test_monitoring import results
@@ -121,6 +124,49 @@ def test_the_service_logs_into_postgresql_and_monitoring_reads_it_back(
         0,
     )
     assert result["performance"]["current"]["roc_auc"] > 0.5
+
+
+TABLES = r"""
+import json, sys, sqlalchemy as sa
+print(json.dumps(sorted(sa.inspect(sa.create_engine(sys.argv[1])).get_table_names())))
+"""
+
+
+def test_make_predict_scores_a_postgresql_query_into_a_table(
+    default_project: Project, postgres_database: str, tmp_path: Path
+) -> None:
+    project = default_project.copy(tmp_path / default_project.path.name)
+    count, _ = broken_copy_of_the_test_split(project, tmp_path / "applicants.csv")
+    url = postgres_url(postgres_database)
+    project.run(
+        "python", "-c", LOAD, url, str(tmp_path / "applicants.csv"), "applicants"
+    )
+    hidden = postgres_url(postgres_database, password="${BATCH_DB_PASSWORD}")
+    secrets = {"BATCH_DB_PASSWORD": POSTGRES_PASSWORD, "PREDICTION_LOG": url}
+    query = "SELECT * FROM applicants ORDER BY row_number"
+    done = project.run(
+        "make", "predict", f"INPUT={hidden}", f"QUERY={query}", f"OUTPUT={hidden}",
+        "OUTPUT_TABLE=scores", env=secrets,
+    )  # fmt: skip
+    assert f"scored {count - 2} of {count} rows" in done.stdout, done.stdout[-2000:]
+    assert POSTGRES_PASSWORD not in done.stdout
+    counts = json.loads(
+        project.run(
+            "python", "-c", COUNT, url, "scores", "scores_rejects", "predictions"
+        ).stdout
+    )
+    assert counts == {
+        "scores": count - 2,
+        "scores_rejects": 2,
+        "predictions": count - 2,
+    }, counts
+    tables = json.loads(project.run("python", "-c", TABLES, url).stdout)
+    assert not [name for name in tables if "__partial_" in name], tables
+    again = project.run(
+        "make", "predict", f"INPUT={hidden}", f"QUERY={query}", f"OUTPUT={hidden}",
+        "OUTPUT_TABLE=scores", env=secrets, check=False,
+    )  # fmt: skip
+    assert again.returncode != 0 and "table scores exists" in again.stdout
 
 
 def generated_tests_against(project: Project, database: str, *pytest_args: str) -> str:
