@@ -2,10 +2,10 @@
 (tests/workflow_runner.py): CI on a pull request (lint, every test layer, the differences
 against the base branch), the release job up to the push (the image built by `bentoml
 containerize` on a Docker engine, then started and asked for a prediction), monitoring and its
-alarm, and retraining. Each job starts from a fresh clone of a repository holding the piped
-default project (main) and a branch that changes a param, with a user's PATH: no uv until
-setup-uv puts the pinned one there, and each job installs its own .venv (uv's cache makes that
-quick); nothing is shared with the other tests' project environment.
+alarm, retraining, and batch scoring. Each job starts from a fresh clone of a repository holding
+the piped default project (main) and a branch that changes a param, with a user's PATH: no uv
+until setup-uv puts the pinned one there, and each job installs its own .venv (uv's cache makes
+that quick); nothing is shared with the other tests' project environment.
 
 The release test needs a Docker engine: ../shared/tools/docker-daemon start (the template's
 .ci/run starts it) or the one on a GitHub runner. Without one it skips, unless
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from batch_scoring import broken_copy_of_the_test_split
 from conftest import (
     BINARY_CANARY_TEST,
     DATA_INDEPENDENT_TESTS,
@@ -237,6 +238,38 @@ def test_retrain_compares_with_main_for_review(
     # no deployed/production/* tag in this repository: the first deployment passes
     assert "### The candidate against production" in job.summary, job.summary
     assert "this is the first deployment" in job.summary, job.summary
+
+
+def test_batch_scores_what_the_secret_names_into_an_artifact(
+    repository: Project, tmp_path: Path
+) -> None:
+    """batch.yml dispatched with explanations: the file BATCH_INPUT names is scored (rejects
+    beside it) into the `batch-scores` artifact, the scored rows into the log PREDICTION_LOG
+    names; on a schedule it runs only when BATCH_ON_SCHEDULE says so."""
+    source = tmp_path / "applicants.csv"
+    count, _ = broken_copy_of_the_test_split(repository, source)
+    log = tmp_path / "log"
+    runner = make_runner(
+        repository.path,
+        "batch.yml",
+        tmp_path / "work",
+        secrets={"BATCH_INPUT": str(source), "PREDICTION_LOG": str(log)},
+    )
+    job = runner.run_job(
+        "score", Event("workflow_dispatch", ref="main", inputs={"explain": "true"})
+    )
+    assert_green(job)
+    said = f"scored {count - 2} of {count} rows into scores/scores.parquet"
+    assert said in job.summary and "contributions explain" in job.summary, job.summary
+    scores = runner.artifacts / "batch-scores"
+    assert (scores / "scores.parquet").is_file()
+    rejects = (scores / "scores.rejects.csv").read_text().splitlines()
+    assert len(rejects) == 1 + 2, rejects  # the header and the two broken rows
+    logged = sum(
+        len(path.read_text().splitlines()) for path in log.glob("predictions-*.jsonl")
+    )
+    assert logged == count - 2
+    assert runner.run_job("score", Event("schedule", ref="main")).result == "skipped"
 
 
 def test_make_image_refuses_uncommitted_source_changes(
