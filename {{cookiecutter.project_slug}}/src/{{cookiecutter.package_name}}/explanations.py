@@ -30,7 +30,8 @@ from {{ cookiecutter.package_name }}.bundle import ModelBundle
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.inference import FastPath, compile_fast_path
 
-TREES = ("hist_gradient_boosting", "random_forest")
+TREES = ("hist_gradient_boosting", "random_forest")  # shap's TreeExplainer reads them
+LINEAR = ("logistic_regression",)  # coef_ and intercept_: shap's LinearExplainer
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,11 @@ def _shap_explainer(bundle: ModelBundle, estimator: Any) -> Any:
 
     if bundle.family in TREES:
         return shap.TreeExplainer(estimator)
+    if bundle.family not in LINEAR:
+        raise ConfigError(
+            f"no explanation for the model family {bundle.family!r}: explanations.py explains"
+            f" {', '.join(TREES + LINEAR)} (docs/extending.md says how to add one)"
+        )
     if bundle.background is None:
         raise ConfigError(
             "this model bundle predates explanations (no training mean to explain a linear model"

@@ -17,6 +17,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle
 from {{ cookiecutter.package_name }}.config import ModelFamily, Params, Paths
+from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.explanations import Explainer
 from {{ cookiecutter.package_name }}.pipeline.train import build_model, preprocessed_mean
 from tests.conftest import frame_of_records
@@ -114,3 +115,13 @@ def test_the_trained_model_explains_requests_as_tables(
     from_table = explainer.explain(explainer.table_matrix(table), decisions)
     assert np.abs(from_records.contributions - from_table.contributions).max() <= TOLERANCE
     assert np.abs(from_records.base - from_table.base).max() <= TOLERANCE
+
+
+def test_a_model_it_cannot_explain_is_refused_saying_why(
+    bundle: ModelBundle, splits: tuple[pd.DataFrame, pd.DataFrame], params: Params
+) -> None:
+    with pytest.raises(ConfigError, match="no explanation for the model family 'stand-in'"):
+        Explainer(dataclasses.replace(bundle, family="stand-in"))
+    linear = fitted(bundle, "logistic_regression", splits[0], params.split.seed)
+    with pytest.raises(ConfigError, match=r"predates explanations.*dvc repro -f train"):
+        Explainer(dataclasses.replace(linear, background=None))
