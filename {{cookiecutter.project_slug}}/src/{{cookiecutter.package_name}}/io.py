@@ -232,28 +232,28 @@ def read_chunks(
 
 
 def _sql_chunks(url: str, query: str | None, rows: int) -> Iterator[pd.DataFrame]:
-    import sqlalchemy
-
-    if not query:
-        raise DataSourceError(f"a database source needs a query (source: {redact(url)})")
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            streamed = connection.execution_options(stream_results=True)  # a server-side cursor
-            yield from pd.read_sql_query(sqlalchemy.text(query), streamed, chunksize=rows)
-    finally:
-        engine.dispose()
+    with _sql_query(url, query, "a query") as (connection, text):
+        streamed = connection.execution_options(stream_results=True)  # a server-side cursor
+        yield from pd.read_sql_query(text, streamed, chunksize=rows)
 
 
 def _read_sql(url: str, query: str | None) -> pd.DataFrame:
+    with _sql_query(url, query, "data.query") as (connection, text):
+        return pd.read_sql_query(text, connection)
+
+
+@contextlib.contextmanager
+def _sql_query(url: str, query: str | None, what: str) -> Iterator[tuple[Any, Any]]:
+    """A connection to the database at `url` and `query` as SQL text; the engine is disposed
+    of afterwards. A database source without a query is refused, naming `what` it needs."""
     import sqlalchemy  # imported here: only database sources need it
 
     if not query:
-        raise DataSourceError(f"a database source needs data.query (source: {redact(url)})")
+        raise DataSourceError(f"a database source needs {what} (source: {redact(url)})")
     engine = sqlalchemy.create_engine(url)
     try:
         with engine.connect() as connection:
-            return pd.read_sql_query(sqlalchemy.text(query), connection)
+            yield connection, sqlalchemy.text(query)
     finally:
         engine.dispose()
 
