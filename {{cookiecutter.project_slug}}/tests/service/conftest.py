@@ -194,16 +194,34 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=10)
 
 
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+# BentoML reserves free ports for its process manager's own sockets, then binds them: another
+# process starting at once (a second server, Envoy) can take one in between. Seen once in CI:
+# "Address already in use" from circus' control socket. Such a start is retried.
+STARTS = 3
+PORT_TAKEN = "Address already in use"
+
+
+def wait_until_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    since: int = 0,
+    last_start: bool = True,
+) -> bool:
+    """Whether the server answers /readyz (False: it exited because a port it reserved was
+    taken meanwhile, as its output from byte `since` of `log` says, and this is not
+    `last_start`); fails the test otherwise."""
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(
-                f"bentoml serve exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            )
+            output = log.read_bytes()[since:].decode(errors="replace")
+            if PORT_TAKEN in output and not last_start:
+                return False
+            pytest.fail(f"bentoml serve exited with {process.returncode}:\n{output[-3000:]}")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
+                return True
         except httpx.TransportError:
             pass
         time.sleep(0.5)
@@ -230,20 +248,30 @@ def serving(log: Path, env: Mapping[str, str]) -> Iterator[str]:
 @contextlib.contextmanager
 def server_process(log: Path, env: Mapping[str, str]) -> Iterator[Server]:
     """As `serving()`, with the process, for tests that stop it their own way (`kill`)."""
-    port = free_port()
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    log.write_bytes(b"")
+    for start in range(1, STARTS + 1):
+        port, since = free_port(), log.stat().st_size
+        with open(log, "ab") as output:  # each start's output, one after the other
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1",
+                 "--port", str(port)],
+                cwd=PROJECT_ROOT,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            if wait_until_ready(url, process, log, since=since, last_start=start == STARTS):
+                break
+        except BaseException:
+            if process.poll() is None:
+                stop(process)
+            raise
+        stop(process)  # exited: its workers, if any started, go too
     try:
-        wait_until_ready(url, process, log)
         yield Server(url, process, log)
     finally:
         if process.poll() is None:
