@@ -84,12 +84,14 @@ class BatchRun:
     rejects: str
     model_version: str
     explains: str = ""  # what the explanations' contributions add up to, if any
+    logged: str = ""  # where the scored rows were logged, if they were
 
     def describe(self) -> str:
         explained = f"; each row's contributions explain {self.explains}" if self.explains else ""
+        logged = f"; the scored rows {self.logged}" if self.logged else ""
         return (
             f"scored {self.scored} of {self.rows} rows into {self.output} with {self.model_version}"
-            f"; {self.rejected} rejected (listed in {self.rejects}){explained}"
+            f"; {self.rejected} rejected (listed in {self.rejects}){logged}{explained}"
         )
 
 
@@ -131,6 +133,7 @@ def run(
         for chunk in read_chunks(source, query, settings.chunk_rows, text_columns=text)
     )
     refused: TooManyRejects | None = None
+    logged = ""
     # the log's records wait beside the service's spool (PREDICTION_SPOOL overrides it)
     staging = open_spool(params.serving.prediction_spool, base_dir=Path.cwd()).directory.parent
     staging.mkdir(parents=True, exist_ok=True)
@@ -155,7 +158,7 @@ def run(
         except TooManyRejects as error:
             refused = error
         if log is not None and not refused:
-            log_batch(log, params)
+            logged = log_batch(log, params)
     if refused:
         raise refused
     return BatchRun(
@@ -166,17 +169,19 @@ def run(
         rejects=shown(rejects, rejects_table),
         model_version=tag,
         explains=explainer.explains() if explainer else "",
+        logged=logged,
     )
 
 
-def log_batch(staged: Spool, params: Params) -> None:
+def log_batch(staged: Spool, params: Params) -> str:
     """The scored rows, staged while the run went on, into the prediction log now that the
-    output is whole (a failed run logs nothing). If the log's sink fails, they wait in the
-    service's spool (`serving.prediction_spool`), which the service replays into the log when
-    it next starts or finds the sink answering."""
+    output is whole (a failed run logs nothing); where they went, in words. If the log's sink
+    fails, they wait in the service's spool (`serving.prediction_spool`), which the service
+    replays into the log when it next starts or finds the sink answering."""
     spool = open_spool(params.serving.prediction_spool, base_dir=Path.cwd())
     try:
-        staged.replay(open_sink(params.serving.prediction_log, base_dir=Path.cwd()), 10_000)
+        sink = open_sink(params.serving.prediction_log, base_dir=Path.cwd())
+        staged.replay(sink, 10_000, quiet=True)
     except Exception as error:  # any sink failure: the records go where replays find them
         staged.close()
         spool.directory.mkdir(parents=True, exist_ok=True)
@@ -187,8 +192,9 @@ def log_batch(staged: Spool, params: Params) -> None:
             f" {spool.directory} and go into the log at its next replay",
             file=sys.stderr,
         )
-        return
+        return f"wait in {spool.directory} for the prediction log"
     staged.close()
+    return "are in the prediction log (marked batch)"
 
 
 def score_all(

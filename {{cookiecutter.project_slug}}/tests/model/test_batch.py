@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,11 @@ def broken_rows(bundle: ModelBundle, table: pd.DataFrame) -> dict[int, str]:
 
 
 def test_every_row_is_scored_as_the_service_answers_or_rejected_naming_the_column(
-    scoring: Params, bundle: ModelBundle, pipeline_outputs: Path, tmp_path: Path
+    scoring: Params,
+    bundle: ModelBundle,
+    pipeline_outputs: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     table = pd.read_csv(pipeline_outputs / Paths.test_data, dtype=object)  # as a user's file
     broken = broken_rows(bundle, table)
@@ -104,7 +109,10 @@ def test_every_row_is_scored_as_the_service_answers_or_rejected_naming_the_colum
         assert np.abs(scored["label"].to_numpy(dtype=float) - labels).max() <= TOLERANCE
     assert scored["prediction_id"].is_unique
     assert set(scored["model_version"]) == {done.model_version}
-    # the prediction log: exactly the scored rows, marked batch, under the same ids
+    # the prediction log: exactly the scored rows, marked batch, under the same ids; staged
+    # on purpose, not replayed after a failure (no warning)
+    assert "the scored rows are in the prediction log" in done.describe()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     logged = open_sink(scoring.serving.prediction_log).read_predictions()
     assert sorted(logged["prediction_id"]) == sorted(scored["prediction_id"])
     assert logged["batch"].all() and not logged["simulated"].any()
@@ -253,6 +261,7 @@ def test_a_log_that_is_down_gets_the_records_later_from_the_spool(
     assert "the prediction log refused the batch's records (connection refused)" in (
         capsys.readouterr().err
     )
+    assert f"the scored rows wait in {tmp_path / 'spool'}" in done.describe()
     spool = prediction_log.open_spool(scoring.serving.prediction_spool)
     sink = open_sink(scoring.serving.prediction_log)
     assert spool.replay(sink) == done.scored

@@ -528,14 +528,15 @@ class Spool:
         """Whether another, ended process left records here."""
         return any(path != self._own for path in self.directory.glob("spool-*.jsonl"))
 
-    def replay(self, sink: PredictionSink, batch: int = 1_000) -> int:
+    def replay(self, sink: PredictionSink, batch: int = 1_000, *, quiet: bool = False) -> int:
         """Move every record this process may take (its own and the orphans') into the sink;
         how many. A file leaves the spool only once all its records are stored; a failure
-        raises with the rest still spooled."""
+        raises with the rest still spooled. Each replayed file is logged as a warning (records
+        that waited for the sink), unless `quiet` (records staged on purpose: batch scoring)."""
         moved = 0
         for path in sorted(self.directory.glob("spool-*.jsonl")):
             if path == self._own:
-                moved += self._replay_file(path, sink, batch)
+                moved += self._replay_file(path, sink, batch, quiet)
                 self._handle.truncate(0)
                 self._handle.seek(0)
                 self.pending = 0
@@ -547,12 +548,12 @@ class Spool:
                     continue  # a live process's own file
                 if os.fstat(held.fileno()).st_nlink == 0:
                     continue  # replayed and removed by another process meanwhile
-                moved += self._replay_file(path, sink, batch)
+                moved += self._replay_file(path, sink, batch, quiet)
                 path.unlink()
         return moved
 
     @staticmethod
-    def _replay_file(path: Path, sink: PredictionSink, batch: int) -> int:
+    def _replay_file(path: Path, sink: PredictionSink, batch: int, quiet: bool) -> int:
         moved = 0
         pending: dict[Table, list[dict[str, Any]]] = {"predictions": [], "feedback": []}
         for line in _read_json_lines(path):
@@ -566,7 +567,7 @@ class Spool:
             if records:
                 sink.write_missing(table, records)
                 moved += len(records)
-        if moved:
+        if moved and not quiet:
             logger.warning("replayed %d spooled record(s) from %s into the log", moved, path)
         return moved
 
