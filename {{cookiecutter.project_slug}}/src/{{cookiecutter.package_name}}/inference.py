@@ -61,7 +61,10 @@ class FastPath:
         return out
 
     def __call__(self, records: Records) -> np.ndarray:
-        matrix = self.matrix(records)
+        return self.scores(self.matrix(records))
+
+    def scores(self, matrix: np.ndarray) -> np.ndarray:
+        """The model's output for rows `matrix` already holds preprocessed."""
         estimator = _Averaged(self.classifier, matrix) if self.forest else self.classifier
         return self.task.outputs(estimator, matrix)
 

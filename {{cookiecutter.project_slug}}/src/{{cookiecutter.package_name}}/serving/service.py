@@ -331,9 +331,9 @@ class ModelService:
 
                 self.explainer = Explainer(self.bundle)
         explainer = self.explainer
-        rows = [record.model_dump() for record in records]
-        decisions = self.bundle.decide(self.score(rows))
-        found = explainer.explain(explainer.records_matrix(rows), decisions)
+        matrix = explainer.records_matrix([record.model_dump() for record in records])
+        decisions = self.bundle.decide(explainer.fast.scores(matrix))  # as /predict decides
+        found = explainer.explain(matrix, decisions)
         inputs = self.bundle.features
         answers = []
         for row, decision in enumerate(decisions):
