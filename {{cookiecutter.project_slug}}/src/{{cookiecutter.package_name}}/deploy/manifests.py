@@ -63,6 +63,8 @@ SECRET_FILES: Final = {
     "api_tokens": ("api-tokens", "API_TOKENS_FILE", "tokens.json"),
     "log_key": ("log-key", "LOG_KEY_FILE", "log-key"),
 }
+
+
 class Octal(int):
     """A file mode, written in octal (0440) as people read modes; YAML 1.1 (PyYAML, kustomize's
     parser) reads it back as the same number."""
