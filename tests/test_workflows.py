@@ -2,11 +2,11 @@
 (tests/workflow_runner.py): CI on a pull request (lint, every test layer, the differences
 against the base branch), the release job up to the push (the image built by `bentoml
 containerize` on a Docker engine, then started as the Deployment's pod runs it and asked for a
-prediction), monitoring and its
-alarm, retraining, and batch scoring. Each job starts from a fresh clone of a repository holding
-the piped default project (main) and a branch that changes a param, with a user's PATH: no uv
-until setup-uv puts the pinned one there, and each job installs its own .venv (uv's cache makes
-that quick); nothing is shared with the other tests' project environment.
+prediction), monitoring and its alarm, retraining, and batch scoring. Each job starts from a
+fresh clone of a repository holding the piped default project (main) and a branch that changes a
+param, with a user's PATH: no uv until setup-uv puts the pinned one there, and each job installs
+its own .venv (uv's cache makes that quick); nothing is shared with the other tests' project
+environment.
 
 The release test needs a Docker engine: ../shared/tools/docker-daemon start (the template's
 .ci/run starts it) or the one on a GitHub runner. Without one it skips, unless
