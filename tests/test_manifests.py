@@ -3,8 +3,9 @@ overlays render with kustomize, and every document passes a strict schema check:
 kinds with `kubernetes-validate --strict` (Kubernetes' own schemas), the custom resources
 (Flagger's Canary and MetricTemplate, Gateway API's HTTPRoute) with `check-jsonschema` against
 the schemas in $K8S_SCHEMAS (default ../shared/k8s-schemas beside the template; see its
-README). A document of a kind with no schema fails, as does any warning. Bad `deploy:` values
-are refused by `make manifests`, naming the key, and leave deploy/ as it was.
+README). A document of a kind with no schema fails, as does any warning. Each overlay passes
+checkov (the version the project's CI pins) with 0 failed checks. Bad `deploy:` values are refused
+by `make manifests`, naming the key, and leave deploy/ as it was.
 
 Without kubectl or the schema directory these tests skip, saying why; with
 REQUIRE_K8S_SCHEMAS=1 (.ci/run) they fail instead. Nothing here reaches a cluster: no API
@@ -28,7 +29,7 @@ from conftest import TEMPLATE, BakeProject, Project
 
 OVERLAYS = ("staging", "production")
 # API groups whose kinds Kubernetes serves itself ("" is the core group, `v1`).
-BUILT_IN_GROUPS = {"", "apps", "policy", "autoscaling"}
+BUILT_IN_GROUPS = {"", "apps", "policy", "autoscaling", "networking.k8s.io"}
 # The kinds each overlay must hold (production: Flagger makes the Services and the HTTPRoute).
 EXPECTED_KINDS = {
     "staging": {
@@ -36,12 +37,14 @@ EXPECTED_KINDS = {
         "Service",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
+        "NetworkPolicy",
         "HTTPRoute",
     },
     "production": {
         "Deployment",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
+        "NetworkPolicy",
         "Canary",
         "MetricTemplate",
     },
@@ -223,6 +226,112 @@ def test_the_validators_refuse_an_unknown_field(
     assert problems_of([unknown], schemas, tmp_path) == [
         f"Widget w:\nno schema for example.com/v1 Widget: {schemas}/example.com/widget_v1.json"
     ]
+
+
+def checkov_version(project: Path) -> str:
+    """The checkov the project's CI runs on its manifests (ci.yml's pin)."""
+    ci = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+    [step] = [
+        step
+        for job in ci["jobs"].values()
+        for step in job["steps"]
+        if "checkov" in step.get("run", "")
+    ]
+    # The CI scans every overlay, each on its own.
+    assert f"for overlay in {' '.join(OVERLAYS)};" in step["run"]
+    assert 'checkov --file "$RUNNER_TEMP/$overlay.yaml"' in step["run"]
+    return str(step["env"]["CHECKOV_VERSION"])
+
+
+def checkov_failures(
+    documents: list[dict[str, Any]], version: str, scratch: Path
+) -> tuple[list[str], dict[str, Any]]:
+    """checkov on the documents (one overlay: its graph checks link resources across
+    namespaces): (each failed check as `ID resource`, its summary)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    path = scratch / "rendered.yaml"
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    result = run(
+        tool("uv"),
+        "tool",
+        "run",
+        "--from",
+        f"checkov=={version}",
+        "checkov",
+        "--file",
+        str(path),
+        "--framework",
+        "kubernetes",
+        "--quiet",
+        "--skip-download",
+        "--output",
+        "json",
+        cwd=scratch,
+    )
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        needed(f"checkov {version} did not run (uv tool run):\n{result.stderr[-2000:]}")
+    failed = [
+        f"{check['check_id']} {check['resource']}"
+        for check in report["results"]["failed_checks"]
+    ]
+    return failed, report["summary"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_checkov_finds_nothing_to_fail_in_each_overlay(
+    overlay: str,
+    project: Project,
+    rendered: dict[str, list[dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
+    """Kubernetes' restricted profile, secrets as files, a NetworkPolicy: what the project's CI
+    checks with checkov. A check is suppressed only by an annotation giving its reason."""
+    failed, summary = checkov_failures(
+        rendered[overlay], checkov_version(project.path), tmp_path
+    )
+    assert not failed, "\n".join(failed)
+    assert summary["failed"] == 0 and summary["passed"] > 50, summary
+    annotations = [
+        (name, value)
+        for document in rendered[overlay]
+        for name, value in document["metadata"].get("annotations", {}).items()
+        if name.startswith("checkov.io/skip")
+    ]
+    assert all(
+        "=" in value and value.split("=", 1)[1].strip() for _, value in annotations
+    )
+
+
+@pytest.mark.e2e
+def test_checkov_fails_a_pod_with_a_low_uid_a_secret_variable_and_no_network_policy(
+    project: Project, rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """A control: the check above passes because the pod is right, not because checkov looks
+    elsewhere. The staging overlay as it was before: uid 1034, the log's URL as an environment
+    variable from a Secret, no NetworkPolicy."""
+    broken = [
+        json.loads(json.dumps(document))
+        for document in rendered["staging"]
+        if document["kind"] != "NetworkPolicy"
+    ]
+    [deployment] = [d for d in broken if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    pod["securityContext"]["runAsUser"] = 1034
+    pod["containers"][0]["env"].append(
+        {
+            "name": "PREDICTION_LOG",
+            "valueFrom": {"secretKeyRef": {"name": "prediction-log", "key": "url"}},
+        }
+    )
+    failed, _ = checkov_failures(broken, checkov_version(project.path), tmp_path)
+    assert {failure.split()[0] for failure in failed} == {
+        "CKV_K8S_35",
+        "CKV_K8S_40",
+        "CKV2_K8S_6",
+    }, failed
 
 
 @pytest.mark.e2e

@@ -1,11 +1,12 @@
 """The generated project's GitHub workflows, executed here job by job with the local runner
 (tests/workflow_runner.py): CI on a pull request (lint, every test layer, the differences
 against the base branch), the release job up to the push (the image built by `bentoml
-containerize` on a Docker engine, then started and asked for a prediction), monitoring and its
-alarm, retraining, and batch scoring. Each job starts from a fresh clone of a repository holding
-the piped default project (main) and a branch that changes a param, with a user's PATH: no uv
-until setup-uv puts the pinned one there, and each job installs its own .venv (uv's cache makes
-that quick); nothing is shared with the other tests' project environment.
+containerize` on a Docker engine, then started as the Deployment's pod runs it and asked for a
+prediction), monitoring and its alarm, retraining, and batch scoring. Each job starts from a
+fresh clone of a repository holding the piped default project (main) and a branch that changes a
+param, with a user's PATH: no uv until setup-uv puts the pinned one there, and each job installs
+its own .venv (uv's cache makes that quick); nothing is shared with the other tests' project
+environment.
 
 The release test needs a Docker engine: ../shared/tools/docker-daemon start (the template's
 .ci/run starts it) or the one on a GitHub runner. Without one it skips, unless
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from batch_scoring import broken_copy_of_the_test_split
 from conftest import (
     BINARY_CANARY_TEST,
@@ -374,6 +376,58 @@ def release(
             docker.run("rmi", "--force", *tags, cwd=repository.path, check=False)
 
 
+def as_the_pod_runs_it(project: Path, secrets: Path) -> tuple[list[str], str]:
+    """`docker run` options that run the image as deploy/'s Deployment does: its uid and gid, a
+    read-only root, no capabilities, no privilege escalation, a tmpfs for each emptyDir, its
+    environment, each Secret volume a read-only directory `secrets/<volume>` (a volume with no
+    directory there is left out, with the variables naming its files); and the uid."""
+    deployment = yaml.safe_load((project / "deploy/base/deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    user = pod["securityContext"]
+    options = ["--user", f"{user['runAsUser']}:{user['runAsGroup']}"]
+    options += ["--group-add", str(user["fsGroup"]), "--cap-drop", "ALL"]
+    options += ["--security-opt", "no-new-privileges"]
+    if container["securityContext"]["readOnlyRootFilesystem"]:
+        options.append("--read-only")
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    absent = []
+    for mount in container["volumeMounts"]:
+        if "emptyDir" in volumes[mount["name"]]:
+            options += ["--tmpfs", f"{mount['mountPath']}:rw,exec,mode=1777"]
+        elif (secrets / mount["name"]).is_dir():
+            options += [
+                "--volume",
+                f"{secrets / mount['name']}:{mount['mountPath']}:ro",
+            ]
+        else:
+            absent.append(mount["mountPath"] + "/")
+    for variable in container["env"]:
+        if not variable["value"].startswith(tuple(absent)):
+            options += ["--env", f"{variable['name']}={variable['value']}"]
+    return options, str(user["runAsUser"])
+
+
+def pod_secrets(project: Path, directory: Path) -> Path:
+    """The Secrets' files the pod would mount: the log's location (a directory on the pod's
+    /tmp), and the project's tokens and log key where it has them. World-readable: Docker has
+    no fsGroup to give them to the pod's group."""
+    files = {
+        "prediction-log/url": "/tmp/prediction-log",
+        "api-tokens/tokens.json": project / "secrets" / "tokens.json",
+        "log-key/log-key": project / "secrets" / "log-key",
+    }
+    for name, content in files.items():
+        if isinstance(content, Path) and not content.is_file():
+            continue
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content.read_text() if isinstance(content, Path) else content)
+        path.chmod(0o444)
+        path.parent.chmod(0o755)
+    return directory
+
+
 @pytest.mark.container
 def test_release_job_builds_a_labelled_image_that_serves_the_model(
     release: tuple[JobResult, list[str]],
@@ -424,12 +478,16 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
     assert config["User"] not in ("", "root", "0")
 
     port = free_port()
+    # As the pod runs it (restricted profile): another uid than the image's user, read-only.
+    secrets = pod_secrets(repository.path, tmp_path / "secrets")
+    pod_options, pod_uid = as_the_pod_runs_it(repository.path, secrets)
     container = docker_run(
         "run",
         "--detach",
         "--rm",
         "--network",
         "host",
+        *pod_options,
         tags[0],
         "serve",
         "--port",
@@ -452,6 +510,6 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
         assert answer["probability"] == pytest.approx(offline["probability"], abs=1e-9)
         assert answer["label"] == offline["label"]
         assert answer["model_version"] == registry["tag"]
-        assert docker_run("exec", container, "id", "-u").strip() != "0"
+        assert docker_run("exec", container, "id", "-u").strip() == pod_uid != "0"
     finally:
         docker.run("rm", "--force", container, cwd=tmp_path, check=False)

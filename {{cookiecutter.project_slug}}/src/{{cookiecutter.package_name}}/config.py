@@ -3,6 +3,7 @@ is read the same way, by schema.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from collections.abc import Iterator
@@ -310,10 +311,14 @@ class DeployResources(_Strict):
         return self
 
 
+K8S_NAMESPACE: Final = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # a DNS label
+K8S_SECRET_NAME: Final = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # a DNS subdomain
+
+
 class DeployEnvironment(_Strict):
     """One cluster namespace the service runs in (an overlay of deploy/)."""
 
-    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    namespace: str = Field(pattern=K8S_NAMESPACE)
     host: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # the HTTPRoute's hostname
     min_replicas: int = Field(ge=1, le=1000)
     max_replicas: int = Field(ge=1, le=1000)
@@ -391,6 +396,44 @@ class ChampionConfig(_Strict):
     min_labelled_rows: int = Field(ge=1)  # a smaller labelled window is shown, not judged
 
 
+class DeploySecrets(_Strict):
+    """The Secrets (created by hand in each namespace) the pod mounts read-only as files."""
+
+    prediction_log: str = Field(pattern=K8S_SECRET_NAME)  # key `url`: the log's location
+    api_tokens: str = Field(pattern=K8S_SECRET_NAME)  # key `tokens.json`: the tokens' digests
+    log_key: str = Field(pattern=K8S_SECRET_NAME)  # key `log-key`: the pseudonymisation key
+
+
+class LogDatabase(_Strict):
+    """Where the pods may connect for the prediction log: an address range or a namespace."""
+
+    cidr: str | None = None
+    namespace: str | None = Field(default=None, pattern=K8S_NAMESPACE)
+    port: int = Field(ge=1, le=65535)
+
+    @field_validator("cidr")
+    @classmethod
+    def _network(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_network(value)  # ValueError names what is wrong with it
+        return value
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> LogDatabase:
+        if (self.cidr is None) == (self.namespace is None):
+            raise ValueError("give exactly one of cidr (an address range) and namespace")
+        return self
+
+
+class DeployNetwork(_Strict):
+    """The NetworkPolicy: who may call the pods (the Gateway's proxies, Prometheus) and whom
+    they may call (DNS, the log's database; none when null: a directory log)."""
+
+    gateway_namespace: str = Field(pattern=K8S_NAMESPACE)
+    prometheus_namespace: str = Field(pattern=K8S_NAMESPACE)
+    log_database: LogDatabase | None
+
+
 class DeployConfig(_Strict):
     # The Kubernetes name of the service's resources (a DNS label starting with a letter).
     name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
@@ -402,6 +445,8 @@ class DeployConfig(_Strict):
     resources: DeployResources
     canary: CanaryConfig
     champion: ChampionConfig
+    secrets: DeploySecrets
+    network: DeployNetwork
 
 
 COST_HINTS: Final = {

@@ -79,6 +79,117 @@ def test_the_pod_outlives_the_slowest_request(workspace: Path) -> None:
     assert grace > manifests.PRESTOP_SECONDS + 90
 
 
+def test_the_pod_passes_the_restricted_profile_and_reads_secrets_only_from_files(params) -> None:
+    """Kubernetes' restricted Pod Security profile, a uid no host user has (>= 10000), and every
+    secret a read-only file of a Secret params name: no environment variable carries one."""
+    [deployment] = documents(manifests.render(params), "base/deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] >= 10000
+    assert pod["securityContext"]["runAsGroup"] >= 10000
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert "envFrom" not in container
+    assert all("valueFrom" not in variable for variable in container["env"]), container["env"]
+    environment = {variable["name"]: variable["value"] for variable in container["env"]}
+    mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
+    secrets = {volume["name"]: volume["secret"] for volume in pod["volumes"] if "secret" in volume}
+    wanted = {
+        "PREDICTION_LOG_FILE": (params.deploy.secrets.prediction_log, "url"),
+        "API_TOKENS_FILE": (params.deploy.secrets.api_tokens, "tokens.json"),
+        "LOG_KEY_FILE": (params.deploy.secrets.log_key, "log-key"),
+    }
+    found = {}
+    for variable, file in environment.items():
+        [volume] = [
+            name for name, mount in mounts.items() if file.startswith(mount["mountPath"] + "/")
+        ] or [None]
+        if volume in secrets:
+            assert mounts[volume]["readOnly"] is True
+            assert secrets[volume]["defaultMode"] & 0o037 == 0, "group read at most, others none"
+            [item] = secrets[volume]["items"]
+            assert file == f"{mounts[volume]['mountPath']}/{item['path']}"
+            found[variable] = (secrets[volume]["secretName"], item["key"])
+    assert found == wanted
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+
+
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions In/NotIn) applied to labels."""
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions", []):
+        inside = labels.get(expression["key"]) in expression["values"]
+        if inside != (expression["operator"] == "In"):
+            return False
+    return True
+
+
+def test_the_network_policy_and_the_budget_cover_flaggers_primary_pods_too(params) -> None:
+    """Flagger relabels the primary's pods `app: <name>-primary`: a selector of `app: <name>`
+    alone would leave the pods that serve production open to every caller."""
+    rendered = manifests.render(params)
+    [policy] = documents(rendered, "base/network-policy.yaml")
+    [budget] = documents(rendered, "base/pod-disruption-budget.yaml")
+    name = params.deploy.name
+    for selector in (policy["spec"]["podSelector"], budget["spec"]["selector"]):
+        assert selects(selector, {"app": name})
+        assert selects(selector, {"app": f"{name}-primary"})
+        assert not selects(selector, {"app": f"{name}-other"})
+    [deployment] = documents(rendered, "base/deployment.yaml")
+    assert selects(
+        policy["spec"]["podSelector"], deployment["spec"]["template"]["metadata"]["labels"]
+    )
+    production = yaml.safe_load(
+        rendered[manifests.DEPLOY_DIR / "overlays/production/kustomization.yaml"]
+    )
+    assert "PodDisruptionBudget" not in str(production.get("patches"))
+
+
+def test_the_network_policy_admits_the_gateway_and_prometheus_and_calls_dns_and_the_log(
+    workspace: Path,
+) -> None:
+    def policy_of(params) -> dict:
+        [policy] = documents(manifests.render(params), "base/network-policy.yaml")
+        assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        return policy["spec"]
+
+    def namespaces(peers: list[dict]) -> list[str]:
+        return [
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for peer in peers
+        ]
+
+    params = edit_params(
+        workspace,
+        deploy__network__gateway_namespace="envoy-gateway-system",
+        deploy__network__prometheus_namespace="observability",
+        deploy__network__log_database={"cidr": "192.0.2.10/32", "port": 6432},
+    )
+    spec = policy_of(params)
+    [ingress] = spec["ingress"]
+    assert namespaces(ingress["from"]) == ["envoy-gateway-system", "observability"]
+    assert ingress["ports"] == [{"port": manifests.PORT, "protocol": "TCP"}]
+    dns, database = spec["egress"]
+    assert namespaces(dns["to"]) == ["kube-system"]
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert database == {
+        "to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}],
+        "ports": [{"port": 6432, "protocol": "TCP"}],
+    }
+    in_cluster = {"namespace": "databases", "port": 5432}
+    spec = policy_of(edit_params(workspace, deploy__network__log_database=in_cluster))
+    assert namespaces(spec["egress"][1]["to"]) == ["databases"]
+    spec = policy_of(edit_params(workspace, deploy__network__log_database=None))
+    assert [namespaces(rule["to"]) for rule in spec["egress"]] == [["kube-system"]]
+
+
 def test_the_decision_check_compares_what_each_side_decides(params) -> None:
     """Both sides' pods, and the task's decisions: the positive class's share (binary), every
     class's share (multiclass), the mean predicted number (regression)."""
@@ -162,6 +273,17 @@ def test_a_hand_edit_is_caught(workspace: Path, capsys: pytest.CaptureFixture[st
         ({"deploy__target_cpu_utilization": 150}, "deploy.target_cpu_utilization"),
         ({"deploy__image": "registry.example.com/team/model:latest"}, "deploy.image"),
         ({"deploy__replicas": 3}, "deploy.replicas"),
+        ({"deploy__secrets__api_tokens": "Tokens!"}, "deploy.secrets.api_tokens"),
+        ({"deploy__network__gateway_namespace": "Gate_Way"}, "deploy.network.gateway_namespace"),
+        (
+            {"deploy__network__log_database": {"cidr": "10.0.0.0/33", "port": 5432}},
+            "deploy.network.log_database.cidr",
+        ),
+        (
+            {"deploy__network__log_database": {"cidr": "10.0.0.0/8", "namespace": "db", "port": 1}},
+            "exactly one of cidr",
+        ),
+        ({"deploy__network__log_database": {"cidr": "10.0.0.0/8", "port": 0}}, "port"),
     ],
 )
 def test_bad_deploy_values_name_the_key(workspace: Path, change: dict, message: str) -> None:

@@ -2,14 +2,19 @@
 serving settings they must agree with) into deploy/ by `make manifests`: a kustomize base and one
 overlay per environment, each rendered by `kubectl kustomize deploy/overlays/<name>`.
 
-- base: the Deployment (the release image by digest, its non-root user, a read-only root
-  filesystem, probes, requests and limits), its Service and a PodDisruptionBudget.
+- base: the Deployment (the release image by digest; a pod that passes Kubernetes' restricted
+  Pod Security profile: a high non-root uid, no privilege escalation, no capabilities, the
+  runtime's seccomp profile, a read-only root filesystem; secrets mounted as files, never as
+  environment variables; probes, requests and limits), its Service, a PodDisruptionBudget and a
+  NetworkPolicy (ingress from the Gateway's and Prometheus's namespaces only, egress to DNS and
+  the log's database only).
 - staging: the base, a HorizontalPodAutoscaler and a Gateway API HTTPRoute.
 - production: the base handed to Flagger. Its Canary sends a new version a growing share of the
   traffic (`deploy.canary.step_weights`) and rolls it back when its MetricTemplates' checks fail;
   Flagger makes the production Services and HTTPRoute itself, so the overlay removes the base's
-  Service (re-applied, it would point the traffic back at the canary's pods) and points the
-  PodDisruptionBudget at the primary's pods.
+  Service (re-applied, it would point the traffic back at the canary's pods). Flagger relabels
+  the primary's pods `app: <name>-primary`: the PodDisruptionBudget and the NetworkPolicy select
+  both labels (`pod_selector`), so they cover the primary and the canary alike.
 
 Python data written with PyYAML in a fixed order: the same params give the same bytes, so a unit
 test holds the committed files to what params.yaml renders (as uv.lock is held to pyproject).
@@ -35,9 +40,11 @@ HEADER: Final = (
 # (`kustomize edit set image <image>@sha256:<digest>` in the overlay's directory).
 PLACEHOLDER_DIGEST: Final = "sha256:" + "0" * 64
 PORT: Final = 3000  # bentoml serve's port in the image
-# `bentoml containerize` creates the user `bentoml` with this uid and gid (BentoML's
-# BENTO_UID_GID); the image runs as that user.
-BENTOML_UID: Final = 1034
+# The pod's uid and gid. `bentoml containerize`'s user `bentoml` is uid 1034 (BentoML's
+# BENTO_UID_GID); a uid under 10000 may be a host user's (checkov CKV_K8S_40), so the pod runs as
+# this one instead: the image's files are world-readable and everything it writes is on the
+# volumes below (the template's release test runs the image so: `--user 10001:10001 --read-only`).
+RUN_AS_UID: Final = 10001
 # Writable directories on a read-only root filesystem: BentoML's home (its Prometheus
 # multiprocess files, temporary files; the image's own home holds the bento, so another path),
 # /tmp, and the prediction log's spool (records wait there while the log's database fails; an
@@ -47,13 +54,30 @@ WRITABLE_DIRS: Final = {
     "tmp": ("/tmp", "256Mi"),
     "prediction-spool": ("/var/spool/predictions", "1Gi"),
 }
+# Secrets as files (checkov CKV_K8S_35: an environment variable leaks into crash dumps, child
+# processes and `kubectl describe`): by deploy.secrets' key, the volume, the environment variable
+# that names the file (not its content) for the service, and the Secret's key (the file's name).
+SECRETS_DIR: Final = "/etc/secrets"
+SECRET_FILES: Final = {
+    "prediction_log": ("prediction-log", "PREDICTION_LOG_FILE", "url"),
+    "api_tokens": ("api-tokens", "API_TOKENS_FILE", "tokens.json"),
+    "log_key": ("log-key", "LOG_KEY_FILE", "log-key"),
+}
+
+
+class Octal(int):
+    """A file mode, written in octal (0440) as people read modes; YAML 1.1 (PyYAML, kustomize's
+    parser) reads it back as the same number."""
+
+
+SECRET_MODE: Final = Octal(0o440)  # owner root, group the pod's fsGroup: the pod's user reads
 PRESTOP_SECONDS: Final = 5  # the load balancers drop the pod before it is told to stop
 FLUSH_SECONDS: Final = 10  # after the last request: the prediction log's writes and spool
 
 
-def secret_name(deploy: DeployConfig) -> str:
-    """The Secret (not rendered: created by hand) whose `url` key is PREDICTION_LOG."""
-    return f"{deploy.name}-prediction-log"
+def secret_path(volume: str, key: str) -> str:
+    """Where the pod reads one Secret's key."""
+    return f"{SECRETS_DIR}/{volume}/{key}"
 
 
 def grace_seconds(params: Params) -> int:
@@ -65,6 +89,13 @@ def grace_seconds(params: Params) -> int:
 def selector(name: str) -> dict[str, str]:
     """The pod label Flagger keys on: it renames it `<name>-primary` on the primary's pods."""
     return {"app": name}
+
+
+def pod_selector(name: str) -> dict[str, Any]:
+    """The service's pods whoever runs them: the Deployment's (`app: <name>`: staging's, and
+    production's canary) and Flagger's primary (`app: <name>-primary`)."""
+    primary = f"{name}-primary"
+    return {"matchExpressions": [{"key": "app", "operator": "In", "values": [name, primary]}]}
 
 
 def metadata(name: str, deploy: DeployConfig) -> dict[str, Any]:
@@ -86,10 +117,10 @@ def deployment(params: Params) -> dict[str, Any]:
             {"name": "BENTOML_HOME", "value": WRITABLE_DIRS["bentoml-home"][0]},
             {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
             {"name": "PREDICTION_SPOOL", "value": WRITABLE_DIRS["prediction-spool"][0]},
-            {
-                "name": "PREDICTION_LOG",
-                "valueFrom": {"secretKeyRef": {"name": secret_name(deploy), "key": "url"}},
-            },
+            *(
+                {"name": variable, "value": secret_path(volume, key)}
+                for volume, variable, key in SECRET_FILES.values()
+            ),
         ],
         "resources": {
             "requests": quantities(deploy.resources.requests),
@@ -116,7 +147,11 @@ def deployment(params: Params) -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": [
-            {"name": volume, "mountPath": path} for volume, (path, _) in WRITABLE_DIRS.items()
+            *({"name": volume, "mountPath": path} for volume, (path, _) in WRITABLE_DIRS.items()),
+            *(
+                {"name": volume, "mountPath": f"{SECRETS_DIR}/{volume}", "readOnly": True}
+                for volume, _, _ in SECRET_FILES.values()
+            ),
         ],
     }
     pod = {
@@ -134,15 +169,28 @@ def deployment(params: Params) -> dict[str, Any]:
             "terminationGracePeriodSeconds": grace_seconds(params),
             "securityContext": {
                 "runAsNonRoot": True,
-                "runAsUser": BENTOML_UID,
-                "runAsGroup": BENTOML_UID,
-                "fsGroup": BENTOML_UID,
+                "runAsUser": RUN_AS_UID,
+                "runAsGroup": RUN_AS_UID,
+                "fsGroup": RUN_AS_UID,  # the group of the volumes' files, the secrets' included
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [container],
             "volumes": [
-                {"name": volume, "emptyDir": {"sizeLimit": size}}
-                for volume, (_, size) in WRITABLE_DIRS.items()
+                *(
+                    {"name": volume, "emptyDir": {"sizeLimit": size}}
+                    for volume, (_, size) in WRITABLE_DIRS.items()
+                ),
+                *(
+                    {
+                        "name": volume,
+                        "secret": {
+                            "secretName": getattr(deploy.secrets, field),
+                            "items": [{"key": key, "path": key}],  # a missing key stops the pod
+                            "defaultMode": SECRET_MODE,
+                        },
+                    }
+                    for field, (volume, _, key) in SECRET_FILES.items()
+                ),
             ],
         },
     }
@@ -180,7 +228,53 @@ def disruption_budget(deploy: DeployConfig) -> dict[str, Any]:
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": metadata(deploy.name, deploy),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(deploy.name)}},
+        "spec": {"maxUnavailable": 1, "selector": pod_selector(deploy.name)},
+    }
+
+
+DNS_PORT: Final = 53
+
+
+def network_policy(deploy: DeployConfig) -> dict[str, Any]:
+    """Only the Gateway's proxies (the API) and Prometheus (/metrics) may call the pods; the pods
+    may call DNS and the log's database only. The kubelet's probes are not subject to it."""
+    network = deploy.network
+
+    def namespace(name: str) -> dict[str, Any]:
+        return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [namespace("kube-system")],
+            "ports": [{"port": DNS_PORT, "protocol": protocol} for protocol in ("UDP", "TCP")],
+        }
+    ]
+    database = network.log_database
+    if database is not None:
+        destination = (
+            {"ipBlock": {"cidr": database.cidr}}
+            if database.cidr is not None
+            else namespace(str(database.namespace))
+        )
+        egress.append({"to": [destination], "ports": [{"port": database.port, "protocol": "TCP"}]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(deploy.name, deploy),
+        "spec": {
+            "podSelector": pod_selector(deploy.name),
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [
+                        namespace(network.gateway_namespace),
+                        namespace(network.prometheus_namespace),
+                    ],
+                    "ports": [{"port": PORT, "protocol": "TCP"}],
+                }
+            ],
+            "egress": egress,
+        },
     }
 
 
@@ -340,7 +434,7 @@ def strategic_patch(kind: str, name: str, body: dict[str, Any]) -> dict[str, str
     return {"patch": dump([patch])}
 
 
-API_VERSIONS: Final = {"Service": "v1", "PodDisruptionBudget": "policy/v1"}
+API_VERSIONS: Final = {"Service": "v1"}
 
 
 def kustomization(
@@ -371,8 +465,16 @@ def render(params: Params) -> dict[Path, str]:
         "base/deployment.yaml": [deployment(params)],
         "base/service.yaml": [service(deploy)],
         "base/pod-disruption-budget.yaml": [disruption_budget(deploy)],
+        "base/network-policy.yaml": [network_policy(deploy)],
         "base/kustomization.yaml": [
-            kustomization(["deployment.yaml", "service.yaml", "pod-disruption-budget.yaml"])
+            kustomization(
+                [
+                    "deployment.yaml",
+                    "service.yaml",
+                    "pod-disruption-budget.yaml",
+                    "network-policy.yaml",
+                ]
+            )
         ],
         "overlays/staging/autoscaler.yaml": [autoscaler(deploy, staging)],
         "overlays/staging/http-route.yaml": [http_route(deploy, staging)],
@@ -394,12 +496,6 @@ def render(params: Params) -> dict[Path, str]:
                 patches=[
                     # Flagger owns the production Services (<name>, -primary, -canary).
                     strategic_patch("Service", deploy.name, {"$patch": "delete"}),
-                    # After a promotion the primary's pods serve: they keep one another up.
-                    strategic_patch(
-                        "PodDisruptionBudget",
-                        deploy.name,
-                        {"spec": {"selector": {"matchLabels": selector(f"{deploy.name}-primary")}}},
-                    ),
                 ],
             )
         ],
@@ -420,7 +516,12 @@ def _string(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
 
 
+def _octal(dumper: yaml.SafeDumper, mode: Octal) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:int", f"0{mode:o}")
+
+
 _Dumper.add_representer(str, _string)
+_Dumper.add_representer(Octal, _octal)
 
 
 def dump(documents: list[dict[str, Any]]) -> str:
