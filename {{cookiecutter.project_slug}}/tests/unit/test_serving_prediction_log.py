@@ -147,7 +147,7 @@ def test_a_predictions_table_from_before_outputs_gets_the_column(tmp_path: Path)
 
 def test_empty_logs_read_as_empty_tables(sink: PredictionSink) -> None:
     assert sink.read_predictions().empty
-    assert list(sink.read_feedback().columns) == ["prediction_id", "timestamp", "label"]
+    assert list(sink.read_feedback().columns) == ["prediction_id", "timestamp", "label", "labeller"]
 
 
 def test_flush_waits_until_queued_records_are_written(tmp_path: Path) -> None:
@@ -166,6 +166,13 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path: Path) -> None:
     with open(next(tmp_path.glob("predictions-*.jsonl")), "a") as handle:
         handle.write('{"prediction_id": "cut sh')
     assert len(sink.read_predictions()) == 1
+
+
+def crashed_process(spool: Spool) -> None:
+    """As if the spool's process died: its lock is gone, its file stays."""
+    assert spool._fd is not None
+    os.close(spool._fd)
+    spool._fd = None
 
 
 class Outage(DirectorySink):
@@ -246,7 +253,7 @@ def test_the_writer_survives_its_own_failure_and_refuses_that_batch(
     log = PredictionLog(sink)
     store = log._store
     monkeypatch.setattr(log, "_store", lambda *args: 1 / 0)
-    with pytest.raises(LogUnavailable, match="the prediction log failed"):
+    with pytest.raises(LogUnavailable, match="the prediction log failed: retry"):
         log.log_predictions([prediction(age=1)]).result(timeout=5)
     monkeypatch.setattr(log, "_store", store)
     log.log_predictions([prediction(age=2)]).result(timeout=5)
@@ -262,7 +269,7 @@ def test_a_crashed_process_spool_is_replayed_once_the_sink_is_back_without_a_res
     crashed = Spool(tmp_path / "spool")
     lost = [prediction(age=i) for i in range(3)]
     crashed.append("predictions", lost)
-    crashed._handle.close()
+    crashed_process(crashed)
     sink = Outage(tmp_path / "log")
     log = PredictionLog(sink, Spool(tmp_path / "spool"), retry_interval=0.05)
     deadline = time.monotonic() + 5
@@ -276,29 +283,11 @@ def test_a_crashed_process_spool_is_replayed_once_the_sink_is_back_without_a_res
     log.close()
 
 
-def test_a_failed_directory_write_leaves_no_half_record_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sink = DirectorySink(tmp_path)
-    sink.write("predictions", [prediction(age=1)])
-
-    def full_disk(descriptor: int) -> None:
-        raise OSError("disk full")
-
-    real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", full_disk)
-    with pytest.raises(OSError, match="disk full"):
-        sink.write("predictions", [prediction(age=2)])
-    monkeypatch.setattr(os, "fsync", real_fsync)
-    sink.write("predictions", [prediction(age=3)])
-    assert sink.read_predictions()["age"].tolist() == [1, 3]
-
-
 def test_what_a_crashed_process_spooled_is_replayed_at_the_next_start(tmp_path: Path) -> None:
     crashed = Spool(tmp_path / "spool")
     lost = [prediction(age=i) for i in range(5)]
     crashed.append("predictions", lost)
-    crashed._handle.close()  # the process died: its lock is gone, its file stays
+    crashed_process(crashed)
     sink = DirectorySink(tmp_path / "log")
     log = PredictionLog(sink, Spool(tmp_path / "spool"))
     log.flush()
@@ -342,8 +331,9 @@ def test_without_a_spool_a_failing_write_is_refused_and_the_writer_goes_on(
 ) -> None:
     sink = Outage(tmp_path)
     log = PredictionLog(sink)
-    with pytest.raises(LogUnavailable, match="connection refused"):
+    with pytest.raises(LogUnavailable, match="store is unavailable") as refused:
         log.log_predictions([prediction(age=1)]).result(timeout=5)
+    assert "connection refused" in refused.value.detail
     sink.down = False
     log.log_predictions([prediction(age=2)]).result(timeout=5)
     log.close()
@@ -351,16 +341,21 @@ def test_without_a_spool_a_failing_write_is_refused_and_the_writer_goes_on(
     assert log.refused == 1
 
 
-def test_when_neither_sink_nor_spool_takes_a_record_the_refusal_names_both(
-    tmp_path: Path,
+def test_when_neither_sink_nor_spool_takes_a_record_the_client_is_told_no_internals(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The refusal's text reaches the client: it says what failed and what to do, never the
+    error's text or a path; those go to the server's log and the exception's `detail`."""
     (tmp_path / "spool").write_text("a file where the spool directory should be")
     log = PredictionLog(Outage(tmp_path / "log"), Spool(tmp_path / "spool"))
     with pytest.raises(LogUnavailable) as refused:
         log.log_predictions([prediction(age=1)]).result(timeout=5)
     log.close()
-    assert "connection refused" in str(refused.value)
-    assert "spool" in str(refused.value)
+    told = str(refused.value)
+    assert "cannot record" in told and "spool" in told and "retry" in told
+    assert "connection refused" not in told and str(tmp_path) not in told
+    assert "connection refused" in refused.value.detail
+    assert "connection refused" in caplog.text and str(tmp_path) in caplog.text
 
 
 def test_a_full_queue_refuses_at_once_instead_of_blocking(tmp_path: Path) -> None:
