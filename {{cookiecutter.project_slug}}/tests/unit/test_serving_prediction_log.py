@@ -283,6 +283,72 @@ def test_a_crashed_process_spool_is_replayed_once_the_sink_is_back_without_a_res
     log.close()
 
 
+# Runs in a process of its own: RLIMIT_FSIZE caps the size of any file it writes, as a full disk
+# would; SIGXFSZ ignored, a write past the cap fails (EFBIG) instead of killing the process.
+REFUSED_APPEND = r"""
+import json, resource, signal, sys
+from pathlib import Path
+from {{ cookiecutter.package_name }}.serving.prediction_log import (
+    DirectorySink, LogUnavailable, PredictionLog, Spool, prediction_record,
+)
+
+class Away(DirectorySink):
+    down = True
+    def write(self, table, records):
+        if self.down:
+            raise OSError("connection refused")
+        super().write(table, records)
+
+root, where = Path(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+sink = Away(root / "log")
+sink.down = where == "spool"
+log = PredictionLog(sink, Spool(root / "spool") if where == "spool" else None, retry_interval=3600)
+def record(tag):
+    return prediction_record({"tag": tag}, 1, 0.5, "model:v1", prediction_id=tag)
+log.log_predictions([record("before")]).result(timeout=5)
+[file] = (root / where).glob("*.jsonl")
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (file.stat().st_size + 100, hard))  # part of a record
+try:
+    log.log_predictions([record("refused")]).result(timeout=5)
+    answer = 200
+except LogUnavailable:
+    answer = 503
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+log.log_predictions([record("after")]).result(timeout=5)
+on_disk = file.read_text()
+sink.down = False
+log.close()  # replays the spool into the log
+logged = sorted(sink.read_predictions()["prediction_id"])
+print(json.dumps({"answer": answer, "on_disk": on_disk, "logged": logged}))
+"""
+
+
+@pytest.mark.parametrize("where", ["spool", "log"])
+def test_an_append_refused_by_a_full_disk_never_reaches_the_spool_or_the_log(
+    where: str, tmp_path: Path
+) -> None:
+    """A real refusal, not a mocked one: the record refused (its request answered 503) must
+    not reach the file with the next good append, nor the log after a replay."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", REFUSED_APPEND, str(tmp_path), where],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    outcome = json.loads(done.stdout.splitlines()[-1])
+    assert outcome["answer"] == 503
+    assert "refused" not in outcome["on_disk"]
+    assert len(outcome["on_disk"].splitlines()) == 2  # before, after: whole lines only
+    assert outcome["logged"] == ["after", "before"]
+
+
 def test_what_a_crashed_process_spooled_is_replayed_at_the_next_start(tmp_path: Path) -> None:
     crashed = Spool(tmp_path / "spool")
     lost = [prediction(age=i) for i in range(5)]
