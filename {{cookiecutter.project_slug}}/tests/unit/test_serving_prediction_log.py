@@ -10,8 +10,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     ENV_VAR,
+    FILE_ENV_VAR,
     DirectorySink,
     LogUnavailable,
     PredictionLog,
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.unit
 def no_override(monkeypatch: pytest.MonkeyPatch) -> None:
     """A PREDICTION_LOG set in the shell (or by another test) must not redirect these sinks."""
     monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.delenv(FILE_ENV_VAR, raising=False)
 
 
 def prediction(**features: Any) -> dict[str, Any]:
@@ -143,6 +146,24 @@ def test_a_predictions_table_from_before_outputs_gets_the_column(tmp_path: Path)
     assert predictions["prediction_id"].iloc[0] == "old"
     assert predictions["probability"].tolist() == [0.9, 0.8]
     assert predictions["probability[a]"].isna().tolist() == [True, False]
+    assert predictions["caller"].tolist() == ["", ""]  # older rows, and a record without one
+    assert predictions["explained"].tolist() == [False, False]
+
+
+def test_older_json_lines_records_read_with_empty_caller_and_labeller(tmp_path: Path) -> None:
+    (tmp_path / "predictions-2026-01-01-1.jsonl").write_text(
+        '{"prediction_id": "old", "timestamp": "2026-01-01T00:00:00+00:00", "model_version":'
+        ' "m:v0", "features": {"age": 20}, "label": "1", "probability": 0.9, "simulated": false}\n'
+    )
+    (tmp_path / "feedback-2026-01-01-1.jsonl").write_text(
+        '{"prediction_id": "old", "timestamp": "2026-01-02T00:00:00+00:00", "label": "0"}\n'
+    )
+    sink = DirectorySink(tmp_path)
+    predictions = sink.read_predictions()
+    assert predictions[["caller", "explained", "batch"]].to_dict("records") == [
+        {"caller": "", "explained": False, "batch": False}
+    ]
+    assert sink.read_feedback()["labeller"].tolist() == [""]
 
 
 def test_empty_logs_read_as_empty_tables(sink: PredictionSink) -> None:
@@ -457,6 +478,25 @@ def test_join_gives_the_newest_label_and_counts_unmatched_feedback() -> None:
     assert joined["true_label"].tolist()[0] == "0"  # the newest word on "a"
     assert pd.isna(joined["true_label"].tolist()[1])  # no feedback for "b"
     assert unmatched == 1  # "zzz" was never predicted
+
+
+def test_the_location_may_come_from_a_file_and_the_variable_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kubernetes mounts a Secret as a file: PREDICTION_LOG_FILE names it."""
+    secret = tmp_path / "secret" / "prediction-log"
+    secret.parent.mkdir()
+    secret.write_text(f"sqlite:///{tmp_path}/from-file.db\n")
+    monkeypatch.setenv(FILE_ENV_VAR, str(secret))
+    chosen = open_sink("logs/predictions", base_dir=tmp_path)
+    assert isinstance(chosen, SqlSink) and chosen.url == f"sqlite:///{tmp_path}/from-file.db"
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "from-env"))
+    assert isinstance(open_sink("logs/predictions", base_dir=tmp_path), DirectorySink)
+    monkeypatch.delenv(ENV_VAR)
+    monkeypatch.setenv(FILE_ENV_VAR, str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=FILE_ENV_VAR) as refused:
+        open_sink("logs/predictions", base_dir=tmp_path)
+    assert str(tmp_path) not in str(refused.value)
 
 
 def test_a_log_location_may_name_an_environment_variable(
