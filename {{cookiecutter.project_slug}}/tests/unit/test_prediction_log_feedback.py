@@ -133,7 +133,7 @@ def test_while_the_sink_is_away_a_prediction_in_any_spool_file_here_is_known(
     log.log_feedback(feedback_record(spooled["prediction_id"], 1, "alice")).result(timeout=5)
     with pytest.raises(AlreadyLabelled):
         log.log_feedback(feedback_record(spooled["prediction_id"], 0, "bob")).result(timeout=5)
-    with pytest.raises(LogUnavailable, match="cannot check this label now"):
+    with pytest.raises(LogUnavailable, match="cannot record this label now"):
         log.log_feedback(feedback_record("elsewhere", 1, "alice")).result(timeout=5)
     assert log.spooled == 1
     log.close()

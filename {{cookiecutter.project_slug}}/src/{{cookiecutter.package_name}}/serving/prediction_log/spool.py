@@ -125,7 +125,7 @@ class Spool:
         look stopped."""
         try:
             names = {name for name in os.listdir(self.directory) if name.startswith("spool-")}
-        except FileNotFoundError:
+        except OSError:  # no spool directory (yet, or a broken one): it holds nothing
             names = set()
         for name in self._index.keys() - names:  # replayed (into the sink) or purged
             del self._index[name]

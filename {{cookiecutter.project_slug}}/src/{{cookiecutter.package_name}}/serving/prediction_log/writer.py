@@ -252,7 +252,9 @@ class PredictionLog:
                         UnknownPrediction(prediction_id)
                         if checked
                         else LogUnavailable(
-                            f"the prediction log cannot check this label now: {RETRY}",
+                            "the prediction log cannot record this label now: its store is"
+                            " unavailable to check the prediction, and its spool does not"
+                            f" hold it; {RETRY}",
                             f"the sink is away ({self._sink_error})",
                         )
                     )
