@@ -30,6 +30,7 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
     open_sink,
     prediction_record,
 )
+from tests.unit.test_prediction_log_retention import DATABASE, drop_log_tables
 
 pytestmark = pytest.mark.unit
 
@@ -39,11 +40,19 @@ def no_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_VAR, raising=False)
 
 
-@pytest.fixture(params=["directory", "sqlite"])
-def sink(request: pytest.FixtureRequest, tmp_path: Path) -> PredictionSink:
+@pytest.fixture(params=["directory", "sqlite", "postgresql"])
+def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PredictionSink]:
+    """Each kind of sink; PostgreSQL with LOAD_TEST_SQL_URL (its log tables are dropped)."""
     if request.param == "directory":
-        return open_sink(str(tmp_path / "logs"))
-    return open_sink(f"sqlite:///{tmp_path}/logs/predictions.db")
+        yield open_sink(str(tmp_path / "logs"))
+    elif request.param == "sqlite":
+        yield open_sink(f"sqlite:///{tmp_path}/logs/predictions.db")
+    else:
+        if not DATABASE:
+            pytest.skip("set LOAD_TEST_SQL_URL to a database of your own for the PostgreSQL case")
+        drop_log_tables(DATABASE)
+        yield open_sink(DATABASE)
+        drop_log_tables(DATABASE)
 
 
 def prediction(**features: Any) -> dict[str, Any]:
