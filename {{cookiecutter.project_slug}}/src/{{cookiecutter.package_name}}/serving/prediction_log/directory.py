@@ -143,7 +143,11 @@ class _Index:
             if self._files:
                 return False
         try:
-            names = {name for name in os.listdir(self.directory) if name.endswith(".jsonl")}
+            names = {
+                name
+                for name in os.listdir(self.directory)
+                if name.endswith(".jsonl") and name.startswith(("predictions-", "feedback-"))
+            }
         except FileNotFoundError:
             names = set()
         if self._files.keys() - names:
