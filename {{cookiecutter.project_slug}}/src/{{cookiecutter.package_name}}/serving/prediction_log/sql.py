@@ -196,19 +196,24 @@ class SqlSink(PredictionSink):
                     connection.execute(sql_table.insert(), self._rows(table, list(new.values())))
 
     def recorded(self, prediction_ids: set[str]) -> Recorded:
-        """Two keyed queries per CHUNK ids (the primary key, the feedback index)."""
+        """One keyed query per CHUNK ids (the primary key, and the feedback's index)."""
         import sqlalchemy as sa
 
         self._create_tables()
-        found: dict[Table, set[str]] = {table: set() for table in TABLES}
+        found: dict[str, set[str]] = {table: set() for table in TABLES}
         ids = sorted(prediction_ids)
         with self.engine.connect() as connection:
             for start in range(0, len(ids), self.CHUNK):
                 chunk = ids[start : start + self.CHUNK]
-                for table, ids_found in found.items():
-                    column = self.tables[table].c.prediction_id
-                    query = sa.select(column).where(column.in_(chunk))
-                    ids_found.update(connection.execute(query).scalars())
+                query = sa.union_all(
+                    *(
+                        sa.select(sa.literal(table).label("kind"), column).where(column.in_(chunk))
+                        for table in TABLES
+                        for column in [self.tables[table].c.prediction_id]
+                    )
+                )
+                for kind, prediction_id in connection.execute(query):
+                    found[kind].add(prediction_id)
         return found["predictions"], found["feedback"]
 
     def purge(self, cutoff: datetime) -> dict[Table, int]:
