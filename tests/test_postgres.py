@@ -1,7 +1,8 @@
 """The SQL paths against a real PostgreSQL server on 127.0.0.1 (SQLite stays the embedded
 default): the pipeline ingests its data with a SQL query from PostgreSQL, the password given as
 `${DATA_SOURCE_POSTGRES_PASSWORD}`; `make serve` logs predictions and feedback into PostgreSQL and
-`make monitor` reads its window back from there; `make predict` scores a query from PostgreSQL
+`make monitor` reads its window back from there, and `make purge` deletes from there; the log's
+retention and feedback checks work there; `make predict` scores a query from PostgreSQL
 into a table there, rejects in a table beside it, the scored rows in a log there; the generated
 project's load test (10,000 requests at concurrency 32) loses no prediction logged into
 PostgreSQL; and its durability tests lose no answered prediction when the database goes away
@@ -125,6 +126,21 @@ def test_the_service_logs_into_postgresql_and_monitoring_reads_it_back(
     )
     assert result["performance"]["current"]["roc_auc"] > 0.5
 
+    # Retention: make purge deletes from PostgreSQL (here everything: all of it is older).
+    purged = project.run("make", "purge", "BEFORE=2999-01-01", env=log).stdout
+    assert "log predictions: 400" in purged and "log feedback: 200" in purged, purged
+    counts = json.loads(
+        project.run(
+            "python",
+            "-c",
+            COUNT,
+            postgres_url(postgres_database),
+            "predictions",
+            "feedback",
+        ).stdout
+    )
+    assert counts == {"predictions": 0, "feedback": 0}, counts
+
 
 TABLES = r"""
 import json, sys, sqlalchemy as sa
@@ -199,6 +215,24 @@ def test_the_load_test_loses_no_prediction_logged_into_postgresql(
         ).stdout
     )
     assert counts == {"predictions": 10_000}, counts
+
+
+def test_the_log_purges_exactly_and_refuses_labels_in_postgresql(
+    default_project: Project, postgres_database: str, tmp_path: Path
+) -> None:
+    """The generated unit tests of the prediction log's retention and feedback checks, with
+    LOAD_TEST_SQL_URL: a purge deletes exactly the rows past the cutoff, and a label for an
+    unknown prediction, or a second one, is refused, in PostgreSQL."""
+    project = default_project.copy(tmp_path / default_project.path.name)
+    output = generated_tests_against(
+        project,
+        postgres_database,
+        "tests/unit/test_prediction_log_retention.py",
+        "tests/unit/test_prediction_log_feedback.py",
+        "-k",
+        "postgresql",
+    )
+    assert re.search(r"\b4 passed\b", output), output[-3000:]
 
 
 def test_no_answered_prediction_is_lost_through_a_database_outage_or_a_crash(

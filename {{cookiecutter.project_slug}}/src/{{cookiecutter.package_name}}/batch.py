@@ -296,6 +296,7 @@ def score_chunk(
             [False] * len(good),
             batch=True,
             prediction_ids=ids,
+            callers=["batch"] * len(good),
         )
         log.append("predictions", logged)
     return scored, rejected

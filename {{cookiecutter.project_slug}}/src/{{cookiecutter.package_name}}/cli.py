@@ -139,6 +139,29 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def purge(args: argparse.Namespace) -> int:
+    """Delete predictions and labels older than monitor.retention_days (or --before) from the
+    prediction log and its spool."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from {{ cookiecutter.package_name }}.serving import prediction_log as log
+
+    params = load_params()
+    if args.before:
+        try:
+            cutoff = datetime.fromisoformat(args.before)
+        except ValueError:
+            raise UsageError(f"--before {args.before!r} is not an ISO date (2024-01-31)") from None
+        cutoff = cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=UTC)
+    else:
+        cutoff = log.retention_cutoff(params.monitor.retention_days)
+    sink = log.open_sink(params.serving.prediction_log, base_dir=Path.cwd())
+    spool = log.open_spool(params.serving.prediction_spool, base_dir=Path.cwd())
+    print(log.purge(sink, spool, cutoff).describe())
+    return 0
+
+
 def monitor_ui(args: argparse.Namespace) -> int:
     """Replaces this process with `evidently ui` on the monitoring workspace."""
     import os
@@ -301,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulating = command("simulate", simulate, "send simulated traffic (see monitoring)")
     simulating.add_argument("--url", help="a running service, e.g. http://127.0.0.1:3000")
     simulating.add_argument("--drift", action="store_true", help="shift monitor.simulate.drift")
+    purging = command(
+        "purge", purge, "delete log records older than monitor.retention_days (log and spool)"
+    )
+    purging.add_argument(
+        "--before", help="an ISO date or time (UTC unless it says): delete what is older instead"
+    )
     ui = command("monitor-ui", monitor_ui, "browse the monitoring workspace (evidently ui)")
     ui.add_argument("--port", type=int, default=8000)
     imaging = command("image", image, "containerize the newest bento (make image)")

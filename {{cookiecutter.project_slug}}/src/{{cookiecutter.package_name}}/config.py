@@ -255,6 +255,8 @@ class MonitorConfig(_Strict):
     thresholds: MonitorThresholds
     workspace: str = Field(min_length=1)
     simulate: SimulateConfig
+    # Days the prediction log keeps a record (`make purge`); a default for older params.
+    retention_days: int = Field(762, ge=1)
 
 
 # Kubernetes quantities (deploy.resources): a number with an optional unit suffix.

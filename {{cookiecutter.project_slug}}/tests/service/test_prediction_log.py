@@ -71,22 +71,24 @@ def test_feedback_is_logged(
     assert feedback["label"].tolist() == [str(label)]
 
 
-def test_feedback_for_an_unknown_prediction_is_recorded_and_counted_unmatched(
+def test_feedback_for_an_unknown_prediction_or_a_second_label_is_refused(
     client: Any, service: ModuleType, log_sink: PredictionSink, valid_record: dict
 ) -> None:
-    """Stated behaviour: /feedback records any well-formed id (checking would read the log on
-    every call); joining feedback to predictions counts the ones that match nothing."""
+    """A label for an id the log never recorded: 404; a second label for a prediction: 409.
+    Neither is recorded: a flood of made-up or repeated labels cannot reach monitoring."""
     known = client.post("/predict", json={"records": [valid_record]}).json()[0]["prediction_id"]
     unknown = str(uuid.uuid4())
     label = a_true_label(service.BUNDLE)
-    for prediction_id in (known, unknown):
+    first = client.post("/feedback", json={"prediction_id": known, "label": label})
+    assert first.status_code == 200, first.text
+    for prediction_id, status in ((unknown, 404), (known, 409)):
         response = client.post("/feedback", json={"prediction_id": prediction_id, "label": label})
-        assert response.status_code == 200, response.text
-        assert response.json()["recorded"] is True
+        assert response.status_code == status, response.text
 
-    feedback = logged(log_sink.read_feedback, {known, unknown})  # this test's feedback only
+    feedback = log_sink.read_feedback()
+    assert feedback["prediction_id"].tolist().count(known) == 1
+    assert unknown not in set(feedback["prediction_id"])
     predictions = logged(log_sink.read_predictions, {known})
-    joined, unmatched = join_feedback(predictions, feedback)
-    assert unmatched == 1
+    joined, unmatched = join_feedback(predictions, feedback[feedback["prediction_id"] == known])
+    assert unmatched == 0
     assert joined.set_index("prediction_id").loc[known, "true_label"] == str(label)
-    assert unknown not in set(joined["prediction_id"])

@@ -140,3 +140,44 @@ def test_the_image_is_the_one_deploy_deploys_unless_named(
     assert main(["image"]) == 0
     assert main(["image", "--image", "registry.example/other/model"]) == 0
     assert built == ["registry.example/team/model", "registry.example/other/model"]
+
+
+def test_purge_deletes_what_is_older_than_the_retention_from_the_log(
+    workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from {{ cookiecutter.package_name }}.serving.prediction_log import (
+        ENV_VAR,
+        FILE_ENV_VAR,
+        DirectorySink,
+        prediction_record,
+    )
+
+    for name in (ENV_VAR, FILE_ENV_VAR):
+        monkeypatch.delenv(name, raising=False)
+    edit_params(workspace, monitor__retention_days=30)
+    sink = DirectorySink(workspace / "logs" / "predictions")
+    now = datetime.now(UTC)
+    ages = {"old": 31, "recent": 29}
+    sink.write(
+        "predictions",
+        [
+            prediction_record(
+                {},
+                1,
+                0.5,
+                "v",
+                prediction_id=key,
+                timestamp=(now - timedelta(days=days)).isoformat(),
+            )
+            for key, days in ages.items()
+        ],
+    )
+    assert main(["purge"]) == 0
+    assert "log predictions: 1" in capsys.readouterr().out
+    assert sink.read_predictions()["prediction_id"].tolist() == ["recent"]
+    assert main(["purge", "--before", (now + timedelta(days=1)).date().isoformat()]) == 0
+    assert sink.read_predictions().empty
+    with pytest.raises(SystemExit):
+        main(["purge", "--before", "last tuesday"])

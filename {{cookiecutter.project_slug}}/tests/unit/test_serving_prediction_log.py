@@ -10,8 +10,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     ENV_VAR,
+    FILE_ENV_VAR,
     DirectorySink,
     LogUnavailable,
     PredictionLog,
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.unit
 def no_override(monkeypatch: pytest.MonkeyPatch) -> None:
     """A PREDICTION_LOG set in the shell (or by another test) must not redirect these sinks."""
     monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.delenv(FILE_ENV_VAR, raising=False)
 
 
 def prediction(**features: Any) -> dict[str, Any]:
@@ -143,11 +146,29 @@ def test_a_predictions_table_from_before_outputs_gets_the_column(tmp_path: Path)
     assert predictions["prediction_id"].iloc[0] == "old"
     assert predictions["probability"].tolist() == [0.9, 0.8]
     assert predictions["probability[a]"].isna().tolist() == [True, False]
+    assert predictions["caller"].tolist() == ["", ""]  # older rows, and a record without one
+    assert predictions["explained"].tolist() == [False, False]
+
+
+def test_older_json_lines_records_read_with_empty_caller_and_labeller(tmp_path: Path) -> None:
+    (tmp_path / "predictions-2026-01-01-1.jsonl").write_text(
+        '{"prediction_id": "old", "timestamp": "2026-01-01T00:00:00+00:00", "model_version":'
+        ' "m:v0", "features": {"age": 20}, "label": "1", "probability": 0.9, "simulated": false}\n'
+    )
+    (tmp_path / "feedback-2026-01-01-1.jsonl").write_text(
+        '{"prediction_id": "old", "timestamp": "2026-01-02T00:00:00+00:00", "label": "0"}\n'
+    )
+    sink = DirectorySink(tmp_path)
+    predictions = sink.read_predictions()
+    assert predictions[["caller", "explained", "batch"]].to_dict("records") == [
+        {"caller": "", "explained": False, "batch": False}
+    ]
+    assert sink.read_feedback()["labeller"].tolist() == [""]
 
 
 def test_empty_logs_read_as_empty_tables(sink: PredictionSink) -> None:
     assert sink.read_predictions().empty
-    assert list(sink.read_feedback().columns) == ["prediction_id", "timestamp", "label"]
+    assert list(sink.read_feedback().columns) == ["prediction_id", "timestamp", "label", "labeller"]
 
 
 def test_flush_waits_until_queued_records_are_written(tmp_path: Path) -> None:
@@ -166,6 +187,13 @@ def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path: Path) -> None:
     with open(next(tmp_path.glob("predictions-*.jsonl")), "a") as handle:
         handle.write('{"prediction_id": "cut sh')
     assert len(sink.read_predictions()) == 1
+
+
+def crashed_process(spool: Spool) -> None:
+    """As if the spool's process died: its lock is gone, its file stays."""
+    assert spool._fd is not None
+    os.close(spool._fd)
+    spool._fd = None
 
 
 class Outage(DirectorySink):
@@ -246,7 +274,7 @@ def test_the_writer_survives_its_own_failure_and_refuses_that_batch(
     log = PredictionLog(sink)
     store = log._store
     monkeypatch.setattr(log, "_store", lambda *args: 1 / 0)
-    with pytest.raises(LogUnavailable, match="the prediction log failed"):
+    with pytest.raises(LogUnavailable, match="the prediction log failed: retry"):
         log.log_predictions([prediction(age=1)]).result(timeout=5)
     monkeypatch.setattr(log, "_store", store)
     log.log_predictions([prediction(age=2)]).result(timeout=5)
@@ -262,7 +290,7 @@ def test_a_crashed_process_spool_is_replayed_once_the_sink_is_back_without_a_res
     crashed = Spool(tmp_path / "spool")
     lost = [prediction(age=i) for i in range(3)]
     crashed.append("predictions", lost)
-    crashed._handle.close()
+    crashed_process(crashed)
     sink = Outage(tmp_path / "log")
     log = PredictionLog(sink, Spool(tmp_path / "spool"), retry_interval=0.05)
     deadline = time.monotonic() + 5
@@ -276,29 +304,77 @@ def test_a_crashed_process_spool_is_replayed_once_the_sink_is_back_without_a_res
     log.close()
 
 
-def test_a_failed_directory_write_leaves_no_half_record_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+# Runs in a process of its own: RLIMIT_FSIZE caps the size of any file it writes, as a full disk
+# would; SIGXFSZ ignored, a write past the cap fails (EFBIG) instead of killing the process.
+REFUSED_APPEND = r"""
+import json, resource, signal, sys
+from pathlib import Path
+from {{ cookiecutter.package_name }}.serving.prediction_log import (
+    DirectorySink, LogUnavailable, PredictionLog, Spool, prediction_record,
+)
+
+class Away(DirectorySink):
+    down = True
+    def write(self, table, records):
+        if self.down:
+            raise OSError("connection refused")
+        super().write(table, records)
+
+root, where = Path(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+sink = Away(root / "log")
+sink.down = where == "spool"
+log = PredictionLog(sink, Spool(root / "spool") if where == "spool" else None, retry_interval=3600)
+def record(tag):
+    return prediction_record({"tag": tag}, 1, 0.5, "model:v1", prediction_id=tag)
+log.log_predictions([record("before")]).result(timeout=5)
+[file] = (root / where).glob("*.jsonl")
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (file.stat().st_size + 100, hard))  # part of a record
+try:
+    log.log_predictions([record("refused")]).result(timeout=5)
+    answer = 200
+except LogUnavailable:
+    answer = 503
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+log.log_predictions([record("after")]).result(timeout=5)
+on_disk = file.read_text()
+sink.down = False
+log.close()  # replays the spool into the log
+logged = sorted(sink.read_predictions()["prediction_id"])
+print(json.dumps({"answer": answer, "on_disk": on_disk, "logged": logged}))
+"""
+
+
+@pytest.mark.parametrize("where", ["spool", "log"])
+def test_an_append_refused_by_a_full_disk_never_reaches_the_spool_or_the_log(
+    where: str, tmp_path: Path
 ) -> None:
-    sink = DirectorySink(tmp_path)
-    sink.write("predictions", [prediction(age=1)])
+    """A real refusal, not a mocked one: the record refused (its request answered 503) must
+    not reach the file with the next good append, nor the log after a replay."""
+    import json
+    import subprocess
+    import sys
 
-    def full_disk(descriptor: int) -> None:
-        raise OSError("disk full")
-
-    real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", full_disk)
-    with pytest.raises(OSError, match="disk full"):
-        sink.write("predictions", [prediction(age=2)])
-    monkeypatch.setattr(os, "fsync", real_fsync)
-    sink.write("predictions", [prediction(age=3)])
-    assert sink.read_predictions()["age"].tolist() == [1, 3]
+    done = subprocess.run(
+        [sys.executable, "-c", REFUSED_APPEND, str(tmp_path), where],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    outcome = json.loads(done.stdout.splitlines()[-1])
+    assert outcome["answer"] == 503
+    assert "refused" not in outcome["on_disk"]
+    assert len(outcome["on_disk"].splitlines()) == 2  # before, after: whole lines only
+    assert outcome["logged"] == ["after", "before"]
 
 
 def test_what_a_crashed_process_spooled_is_replayed_at_the_next_start(tmp_path: Path) -> None:
     crashed = Spool(tmp_path / "spool")
     lost = [prediction(age=i) for i in range(5)]
     crashed.append("predictions", lost)
-    crashed._handle.close()  # the process died: its lock is gone, its file stays
+    crashed_process(crashed)
     sink = DirectorySink(tmp_path / "log")
     log = PredictionLog(sink, Spool(tmp_path / "spool"))
     log.flush()
@@ -342,8 +418,9 @@ def test_without_a_spool_a_failing_write_is_refused_and_the_writer_goes_on(
 ) -> None:
     sink = Outage(tmp_path)
     log = PredictionLog(sink)
-    with pytest.raises(LogUnavailable, match="connection refused"):
+    with pytest.raises(LogUnavailable, match="store is unavailable") as refused:
         log.log_predictions([prediction(age=1)]).result(timeout=5)
+    assert "connection refused" in refused.value.detail
     sink.down = False
     log.log_predictions([prediction(age=2)]).result(timeout=5)
     log.close()
@@ -351,16 +428,21 @@ def test_without_a_spool_a_failing_write_is_refused_and_the_writer_goes_on(
     assert log.refused == 1
 
 
-def test_when_neither_sink_nor_spool_takes_a_record_the_refusal_names_both(
-    tmp_path: Path,
+def test_when_neither_sink_nor_spool_takes_a_record_the_client_is_told_no_internals(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The refusal's text reaches the client: it says what failed and what to do, never the
+    error's text or a path; those go to the server's log and the exception's `detail`."""
     (tmp_path / "spool").write_text("a file where the spool directory should be")
     log = PredictionLog(Outage(tmp_path / "log"), Spool(tmp_path / "spool"))
     with pytest.raises(LogUnavailable) as refused:
         log.log_predictions([prediction(age=1)]).result(timeout=5)
     log.close()
-    assert "connection refused" in str(refused.value)
-    assert "spool" in str(refused.value)
+    told = str(refused.value)
+    assert "cannot record" in told and "spool" in told and "retry" in told
+    assert "connection refused" not in told and str(tmp_path) not in told
+    assert "connection refused" in refused.value.detail
+    assert "connection refused" in caplog.text and str(tmp_path) in caplog.text
 
 
 def test_a_full_queue_refuses_at_once_instead_of_blocking(tmp_path: Path) -> None:
@@ -396,6 +478,25 @@ def test_join_gives_the_newest_label_and_counts_unmatched_feedback() -> None:
     assert joined["true_label"].tolist()[0] == "0"  # the newest word on "a"
     assert pd.isna(joined["true_label"].tolist()[1])  # no feedback for "b"
     assert unmatched == 1  # "zzz" was never predicted
+
+
+def test_the_location_may_come_from_a_file_and_the_variable_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kubernetes mounts a Secret as a file: PREDICTION_LOG_FILE names it."""
+    secret = tmp_path / "secret" / "prediction-log"
+    secret.parent.mkdir()
+    secret.write_text(f"sqlite:///{tmp_path}/from-file.db\n")
+    monkeypatch.setenv(FILE_ENV_VAR, str(secret))
+    chosen = open_sink("logs/predictions", base_dir=tmp_path)
+    assert isinstance(chosen, SqlSink) and chosen.url == f"sqlite:///{tmp_path}/from-file.db"
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "from-env"))
+    assert isinstance(open_sink("logs/predictions", base_dir=tmp_path), DirectorySink)
+    monkeypatch.delenv(ENV_VAR)
+    monkeypatch.setenv(FILE_ENV_VAR, str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=FILE_ENV_VAR) as refused:
+        open_sink("logs/predictions", base_dir=tmp_path)
+    assert str(tmp_path) not in str(refused.value)
 
 
 def test_a_log_location_may_name_an_environment_variable(
