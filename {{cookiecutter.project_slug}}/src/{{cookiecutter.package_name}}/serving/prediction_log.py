@@ -88,12 +88,12 @@ COLUMNS: dict[Table, list[str]] = {
         "simulated",
         "batch",
     ],
-    "feedback": ["prediction_id", "timestamp", "label"],
+    "feedback": ["prediction_id", "timestamp", "label", "labeller"],
 }
 # What makes a record the same record when a replay meets it again.
 IDENTITY: dict[Table, list[str]] = {
     "predictions": ["prediction_id"],
-    "feedback": ["prediction_id", "timestamp", "label"],
+    "feedback": ["prediction_id", "timestamp", "label", "labeller"],
 }
 
 
@@ -338,6 +338,7 @@ class SqlSink(PredictionSink):
                 sa.Column("prediction_id", sa.String(36), nullable=False, index=True),
                 sa.Column("timestamp", sa.String(40), nullable=False),
                 sa.Column("label", sa.String(200), nullable=False),
+                sa.Column("labeller", sa.String(200), nullable=True),
             ),
         }
         self._created = False
