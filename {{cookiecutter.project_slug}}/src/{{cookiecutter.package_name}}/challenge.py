@@ -212,7 +212,7 @@ def markdown(result: dict[str, Any]) -> str:
     if result["passed"]:
         lines.append("**Passed**: the candidate is not worse than production beyond the limits.")
     else:
-        lines.append("**Refused**: the candidate is worse than production.")
+        lines.append("**Refused**: the candidate is worse than production, or cannot be judged.")
         lines += [f"- {failure}" for failure in result["failures"]]
     return "\n".join(lines) + "\n"
 
