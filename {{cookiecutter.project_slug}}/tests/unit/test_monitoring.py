@@ -6,6 +6,8 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -14,7 +16,8 @@ from {{ cookiecutter.package_name }}.bundle import load_bundle
 from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.errors import ConfigError, GateError
 from {{ cookiecutter.package_name }}.monitoring import report, simulate
-from {{ cookiecutter.package_name }}.monitoring.window import load_current, sample
+from {{ cookiecutter.package_name }}.monitoring.labels import provenance
+from {{ cookiecutter.package_name }}.monitoring.window import WindowInfo, load_current, sample
 from {{ cookiecutter.package_name }}.pipeline import (
     curate,
     ingest,
@@ -196,3 +199,47 @@ def test_a_pseudonymised_column_is_compared_as_the_log_keeps_it(
     assert result["performance"]["current"] is not None
     summary = (Paths.monitoring / "summary.md").read_text()
     assert "| outcomes | " in summary
+
+
+def test_labels_past_the_limits_are_refused_naming_the_labeller(params, schema) -> None:
+    """One labeller's share, and a label mix far from history, each refuse the labels; the
+    labeller whose own labels depart is named, the honest one is not."""
+    task = params.task(schema.target_values)
+    bundle: Any = SimpleNamespace(task=task, target=schema.target, schema=schema)
+    history = pd.Series(
+        list(schema.target_values) * 50 if schema.target_values else [float(i) for i in range(100)]
+    )
+    honest = history.sample(frac=1, random_state=1).reset_index(drop=True)
+    wrong = pd.Series([honest.iloc[0]] * 100 if schema.target_values else [1e6] * 100)
+    frame = pd.DataFrame(
+        {
+            schema.target: pd.concat([honest, wrong], ignore_index=True).astype(str),
+            "prediction": pd.concat([honest, honest], ignore_index=True).astype(str),
+            "labeller": ["outcomes"] * len(honest) + ["mallory"] * len(wrong),
+        }
+    )
+    limits = params.monitor.labels
+    seen = provenance(frame, history, bundle, limits)
+    assert [each.labeller for each in seen.labellers] == ["mallory", "outcomes"]
+    [refusal] = seen.refusals  # a single feed may supply every label by default
+    assert "'mallory'" in refusal and "'outcomes'" not in refusal, refusal
+    assert "monitor.labels.max_label_shift" in refusal
+
+    honest_only = frame[frame["labeller"] == "outcomes"]
+    assert provenance(honest_only, history, bundle, limits).judged
+    strict = limits.model_copy(update={"max_labeller_share": 0.5})
+    assert not provenance(honest_only, history, bundle, strict).judged  # 100% from one
+    checks = report.gate(
+        params,
+        bundle,
+        report.GateInputs(
+            window=WindowInfo("log", 200, 200, 200, 0, 0, "all rows"),
+            scores={},
+            drifted={},
+            missing={},
+            labels=seen,
+        ),
+    )
+    labels = {check.name: check for check in checks}["labels"]
+    assert not labels.passed and "performance not judged" in labels.detail
+    assert "performance" not in {check.name for check in checks}

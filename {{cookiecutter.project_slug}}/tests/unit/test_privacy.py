@@ -10,6 +10,7 @@ import inspect
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -22,7 +23,7 @@ from {{ cookiecutter.package_name }}.privacy import (
     propose_log,
     read_keys,
 )
-from {{ cookiecutter.package_name }}.schema import ColumnSpec, Schema, load_schema
+from {{ cookiecutter.package_name }}.schema import ColumnSpec, LogAction, Schema, load_schema
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     DirectorySink,
     Spool,
@@ -33,7 +34,7 @@ from tests.conftest import valid_record
 pytestmark = pytest.mark.unit
 
 
-def _with_actions(schema: Schema, **actions: str) -> Schema:
+def _with_actions(schema: Schema, actions: dict[str, LogAction]) -> Schema:
     columns = tuple(
         dataclasses.replace(column, log=actions.get(column.name, column.log))
         for column in schema.columns
@@ -50,7 +51,7 @@ def _pseudonymised(schema: Schema) -> ColumnSpec:
 def test_keep_pseudonymise_and_drop(schema: Schema, log_key: Path) -> None:
     secret = _pseudonymised(schema)
     kept, dropped = [c for c in schema.columns if c.log == "keep"][:2]
-    policy = LogPolicy.load(_with_actions(schema, **{dropped.name: "drop"}))
+    policy = LogPolicy.load(_with_actions(schema, {dropped.name: "drop"}))
     row = {**valid_record(schema), secret.name: secret.categories[-1]}
     logged = policy.apply(row)
     assert dropped.name not in logged
@@ -105,7 +106,7 @@ def test_a_pseudonymised_column_without_a_key_names_the_file_and_the_command(
     with pytest.raises(ConfigError, match="log-key") as refused:
         LogPolicy.load(schema)
     assert str(missing) in str(refused.value)
-    kept = _with_actions(schema, **{_pseudonymised(schema).name: "keep"})
+    kept = _with_actions(schema, {_pseudonymised(schema).name: "keep"})
     assert LogPolicy.load(kept).apply({"a": 1}) == {"a": 1}  # nothing to sign: no key needed
 
 
@@ -119,7 +120,8 @@ def test_raw_values_of_a_pseudonymised_column_reach_no_log_or_spool_file(
     rows = [{**valid_record(schema), secret.name: value} for value in secret.categories]
     columns = [{"probability": 0.5} for _ in rows]
     if "redact" in inspect.signature(decided_records).parameters:
-        records = decided_records(
+        record_with_hook: Any = decided_records
+        records = record_with_hook(
             rows, ["x"] * len(rows), columns, "m:1", [False] * len(rows), redact=policy.apply
         )
     else:
@@ -129,6 +131,7 @@ def test_raw_values_of_a_pseudonymised_column_reach_no_log_or_spool_file(
     spool = Spool(tmp_path / "spool")
     spool.append("predictions", records)
     spool.close()
+    assert policy.keys is not None
     files = [path for path in tmp_path.rglob("*") if path.is_file()]
     assert len(files) == 2
     for path in files:
