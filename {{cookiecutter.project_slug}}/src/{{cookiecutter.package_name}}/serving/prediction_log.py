@@ -93,7 +93,7 @@ COLUMNS: dict[Table, list[str]] = {
 # What makes a record the same record when a replay meets it again.
 IDENTITY: dict[Table, list[str]] = {
     "predictions": ["prediction_id"],
-    "feedback": ["prediction_id", "timestamp", "label", "labeller"],
+    "feedback": ["prediction_id", "timestamp", "label"],
 }
 
 
