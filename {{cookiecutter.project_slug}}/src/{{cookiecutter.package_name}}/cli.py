@@ -123,6 +123,8 @@ def log_key(args: argparse.Namespace) -> int:
 
     path = key_file(load_params().serving.privacy.key_file)
     existed = path.is_file()
+    if existed and args.if_missing:
+        return 0
     created = rotate_key(path)
     done = "rotated: new current key" if existed else "created key"
     print(f"{path}: {done} {created} (owner-only; keep it out of git, mount it as a Secret)")
@@ -311,10 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     for stage in STAGES:
         command(stage.replace("_", "-"), run_stage, f"run the {stage} stage")
     command("schema", draft_schema, "draft schema.yaml from the data source (review it after)")
-    command(
+    keying = command(
         "log-key",
         log_key,
         "create or rotate the prediction log's pseudonymisation key (serving.privacy.key_file)",
+    )
+    keying.add_argument(
+        "--if-missing", action="store_true", help="only create one where there is none"
     )
     scoring = command(
         "predict", predict, "score a table with the registered model (batch scoring; rejects)"

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ DEFAULT_KEY_FILE = "secrets/log-key"
 CREATE_KEY = "python -m {{ cookiecutter.package_name }} log-key (make log-key)"
 DIGEST_HEX_DIGITS = 32  # 128 bits of the HMAC
 KEY_BYTES = 32
+PSEUDONYM = re.compile(r"^([0-9a-f]{8}):[0-9a-f]+$")  # <key_id>:<hex>
 
 
 @dataclass(frozen=True)
@@ -169,25 +171,35 @@ class LogPolicy:
         frame = frame.drop(columns=[c for c in self.dropped if c in frame.columns])
         for name, column in self.pseudonymised.items():
             if name in frame.columns:
-                frame[name] = frame[name].map(self._current_pseudonyms(column), na_action="ignore")
+                self._check_key_ids(name, frame[name])
+                current = self._current_pseudonyms(column)
+                frame[name] = frame[name].map(current).fillna(frame[name])
         return frame
 
     def _current_pseudonyms(self, column: ColumnSpec) -> dict[Any, str]:
-        """Each category, and its pseudonym under every key, -> its current pseudonym; values
-        not found (a category the schema never listed) map to themselves."""
+        """Each category, and its pseudonym under every key, -> its current pseudonym (values
+        not found, a category the schema never listed, stay as they are)."""
         assert self.keys is not None
-
-        class Found(dict[Any, str]):
-            def __missing__(self, value: Any) -> Any:
-                return value
-
-        current = Found()
+        current = {}
         for category in column.categories:
             now = self.pseudonym(column.name, category)
             current[category] = now
             for name in self.keys.keys:
                 current[self.pseudonym(column.name, category, name)] = now
         return current
+
+    def _check_key_ids(self, name: str, values: pd.Series) -> None:
+        """Pseudonyms signed by a key the key file lacks cannot be compared: a ConfigError
+        (the key file is not the service's, say) rather than a column that seems to drift."""
+        assert self.keys is not None
+        ids = values.dropna().astype(str).str.extract(PSEUDONYM.pattern, expand=False).dropna()
+        unknown = sorted(set(ids) - set(self.keys.keys))
+        if unknown:
+            raise ConfigError(
+                f"the log's {name} is pseudonymised under key(s) {', '.join(unknown)}, which the"
+                f" key file ({KEY_ENV_VAR} or serving.privacy.key_file) lacks: use the key file"
+                " the service signs with"
+            )
 
 
 def propose_log(

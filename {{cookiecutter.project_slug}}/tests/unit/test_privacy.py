@@ -22,6 +22,7 @@ from {{ cookiecutter.package_name }}.privacy import (
     LogPolicy,
     propose_log,
     read_keys,
+    rotate_key,
 )
 from {{ cookiecutter.package_name }}.schema import ColumnSpec, LogAction, Schema, load_schema
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
@@ -96,6 +97,14 @@ def test_a_rotated_key_signs_new_values_and_old_ones_stay_readable(
     frame = pd.DataFrame({secret.name: [before, value, None]})
     current = after.pseudonym(secret.name, value)
     assert after.as_logged(frame)[secret.name].tolist()[:2] == [current, current]
+
+    other = tmp_path / "another-key"
+    rotate_key(other)  # not the key the records were signed with
+    monkeypatch.setenv(KEY_ENV_VAR, str(other))
+    with pytest.raises(ConfigError, match=f"under key\\(s\\) {old_id}, which the key file"):
+        LogPolicy.load(schema).as_logged(frame)
+    assert main(["log-key", "--if-missing"]) == 0
+    assert len(read_keys(other).keys) == 1  # there was one: --if-missing made none
 
 
 def test_a_pseudonymised_column_without_a_key_names_the_file_and_the_command(
