@@ -33,6 +33,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(layer)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def log_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A pseudonymisation key for the whole session (schema.yaml pseudonymises columns in the
+    log: the service, batch scoring and monitoring need one), through LOG_KEY_FILE as deployed."""
+    from {{ cookiecutter.package_name }}.privacy import KEY_ENV_VAR, rotate_key
+
+    path = tmp_path_factory.mktemp("secrets") / "log-key"
+    rotate_key(path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(KEY_ENV_VAR, str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT

@@ -2,8 +2,11 @@
 (the bundle production serves, found through git and read with DVC), scored on the same rows:
 the candidate's test split and the prediction log's latest labelled window (as monitoring reads
 it). The cost of mistakes per prediction and evaluate.primary_metric side by side; refused when
-the candidate is worse by more than deploy.champion allows. Written as markdown (a job summary,
-a pull request's body) and JSON."""
+the candidate is worse by more than deploy.champion allows. The labelled window's labels are
+shown by labeller (their provenance) and refused, with the labeller named, when one labeller
+supplies too many of them or their mix departs from history (monitor.labels): a flood of wrong
+labels must not pick the model that ships. Written as markdown (a job summary, a pull request's
+body) and JSON."""
 
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import GateError, PipelineError
 from {{ cookiecutter.package_name }}.io import write_json, write_text
 from {{ cookiecutter.package_name }}.monitoring.frames import labelled
+from {{ cookiecutter.package_name }}.monitoring.labels import Provenance, provenance
+from {{ cookiecutter.package_name }}.monitoring.labels import markdown as provenance_markdown
 from {{ cookiecutter.package_name }}.monitoring.window import load_current
 from {{ cookiecutter.package_name }}.pipeline.evaluate import scored
 from {{ cookiecutter.package_name }}.task import Task
@@ -43,6 +48,7 @@ class Comparison:
     production: dict[str, Any] = field(default_factory=dict)
     candidate: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    labels: dict[str, Any] | None = None  # the labels' provenance (Provenance.dict)
 
 
 def _scored_by_both(
@@ -127,7 +133,29 @@ def on_labelled_window(
     if len(set(y_true)) < 2:
         note = "every label is the same class: the metrics need both"
         return Comparison(data=name, rows=len(rows), judged=False, note=note)
-    comparison = Comparison(data=name, rows=len(rows), judged=True)
+    unlogged = [
+        column.name
+        for column in candidate.schema.columns
+        if column.log != "keep" and column.name in {*candidate.features, *production.features}
+    ]
+    if unlogged:
+        note = (
+            f"the log does not keep the model input(s) {', '.join(unlogged)} (schema.yaml"
+            " `log:`): its rows cannot be scored again"
+        )
+        return Comparison(data=name, rows=len(rows), judged=False, note=note)
+    history = candidate.schema.read_csv(Paths.test_data)[candidate.target]
+    labels = provenance(rows, history, candidate, params.monitor.labels)
+    if not labels.judged:
+        return Comparison(
+            data=name,
+            rows=len(rows),
+            judged=False,
+            note="its labels are refused (below)",
+            failures=[f"{name}: not judged with its labels: {why}" for why in labels.refusals],
+            labels=labels.dict(),
+        )
+    comparison = Comparison(data=name, rows=len(rows), judged=True, labels=labels.dict())
     comparison.production, comparison.candidate = _scored_by_both(
         rows, y_true, candidate, production, params
     )
@@ -178,10 +206,13 @@ def markdown(result: dict[str, Any]) -> str:
                 f" | {after:.4f} | {after - before:+.4f} | {limit} |"
             )
     lines.append("")
+    for comparison in result["comparisons"]:
+        if comparison.get("labels"):
+            lines += [*provenance_markdown(Provenance.from_dict(comparison["labels"])), ""]
     if result["passed"]:
         lines.append("**Passed**: the candidate is not worse than production beyond the limits.")
     else:
-        lines.append("**Refused**: the candidate is worse than production.")
+        lines.append("**Refused**: the candidate is worse than production, or cannot be judged.")
         lines += [f"- {failure}" for failure in result["failures"]]
     return "\n".join(lines) + "\n"
 

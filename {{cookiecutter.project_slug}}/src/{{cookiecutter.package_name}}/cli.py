@@ -37,6 +37,7 @@ def generate_schema() -> str:
     from {{ cookiecutter.package_name }}.io import load_table, redact, write_text
     from {{ cookiecutter.package_name }}.pipeline.curate import curate
     from {{ cookiecutter.package_name }}.pipeline.validate import quality_violations
+    from {{ cookiecutter.package_name }}.privacy import propose_log
     from {{ cookiecutter.package_name }}.schema import infer_schema
 
     params = load_params()
@@ -75,14 +76,27 @@ def generate_schema() -> str:
             f"{target} not written: {len(problems)} problem(s) to solve in params.yaml first:\n"
             f"{listed}"
         )
+    sensitive = [derived_sources.get(name, name) for name in data.sensitive_features]
+    schema, reasons = propose_log(schema, table, sensitive, data.not_model_inputs)
     header = (
         f"# Data contract for {redact(data.source)},"
         f" drafted by `make schema` from {len(table)} rows.\n"
         "# Review it: widen ranges and add categories the data did not show but may, then commit.\n"
+        "# `log:` is what the prediction log keeps of a column (keep, pseudonymise, drop),\n"
+        "# proposed with the reason beside it: decide each (docs/security.md).\n"
     )
-    write_text(header + schema.to_yaml(), target)
+    write_text(header + schema.to_yaml(reasons), target)
     columns = len(schema.columns)
-    return f"wrote {target}: {columns} feature columns, target '{schema.target}'. Review it."
+    logged = "; ".join(
+        f"{action}s {', '.join(c.name for c in schema.columns if c.log == action)}"
+        for action in ("pseudonymise", "drop")
+        if any(c.log == action for c in schema.columns)
+    )
+    return (
+        f"wrote {target}: {columns} feature columns, target '{schema.target}'. Proposed for the"
+        f" prediction log (each column's `log:`): {logged + '; ' if logged else ''}keeps the"
+        " rest. Review it."
+    )
 
 
 Command = Callable[[argparse.Namespace], int]  # runs one command; returns the exit code
@@ -101,6 +115,19 @@ def run_stage(args: argparse.Namespace) -> int:
 
 def draft_schema(args: argparse.Namespace) -> int:
     print(generate_schema())
+    return 0
+
+
+def log_key(args: argparse.Namespace) -> int:
+    from {{ cookiecutter.package_name }}.privacy import key_file, rotate_key
+
+    path = key_file(load_params().serving.privacy.key_file)
+    existed = path.is_file()
+    if existed and args.if_missing:
+        return 0
+    created = rotate_key(path)
+    done = "rotated: new current key" if existed else "created key"
+    print(f"{path}: {done} {created} (owner-only; keep it out of git, mount it as a Secret)")
     return 0
 
 
@@ -309,6 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     for stage in STAGES:
         command(stage.replace("_", "-"), run_stage, f"run the {stage} stage")
     command("schema", draft_schema, "draft schema.yaml from the data source (review it after)")
+    keying = command(
+        "log-key",
+        log_key,
+        "create or rotate the prediction log's pseudonymisation key (serving.privacy.key_file)",
+    )
+    keying.add_argument(
+        "--if-missing", action="store_true", help="only create one where there is none"
+    )
     scoring = command(
         "predict", predict, "score a table with the registered model (batch scoring; rejects)"
     )

@@ -178,6 +178,11 @@ class FairnessConfig(_Strict):
     min_group_rows: int = Field(30, ge=1)
 
 
+class PrivacyConfig(_Strict):
+    # The pseudonymisation key file (privacy.py), relative to the project; LOG_KEY_FILE wins.
+    key_file: str = Field(default="secrets/log-key", min_length=1)
+
+
 class ServingConfig(_Strict):
     max_records: int = Field(gt=0, le=10_000)
     prediction_log: str = Field(min_length=1)
@@ -189,6 +194,7 @@ class ServingConfig(_Strict):
     max_queue_wait: float = Field(5.0, gt=0, le=3600)
     prediction_spool: str = Field("logs/spool", min_length=1)
     max_explain_records: int = Field(10, gt=0, le=1000)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="after")
     def _queue_wait_within_timeout(self) -> ServingConfig:
@@ -245,6 +251,14 @@ class BatchConfig(_Strict):
     log_predictions: bool
 
 
+class LabelsConfig(_Strict):
+    """When the feedback labels are not to be judged with (monitoring's performance check and
+    `make challenge`'s labelled window): one labeller's share, or a label mix far from history."""
+
+    max_labeller_share: float = Field(default=1.0, gt=0, le=1)
+    max_label_shift: float = Field(default=0.2, gt=0)  # in the task's label_shift_test's units
+
+
 class MonitorConfig(_Strict):
     current: str = Field(min_length=1)  # "prediction_log", or a source the ingest loader reads
     query: str | None = None
@@ -257,6 +271,7 @@ class MonitorConfig(_Strict):
     simulate: SimulateConfig
     # Days the prediction log keeps a record (`make purge`); a default for older params.
     retention_days: int = Field(762, ge=1)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
 
 
 # Kubernetes quantities (deploy.resources): a number with an optional unit suffix.

@@ -18,6 +18,10 @@ from {{ cookiecutter.package_name }}.config import naming_bad_keys, read_yaml
 from {{ cookiecutter.package_name }}.errors import ConfigError
 
 ColumnType = Literal["integer", "float", "category"]
+# What the prediction log keeps of a column (privacy.py applies it): the value, an HMAC of it
+# under a secret key (a category stays comparable, never readable), or nothing.
+LogAction = Literal["keep", "pseudonymise", "drop"]
+LOG_ACTIONS: tuple[LogAction, ...] = ("keep", "pseudonymise", "drop")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class ColumnSpec:
     min: float | None = None
     max: float | None = None
     categories: tuple[str, ...] = ()
+    log: LogAction = "keep"
 
     @property
     def pandas_dtype(self) -> str:
@@ -49,6 +54,7 @@ class ColumnSpec:
                     if getattr(self, key) is not None
                 }
             )
+        spec["log"] = self.log
         return spec
 
 
@@ -242,7 +248,8 @@ class Schema:
             return Annotated[float, Field(allow_inf_nan=False), BeforeValidator(not_boolean)]
         return Annotated[Literal[tuple(self.target_values)], BeforeValidator(not_boolean)]
 
-    def to_yaml(self) -> str:
+    def to_yaml(self, log_reasons: dict[str, str] | None = None) -> str:
+        """The schema file's text; `log_reasons` (column -> why) comment each `log:` line."""
         target: dict[str, Any] = {"name": self.target}
         if self.target_values:
             target["values"] = list(self.target_values)
@@ -250,7 +257,17 @@ class Schema:
             "target": target,
             "columns": {column.name: column.to_dict() for column in self.columns},
         }
-        return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+        if not log_reasons:
+            return text
+        lines, column = [], None
+        for line in text.splitlines():
+            if line.startswith("  ") and not line.startswith("    ") and line.endswith(":"):
+                column = line.strip()[:-1].strip("'\"")
+            if line.startswith("    log: ") and column in log_reasons:
+                line = f"{line}  # {log_reasons[column]}"
+            lines.append(line)
+        return "\n".join(lines) + "\n"
 
 
 class _ColumnFile(BaseModel):
@@ -263,6 +280,17 @@ class _ColumnFile(BaseModel):
     min: int | float | None = None
     max: int | float | None = None
     categories: tuple[str, ...] = ()
+    log: str = "keep"  # checked below, so that a wrong value names the choices
+
+    @field_validator("log")
+    @classmethod
+    def _log_action(cls, value: str) -> str:
+        if value not in LOG_ACTIONS:
+            raise ValueError(
+                f"'{value}' is not what the log may do with a column: one of"
+                f" {', '.join(LOG_ACTIONS)} (absent: keep)"
+            )
+        return value
 
     @field_validator("categories", mode="before")
     @classmethod
@@ -276,6 +304,11 @@ class _ColumnFile(BaseModel):
     def _category_has_categories(self) -> _ColumnFile:
         if self.type == "category" and not self.categories:
             raise ValueError("a category column needs a list of categories")
+        if self.log == "pseudonymise" and self.type != "category":
+            raise ValueError(
+                "log: pseudonymise is for a category (its pseudonyms stay comparable); a"
+                f" {self.type}'s pseudonym would lose its order and distribution: keep or drop it"
+            )
         return self
 
 

@@ -166,6 +166,21 @@ class Task(ABC):
     # The Evidently workspace dashboard's performance panels: (title, Evidently metric).
     evidently_panels: ClassVar[tuple[tuple[str, str], ...]]
 
+    # -- the labels' provenance (monitor.labels) ---------------------------------------------
+    label_shift_test: ClassVar[str] = "total variation distance of the class shares"
+
+    def label_mix(self, labels: pd.Series) -> str:
+        """Labels (or decisions) at a glance, for reports: each class's share."""
+        shares = labels.astype(str).value_counts(normalize=True).sort_index()
+        return ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+
+    def label_shift(self, labels: pd.Series, history: pd.Series) -> float:
+        """How far `labels` depart from `history` (the test split's), by `label_shift_test`:
+        half the summed gaps between the class shares (0 the same mix, 1 no class in common)."""
+        now = labels.astype(str).value_counts(normalize=True)
+        before = history.astype(str).value_counts(normalize=True)
+        return float(0.5 * now.sub(before, fill_value=0).abs().sum())
+
     # -- the canary --------------------------------------------------------------------------
     @abstractmethod
     def decision_shift(
@@ -924,6 +939,24 @@ class Regression(Task):
     @classmethod
     def scores(cls, scoring: str) -> bool:
         return scoring in REGRESSION_SCORERS
+
+    label_shift_test: ClassVar[str] = (
+        "Wasserstein distance over the test split's standard deviation"
+    )
+
+    def label_mix(self, labels: pd.Series) -> str:
+        values = pd.to_numeric(labels, errors="coerce").dropna()
+        return f"mean {values.mean():.4g}, median {values.median():.4g}" if len(values) else ""
+
+    def label_shift(self, labels: pd.Series, history: pd.Series) -> float:
+        """The work to move one distribution onto the other, in the test split's standard
+        deviations (0 the same numbers; a shift of the mean by one deviation is 1)."""
+        from scipy.stats import wasserstein_distance
+
+        now = pd.to_numeric(labels, errors="coerce").dropna().to_numpy(dtype=float)
+        before = pd.to_numeric(history, errors="coerce").dropna().to_numpy(dtype=float)
+        spread = float(before.std()) or 1.0
+        return float(wasserstein_distance(now, before) / spread)
 
     @property
     def quantile(self) -> float:

@@ -24,6 +24,7 @@ from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.errors import GateError, PipelineError
 from {{ cookiecutter.package_name }}.monitoring import simulate
 from {{ cookiecutter.package_name }}.pipeline import curate, ingest, split, train, validate
+from {{ cookiecutter.package_name }}.serving.prediction_log import DirectorySink
 from tests.conftest import PROJECT_ROOT, edit_params
 
 pytestmark = pytest.mark.unit
@@ -208,6 +209,88 @@ def test_an_unreadable_production_bundle_is_refused(
     printed = capsys.readouterr()
     assert "production cannot be compared with" in printed.err
     assert "**Refused**" in printed.out
+
+
+def _log_copy(project: Path, name: str) -> DirectorySink:
+    """A copy of the fixture's prediction log under logs/<name>, made the window's source (the
+    module's other tests keep the original)."""
+    target = project / "logs" / name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(project / "logs" / "predictions", target)
+    edit_params(project, serving__prediction_log=f"logs/{name}")
+    return DirectorySink(target)
+
+
+def _feedback_by(sink: DirectorySink, labellers: list[str]) -> list[str]:
+    """The log's feedback written again, each label by the next of `labellers` in turn (the
+    sink written directly, as the service's would hold it); the labelled prediction ids."""
+    records = [
+        json.loads(line)
+        for path in sorted(sink.directory.glob("feedback-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    for path in sink.directory.glob("feedback-*.jsonl"):
+        path.unlink()
+    for i, record in enumerate(records):
+        record["labeller"] = labellers[i % len(labellers)]
+    sink.write("feedback", records)
+    return [record["prediction_id"] for record in records]
+
+
+def test_a_flood_of_wrong_labels_from_one_caller_is_refused_naming_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in_production(monkeypatch, _trained())
+    sink = _log_copy(project, "flooded")
+    labelled_ids = set(_feedback_by(sink, ["outcomes"]))
+    bundle = _trained()
+    history = bundle.schema.read_csv(Paths.test_data)[bundle.target]
+    wrong = (  # the rarest class for every row, or a number far above any seen
+        str(history.value_counts().idxmin())
+        if bundle.schema.target_values
+        else str(float(history.max()) * 3)
+    )
+    unlabelled = [i for i in sink.read_predictions()["prediction_id"] if i not in labelled_ids]
+    assert len(unlabelled) >= load_params().deploy.champion.min_labelled_rows
+    flood = [
+        {"prediction_id": i, "timestamp": datetime.now(UTC).isoformat(), "label": wrong}
+        | {"labeller": "mallory"}
+        for i in unlabelled
+    ]
+    sink.write("feedback", flood)
+
+    with pytest.raises(GateError) as refused:
+        challenge.run(load_params())
+    [failure] = [f for f in refused.value.failures if f.startswith("labelled window")]
+    assert "not judged with its labels" in failure and "monitor.labels.max_label_shift" in failure
+    assert "'mallory'" in failure and "'outcomes'" not in failure  # the honest feed is not named
+    assert all(f.startswith("labelled window") for f in refused.value.failures)
+    summary = challenge.REPORT.read_text()
+    assert "| mallory | " in summary and "| outcomes | " in summary  # the provenance table
+    assert "**Refused**" in summary
+
+
+def test_a_healthy_window_from_several_labellers_is_judged_and_shown(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in_production(monkeypatch, _trained())
+    _feedback_by(_log_copy(project, "mixed"), ["alice", "bob"])
+    edit_params(project, monitor__labels__max_labeller_share=0.6)
+    result = challenge.run(load_params())
+    window = result["comparisons"][1]
+    assert result["passed"] and window["judged"], window["note"]
+    shares = {each["labeller"]: each["share"] for each in window["labels"]["labellers"]}
+    assert set(shares) == {"alice", "bob"} and max(shares.values()) <= 0.6
+    assert window["labels"]["shift"] <= load_params().monitor.labels.max_label_shift
+    assert "| alice | " in challenge.REPORT.read_text()
+
+    edit_params(project, monitor__labels__max_labeller_share=0.4)  # neither may supply half
+    with pytest.raises(GateError) as refused:
+        challenge.run(load_params())
+    text = " ".join(refused.value.failures)
+    for name in ("alice", "bob"):
+        assert f"labeller '{name}' supplied" in text
+    assert "monitor.labels.max_labeller_share 40%" in text
 
 
 def _dvc(repo: Path, *args: str) -> None:

@@ -3,8 +3,11 @@ workspace (simulated traffic passes the gate, shifted traffic fails it naming th
 runs are in the history page and the Evidently workspace)."""
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -13,7 +16,8 @@ from {{ cookiecutter.package_name }}.bundle import load_bundle
 from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.errors import ConfigError, GateError
 from {{ cookiecutter.package_name }}.monitoring import report, simulate
-from {{ cookiecutter.package_name }}.monitoring.window import load_current, sample
+from {{ cookiecutter.package_name }}.monitoring.labels import provenance
+from {{ cookiecutter.package_name }}.monitoring.window import WindowInfo, load_current, sample
 from {{ cookiecutter.package_name }}.pipeline import (
     curate,
     ingest,
@@ -21,6 +25,12 @@ from {{ cookiecutter.package_name }}.pipeline import (
     split,
     train,
     validate,
+)
+from {{ cookiecutter.package_name }}.privacy import KEY_ENV_VAR, LogPolicy, rotate_key
+from {{ cookiecutter.package_name }}.serving.prediction_log import (
+    DirectorySink,
+    decided_records,
+    output_rows,
 )
 from tests.conftest import edit_params
 
@@ -137,3 +147,99 @@ def test_the_window_reads_a_sql_prediction_log_and_any_source(
     assert frame["prediction"].notna().all()
     for name in bundle.task.output_names():  # probabilities (a number has none)
         assert frame[name].between(0, 1).all()
+
+
+def _logged_as_served(rows: pd.DataFrame, policy: LogPolicy) -> list[dict]:
+    """`rows` scored and recorded as the service records them: each request row through the
+    log policy (`decided_records(..., redact=policy.apply)` where the log has the hook)."""
+    bundle = load_bundle(Paths.model)
+    outputs = bundle.outputs(rows)
+    labels = [bundle.label(decision) for decision in bundle.decide(outputs)]
+    columns = output_rows(bundle.task.output_columns(outputs), len(rows))
+    features = [policy.apply(record) for record in simulate.records_of(rows, bundle)]
+    return decided_records(features, labels, columns, "m:1", [False] * len(rows))
+
+
+def test_a_pseudonymised_column_is_compared_as_the_log_keeps_it(
+    scored_workspace: Path, log_key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test split served under two keys (rotated half way) against the reference it is:
+    the pseudonymised column is the same category on both sides, so nothing drifts; labels from
+    one outcome feed are judged."""
+    key = scored_workspace / "log-key"
+    shutil.copy(log_key, key)
+    monkeypatch.setenv(KEY_ENV_VAR, str(key))
+    bundle = load_bundle(Paths.model)
+    [secret, *_] = [c.name for c in bundle.schema.columns if c.log == "pseudonymise"]
+    rows = bundle.schema.read_csv(Paths.test_data)
+    sink = DirectorySink(scored_workspace / "logs" / "predictions")
+    half = len(rows) // 2
+    first = _logged_as_served(rows.iloc[:half], LogPolicy.load(bundle.schema))
+    rotate_key(key)
+    second = _logged_as_served(rows.iloc[half:], LogPolicy.load(bundle.schema))
+    sink.write("predictions", first + second)
+    truth = rows[bundle.target].astype(str).tolist()
+    sink.write(
+        "feedback",
+        [
+            {"prediction_id": record["prediction_id"], "timestamp": record["timestamp"]}
+            | {"label": label, "labeller": "outcomes"}
+            for record, label in zip(first + second, truth, strict=True)
+        ],
+    )
+    logged = {record["features"][secret] for record in first + second}
+    assert len({value.split(":")[0] for value in logged}) == 2  # two keys in the window
+
+    result = report.run(load_params())
+    assert result["drift_scores"][secret] < 1e-9, result["drift_scores"]
+    assert secret not in result["drifted_columns"]
+    checks = {check["name"]: check for check in result["checks"]}
+    assert checks["labels"]["passed"], checks["labels"]
+    assert result["labels"]["labellers"][0]["labeller"] == "outcomes"
+    assert result["performance"]["current"] is not None
+    summary = (Paths.monitoring / "summary.md").read_text()
+    assert "| outcomes | " in summary
+
+
+def test_labels_past_the_limits_are_refused_naming_the_labeller(params, schema) -> None:
+    """One labeller's share, and a label mix far from history, each refuse the labels; the
+    labeller whose own labels depart is named, the honest one is not."""
+    task = params.task(schema.target_values)
+    bundle: Any = SimpleNamespace(task=task, target=schema.target, schema=schema)
+    history = pd.Series(
+        list(schema.target_values) * 50 if schema.target_values else [float(i) for i in range(100)]
+    )
+    honest = history.sample(frac=1, random_state=1).reset_index(drop=True)
+    wrong = pd.Series([honest.iloc[0]] * 100 if schema.target_values else [1e6] * 100)
+    frame = pd.DataFrame(
+        {
+            schema.target: pd.concat([honest, wrong], ignore_index=True).astype(str),
+            "prediction": pd.concat([honest, honest], ignore_index=True).astype(str),
+            "labeller": ["outcomes"] * len(honest) + ["mallory"] * len(wrong),
+        }
+    )
+    limits = params.monitor.labels
+    seen = provenance(frame, history, bundle, limits)
+    assert [each.labeller for each in seen.labellers] == ["mallory", "outcomes"]
+    [refusal] = seen.refusals  # a single feed may supply every label by default
+    assert "'mallory'" in refusal and "'outcomes'" not in refusal, refusal
+    assert "monitor.labels.max_label_shift" in refusal
+
+    honest_only = frame[frame["labeller"] == "outcomes"]
+    assert provenance(honest_only, history, bundle, limits).judged
+    strict = limits.model_copy(update={"max_labeller_share": 0.5})
+    assert not provenance(honest_only, history, bundle, strict).judged  # 100% from one
+    checks = report.gate(
+        params,
+        bundle,
+        report.GateInputs(
+            window=WindowInfo("log", 200, 200, 200, 0, 0, "all rows"),
+            scores={},
+            drifted={},
+            missing={},
+            labels=seen,
+        ),
+    )
+    labels = {check.name: check for check in checks}["labels"]
+    assert not labels.passed and "performance not judged" in labels.detail
+    assert "performance" not in {check.name for check in checks}

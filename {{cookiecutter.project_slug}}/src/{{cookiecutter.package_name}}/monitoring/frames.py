@@ -17,6 +17,7 @@ from {{ cookiecutter.package_name }}.task import is_known
 PREDICTION = "prediction"  # the decided label, as the service answers it
 TIMESTAMP = "timestamp"
 SIMULATED = "simulated"  # rows the traffic simulator made
+LABELLER = "labeller"  # who supplied the true label (the feedback token's name)
 
 
 def feature_dtypes(schema: Schema) -> dict[str, str]:

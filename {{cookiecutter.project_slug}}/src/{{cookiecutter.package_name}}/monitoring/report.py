@@ -7,9 +7,11 @@ labelled, result.json and summary.md. Each run is also added to the Evidently wo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,12 +23,15 @@ from {{ cookiecutter.package_name }}.errors import ConfigError, GateError
 from {{ cookiecutter.package_name }}.io import stage_outputs
 from {{ cookiecutter.package_name }}.monitoring.frames import PREDICTION, labelled
 from {{ cookiecutter.package_name }}.monitoring.history import write_index
+from {{ cookiecutter.package_name }}.monitoring.labels import Provenance, provenance
+from {{ cookiecutter.package_name }}.monitoring.labels import markdown as provenance_markdown
 from {{ cookiecutter.package_name }}.monitoring.window import (
     WindowInfo,
     load_current,
     load_reference,
 )
 from {{ cookiecutter.package_name }}.pipeline.explore import SUMMARY_WITHOUT_TESTS
+from {{ cookiecutter.package_name }}.privacy import LogPolicy
 from {{ cookiecutter.package_name }}.task import TASK_CLASSES
 
 PROJECT_NAME = "{{ cookiecutter.project_name }}"  # the Evidently workspace project
@@ -105,6 +110,7 @@ class GateInputs:
     missing: dict[str, tuple[float, float]]  # each feature's missing share: current, reference
     current_performance: dict[str, float] | None = None  # None: too few labels, or one class
     reference_performance: dict[str, float] | None = None
+    labels: Provenance | None = None  # who labelled the window; None: too few labels to judge
 
 
 def _rows_check(window: WindowInfo, limits: MonitorThresholds) -> Check:
@@ -192,6 +198,19 @@ def _performance_check(
     )
 
 
+def _labels_check(seen: Provenance) -> Check:
+    """Whether the labels may judge the model (monitor.labels); when not, performance is not
+    judged and this check says why, naming the labellers."""
+    if seen.refusals:
+        return Check("labels", False, "performance not judged: " + "; ".join(seen.refusals))
+    return Check(
+        "labels",
+        True,
+        f"{seen.labels} labels from {len(seen.labellers)} labeller(s), their mix"
+        f" {seen.shift:.3f} from the test split's ({seen.test})",
+    )
+
+
 def gate(params: Params, bundle: ModelBundle, seen: GateInputs) -> list[Check]:
     """Every check of `monitor.thresholds`, each naming what it saw."""
     limits = params.monitor.thresholds
@@ -203,6 +222,8 @@ def gate(params: Params, bundle: ModelBundle, seen: GateInputs) -> list[Check]:
     if limits.prediction_drift:
         checks.append(_prediction_drift_check(seen.scores, bundle, params))
     checks.append(_missing_share_check(seen.missing, limits))
+    if seen.labels is not None:
+        checks.append(_labels_check(seen.labels))
     current, reference = seen.current_performance, seen.reference_performance
     if current is not None and reference is not None:
         checks.append(_performance_check(current, reference, seen.window.labelled, params))
@@ -221,6 +242,8 @@ def _missing_shares(
 
 def summary_markdown(result: dict[str, Any]) -> str:
     status = "passed" if result["passed"] else "FAILED"
+    stored = result.get("labels")
+    labels_lines = [*provenance_markdown(Provenance.from_dict(stored)), ""] if stored else []
     info = result["window"]
     lines = [
         f"## Monitoring {result['run_id']}: {status}",
@@ -244,6 +267,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
             for check in result["checks"]
         ),
         "",
+        *labels_lines,
         f"Report: `{result['report']}`"
         + (
             f"; performance: `{result['performance_report']}`"
@@ -299,12 +323,18 @@ def add_to_workspace(location: str, snapshots: list[Any], bundle: ModelBundle) -
         workspace.add_run(project.id, snapshot, include_data=False)
 
 
-def _check_key_features(params: Params, bundle: ModelBundle) -> None:
+def _check_key_features(params: Params, bundle: ModelBundle, policy: LogPolicy) -> None:
     features = bundle.schema.feature_names
     unknown = [c for c in params.monitor.thresholds.key_features if c not in features]
     if unknown:
         raise ConfigError(
             f"monitor.thresholds.key_features: {unknown} are not columns of the schema ({features})"
+        )
+    dropped = [c for c in params.monitor.thresholds.key_features if c in policy.dropped]
+    if dropped:
+        raise ConfigError(
+            f"monitor.thresholds.key_features: {dropped} are dropped from the prediction log"
+            " (schema.yaml `log: drop`): monitoring cannot compare them; remove them here"
         )
 
 
@@ -354,10 +384,11 @@ def _performance_comparison(
     window: WindowInfo,
     bundle: ModelBundle,
     params: Params,
+    labels: Provenance | None,
 ) -> PerformanceComparison:
     from evidently import Report
 
-    if window.labelled < params.monitor.thresholds.min_labelled_rows:
+    if labels is None or not labels.judged:  # too few labels, or labels not to be trusted
         return PerformanceComparison()
     current_performance = performance(current, bundle, params)
     reference_performance = performance(reference, bundle, params)
@@ -380,6 +411,7 @@ def _result(
     shown: list[str],
 ) -> dict[str, Any]:
     """The run's result.json."""
+    labels = seen.labels.dict() if seen.labels is not None else None
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
     run_dir = Paths.monitoring / "runs" / run_id
     return {
@@ -392,6 +424,7 @@ def _result(
         "checks": [check.__dict__ for check in checks],
         "drift_scores": seen.scores,
         "drifted_columns": list(seen.drifted),
+        "labels": labels,  # the labels' provenance (None: too few to judge with)
         "performance": {
             "current": seen.current_performance,
             "reference": seen.reference_performance,
@@ -427,14 +460,24 @@ def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
     """One monitoring run; raises GateError (after writing everything) when the gate fails."""
     os.environ.setdefault("DO_NOT_TRACK", "1")  # before Evidently is imported
     now = now or datetime.now(UTC)
-    bundle = load_bundle(Paths.model)
-    _check_key_features(params, bundle)
-    reference = load_reference(bundle)
-    current, window = load_current(params, bundle, now)
+    scoring = load_bundle(Paths.model)
+    policy = LogPolicy.load(scoring.schema, params.serving.privacy.key_file, base_dir=Path.cwd())
+    _check_key_features(params, scoring, policy)
+    # Both sides as the prediction log keeps them (schema.yaml's `log:`): dropped columns left
+    # out, pseudonymised ones compared as pseudonyms under the current key.
+    reference = policy.as_logged(load_reference(scoring))
+    current, window = load_current(params, scoring, now)
+    current = policy.as_logged(current)
+    bundle = dataclasses.replace(scoring, schema=policy.logged_schema(scoring.schema))
 
     data_snapshot = _data_snapshot(current, reference, bundle, params)
     scores = drift_scores(data_snapshot) if data_snapshot is not None else {}
-    compared = _performance_comparison(current, reference, window, bundle, params)
+    labels = (
+        provenance(current, reference[bundle.target], bundle, params.monitor.labels)
+        if window.labelled >= params.monitor.thresholds.min_labelled_rows
+        else None
+    )
+    compared = _performance_comparison(current, reference, window, bundle, params, labels)
     seen = GateInputs(
         window=window,
         scores=scores,
@@ -442,6 +485,7 @@ def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
         missing=_missing_shares(current, reference, bundle.schema.feature_names),
         current_performance=compared.current,
         reference_performance=compared.reference,
+        labels=labels,
     )
     checks = gate(params, bundle, seen)
     shown = list(dict.fromkeys([params.evaluate.primary_metric, *params.evaluate.thresholds]))

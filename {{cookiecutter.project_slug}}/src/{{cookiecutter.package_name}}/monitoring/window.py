@@ -16,6 +16,7 @@ from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import PipelineError
 from {{ cookiecutter.package_name }}.io import load_table, redact
 from {{ cookiecutter.package_name }}.monitoring.frames import (
+    LABELLER,
     PREDICTION,
     SIMULATED,
     TIMESTAMP,
@@ -70,10 +71,18 @@ def _from_prediction_log(params: Params, bundle: ModelBundle) -> tuple[pd.DataFr
     frame[PREDICTION] = joined["label"]
     for name in bundle.task.output_names():  # binary: `probability`, its own log column
         frame[name] = joined.get(name, np.nan)
+    frame[LABELLER] = joined["prediction_id"].map(_newest_labeller(feedback))
     frame[TIMESTAMP] = joined["timestamp"]
     if SIMULATED in joined:
         frame[SIMULATED] = joined[SIMULATED].fillna(False).astype(bool)
     return frame, unmatched
+
+
+def _newest_labeller(feedback: pd.DataFrame) -> pd.Series:
+    """Who supplied each prediction's newest label, by prediction id (join_feedback's label)."""
+    newest = feedback.sort_values("timestamp").drop_duplicates("prediction_id", keep="last")
+    names = newest[LABELLER] if LABELLER in newest else pd.Series(None, index=newest.index)
+    return pd.Series(names.to_numpy(dtype=object), index=newest["prediction_id"].to_numpy())
 
 
 def _from_source(params: Params, bundle: ModelBundle) -> pd.DataFrame:
@@ -84,6 +93,8 @@ def _from_source(params: Params, bundle: ModelBundle) -> pd.DataFrame:
     table, _ = curate(table, params.curate.missing_tokens, dropped)
     target = table.get(bundle.target)
     frame = scored_frame(bundle, table, target)
+    if LABELLER in table:
+        frame[LABELLER] = table[LABELLER].to_numpy(dtype=object)
     if TIMESTAMP in table:
         frame[TIMESTAMP] = pd.to_datetime(table[TIMESTAMP].values, utc=True)
     return frame
