@@ -177,6 +177,10 @@ class FairnessConfig(_Strict):
     min_group_rows: int = Field(30, ge=1)
 
 
+class AuthConfig(_Strict):
+    tokens_file: str = Field("secrets/tokens.json", min_length=1)  # API_TOKENS_FILE overrides
+
+
 class ServingConfig(_Strict):
     max_records: int = Field(gt=0, le=10_000)
     prediction_log: str = Field(min_length=1)
@@ -188,6 +192,8 @@ class ServingConfig(_Strict):
     max_queue_wait: float = Field(5.0, gt=0, le=3600)
     prediction_spool: str = Field("logs/spool", min_length=1)
     max_explain_records: int = Field(10, gt=0, le=1000)
+    auth: AuthConfig = AuthConfig()
+    max_body_bytes: int | None = Field(None, ge=1024)  # None: derived (serving/guard.py)
 
     @model_validator(mode="after")
     def _queue_wait_within_timeout(self) -> ServingConfig:

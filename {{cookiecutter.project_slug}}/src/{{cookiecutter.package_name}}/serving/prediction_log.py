@@ -33,9 +33,12 @@ Record layout, the same in every sink (labels are text, compared as text like th
                                 (a JSON text column in SQL, added to an older table)
                  simulated      true for traffic made by `make simulate`
                  batch          true for rows scored by `make predict` (batch scoring)
+                 caller         the name of the API token that asked (else empty)
+                 explained      true for the decisions /explain answered
     feedback:    prediction_id  the prediction the label belongs to
                  timestamp      when the feedback arrived
                  label          the true label
+                 labeller       the name of the API token that sent it (else empty)
 
 `prediction_record()` and `feedback_record()` build them. `read_predictions()` returns one row
 per prediction with `features` and `outputs` spread into a column per key; `read_feedback()` one
@@ -61,7 +64,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,8 +90,10 @@ COLUMNS: dict[Table, list[str]] = {
         "outputs",
         "simulated",
         "batch",
+        "caller",
+        "explained",
     ],
-    "feedback": ["prediction_id", "timestamp", "label"],
+    "feedback": ["prediction_id", "timestamp", "label", "labeller"],
 }
 # What makes a record the same record when a replay meets it again.
 IDENTITY: dict[Table, list[str]] = {
@@ -112,6 +117,8 @@ def prediction_record(
     batch: bool = False,
     prediction_id: str | None = None,
     timestamp: str | None = None,
+    caller: str | None = None,
+    explained: bool = False,
 ) -> dict[str, Any]:
     """One `predictions` record in the layout above (a new id and the time now by default)."""
     return {
@@ -124,6 +131,8 @@ def prediction_record(
         "outputs": outputs or None,
         "simulated": simulated,
         "batch": batch,
+        "caller": caller,
+        "explained": explained,
     }
 
 
@@ -140,13 +149,18 @@ def decided_records(
     simulated: list[bool],
     batch: bool = False,
     prediction_ids: list[str] | None = None,
+    callers: list[str] | None = None,
+    explained: bool = False,
+    redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """`prediction_record`s of a batch: each row's decision (`labels`) and the model's
     outputs as the task names them (`probability` gets its own field, the others `outputs`);
-    `batch` marks rows of batch scoring, which bring their own `prediction_ids`."""
+    `batch` marks rows of batch scoring, which bring their own `prediction_ids`; `callers`
+    names who asked for each row; `explained` marks an /explain request's rows; `redact`
+    maps a row to what the log keeps."""
     return [
         prediction_record(
-            row,
+            redact(row) if redact else row,
             label,
             own.get("probability"),
             model_version,
@@ -154,6 +168,8 @@ def decided_records(
             simulated=flag,
             batch=batch,
             prediction_id=prediction_ids[i] if prediction_ids else None,
+            caller=callers[i] if callers else None,
+            explained=explained,
         )
         for i, (row, label, own, flag) in enumerate(
             zip(features, labels, outputs, simulated, strict=True)
@@ -161,9 +177,16 @@ def decided_records(
     ]
 
 
-def feedback_record(prediction_id: str, label: object) -> dict[str, Any]:
+def feedback_record(
+    prediction_id: str, label: object, labeller: str | None = None
+) -> dict[str, Any]:
     """One `feedback` record: the true label of an earlier prediction, received now."""
-    return {"prediction_id": prediction_id, "timestamp": utc_now(), "label": str(label)}
+    return {
+        "prediction_id": prediction_id,
+        "timestamp": utc_now(),
+        "label": str(label),
+        "labeller": labeller,
+    }
 
 
 class PredictionSink(ABC):
@@ -215,7 +238,7 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
     table["label"] = table["label"].astype(str)
     if "probability" in table:
         table["probability"] = table["probability"].astype(float)
-    for flag in ("simulated", "batch"):  # absent from older records: false
+    for flag in ("simulated", "batch", "explained"):  # absent from older records: false
         if flag in table:
             table[flag] = table[flag].fillna(False).astype(bool)
     return table
@@ -330,6 +353,8 @@ class SqlSink(PredictionSink):
                 sa.Column("outputs", sa.Text, nullable=True),
                 sa.Column("simulated", sa.Boolean, nullable=False, default=False),
                 sa.Column("batch", sa.Boolean, nullable=True, default=False),
+                sa.Column("caller", sa.String(200), nullable=True),
+                sa.Column("explained", sa.Boolean, nullable=True, default=False),
             ),
             "feedback": sa.Table(
                 "feedback",
@@ -338,6 +363,7 @@ class SqlSink(PredictionSink):
                 sa.Column("prediction_id", sa.String(36), nullable=False, index=True),
                 sa.Column("timestamp", sa.String(40), nullable=False),
                 sa.Column("label", sa.String(200), nullable=False),
+                sa.Column("labeller", sa.String(200), nullable=True),
             ),
         }
         self._created = False
@@ -350,16 +376,24 @@ class SqlSink(PredictionSink):
             import sqlalchemy as sa
 
             self.metadata.create_all(self.engine)
-            columns = {
-                column["name"] for column in sa.inspect(self.engine).get_columns("predictions")
+            added = {
+                "predictions": {
+                    "outputs": "TEXT",
+                    "batch": "BOOLEAN",
+                    "caller": "VARCHAR(200)",
+                    "explained": "BOOLEAN",
+                },
+                "feedback": {"labeller": "VARCHAR(200)"},
             }
-            added = {"outputs": "TEXT", "batch": "BOOLEAN"}
-            for name, kind in added.items():
-                if name not in columns:
-                    with self.engine.begin() as connection:
-                        connection.execute(
-                            sa.text(f"ALTER TABLE predictions ADD COLUMN {name} {kind}")
-                        )
+            inspector = sa.inspect(self.engine)
+            for table, kinds in added.items():
+                columns = {column["name"] for column in inspector.get_columns(table)}
+                for name, kind in kinds.items():
+                    if name not in columns:
+                        with self.engine.begin() as connection:
+                            connection.execute(
+                                sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                            )
             self._created = True
 
     def refuses(self, error: Exception) -> bool:
@@ -377,9 +411,11 @@ class SqlSink(PredictionSink):
                 "outputs": json.dumps(record["outputs"]) if record.get("outputs") else None,
                 "simulated": bool(record.get("simulated", False)),
                 "batch": bool(record.get("batch", False)),
+                "explained": bool(record.get("explained", False)),
+                "caller": record.get("caller"),
             }
             if "features" in record
-            else record
+            else {**record, "labeller": record.get("labeller")}
             for record in records
         ]
 
@@ -586,6 +622,18 @@ class Spool:
 class LogUnavailable(Exception):
     """Records that neither the sink nor the spool could take: their request must not be
     answered as if they were logged."""
+
+
+class FeedbackRefused(Exception):
+    """A label the log does not take; str() is a sentence safe to show the client."""
+
+
+class UnknownPrediction(FeedbackRefused):
+    """The label's prediction id was never recorded."""
+
+
+class AlreadyLabelled(FeedbackRefused):
+    """The prediction has a label already (a second one is refused, not a correction)."""
 
 
 Receipt = Future[None]  # resolves to None once the records are durable; LogUnavailable otherwise
