@@ -238,7 +238,7 @@ def test_what_was_spooled_before_a_crash_is_logged_at_the_next_start(
 
 
 def test_a_prediction_that_cannot_be_recorded_is_refused_naming_why(
-    service: Any, valid_record: dict[str, Any], tmp_path: Path
+    service: Any, valid_record: dict[str, Any], tmp_path: Path, http: httpx.Client
 ) -> None:
     """Neither the log's database (nothing listens on its port) nor the spool (a file stands
     where its directory should be) can take the record: 503, the reason, when to retry."""
@@ -248,13 +248,10 @@ def test_a_prediction_that_cannot_be_recorded_is_refused_naming_why(
         SPOOL_ENV_VAR: str(tmp_path / "spool"),
     }
     with server_process(tmp_path / "serve.log", env) as server:
-        predicted = httpx.post(
-            f"{server.url}/predict", json={"records": [valid_record]}, timeout=30
-        )
-        told = httpx.post(
+        predicted = http.post(f"{server.url}/predict", json={"records": [valid_record]})
+        told = http.post(
             f"{server.url}/feedback",
             json={"prediction_id": str(uuid.uuid4()), "label": a_true_label(service.BUNDLE)},
-            timeout=30,
         )
     for response in (predicted, told):
         assert response.status_code == 503, response.text
