@@ -61,13 +61,12 @@ from {{ cookiecutter.package_name }}.task import (
 
 from ..service.conftest import (
     PROJECT_ROOT,
-    TOKENS,
     TOKENS_ENV_VAR,
     Server,
     async_http_client,
     run_make_pipeline,
     server_process,
-    write_tokens_file,
+    session_tokens,
 )
 from . import flagger
 from .gateway import Envoy, Fault, Prometheus, Target
@@ -290,13 +289,11 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
         "decisions": store_with(work / "store-decisions", "canarycutoff", shifted),
     }
 
-    tokens = write_tokens_file(work / "tokens.json", TOKENS.values())
-
     def env(role: str) -> dict[str, str]:
         settings = {
             ENV_VAR: str(logs[role]),
             SPOOL_ENV_VAR: str(work / f"spool-{role}"),
-            TOKENS_ENV_VAR: str(tokens),
+            TOKENS_ENV_VAR: str(session_tokens().file),
         }
         if role in homes:
             settings["BENTOML_HOME"] = str(homes[role])

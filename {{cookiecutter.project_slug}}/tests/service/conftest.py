@@ -3,29 +3,31 @@ ASGI app in starlette's TestClient), with its prediction log in a scratch direct
 `serving()`, a real `bentoml serve` on loopback whose whole process tree is always stopped; and
 `send()`, bounded concurrent traffic to it.
 
-Every client here calls as any client must, with a bearer token: the session writes a tokens
-file (TOKENS: one token with every scope, the clients' default, and one per scope alone) and
-points API_TOKENS_FILE at it before any service starts. Every 4xx/5xx answer a client of the
-session receives is kept (ERROR_BODIES) for test_error_bodies to read for internals."""
+Every client here calls as any client must, with a bearer token: the session makes a tokens
+file (`session_tokens()`: one token with every scope, the clients' default, and one per scope
+alone) and points API_TOKENS_FILE at it before any service starts. Every 4xx/5xx answer a
+client of the session receives is kept (ERROR_BODIES) for test_error_bodies to read for
+internals."""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
-import hashlib
+import functools
 import importlib
 import json
 import os
-import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,6 +40,8 @@ import pytest
 from {{ cookiecutter.package_name }}.bundle import ModelBundle
 from {{ cookiecutter.package_name }}.config import Paths
 from {{ cookiecutter.package_name }}.errors import ConfigError
+from {{ cookiecutter.package_name }}.serving.auth import ENV_VAR as TOKENS_ENV_VAR
+from {{ cookiecutter.package_name }}.serving.auth import SCOPES, create_token
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, PredictionSink, open_sink
 from {{ cookiecutter.package_name }}.serving.store import use_project_store
 
@@ -48,55 +52,46 @@ use_project_store(PROJECT_ROOT)  # before anything imports bentoml: the project'
 # ---------------------------------------------------------------------------------------------
 # Callers
 
-TOKENS_ENV_VAR = "API_TOKENS_FILE"
-SCOPES = ("predict", "explain", "feedback", "simulate")
 CALLER = "service-tests"  # the token every client of these tests sends unless told otherwise
 
 
 @dataclass(frozen=True)
-class Token:
-    name: str
-    secret: str
-    scopes: tuple[str, ...]
+class Tokens:
+    file: Path  # digests, names and scopes, as `make token` keeps them
+    secrets: dict[str, str]  # name -> token
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}"}
+    def headers(self, name: str = CALLER) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secrets[name]}"}
 
 
-TOKENS = {
-    token.name: token
-    for token in (
-        Token(CALLER, secrets.token_urlsafe(32), SCOPES),
-        *(Token(f"only-{scope}", secrets.token_urlsafe(32), (scope,)) for scope in SCOPES),
-    )
-}
-AUTHORIZED = TOKENS[CALLER].headers
+def make_tokens(directory: Path) -> Tokens:
+    """A tokens file in `directory`: CALLER with every scope, and `only-<scope>` for each
+    scope alone."""
+    path = directory / "tokens.json"
+    made = {CALLER: create_token(path, CALLER, SCOPES)}
+    made |= {f"only-{scope}": create_token(path, f"only-{scope}", [scope]) for scope in SCOPES}
+    return Tokens(path, made)
 
 
-def write_tokens_file(path: Path, tokens: Iterable[Token]) -> Path:
-    """A tokens file as `make token` keeps one: each token's name, scopes and SHA-256 digest,
-    never the token."""
-    created = datetime.now(UTC).isoformat(timespec="seconds")
-    entries = [
-        {
-            "name": token.name,
-            "sha256": hashlib.sha256(token.secret.encode()).hexdigest(),
-            "scopes": list(token.scopes),
-            "created": created,
-        }
-        for token in tokens
-    ]
-    path.write_text(json.dumps({"tokens": entries}, indent=2))
-    path.chmod(0o600)
-    return path
+@functools.cache
+def session_tokens() -> Tokens:
+    """The session's tokens, made once in a scratch directory removed at exit: the service
+    tests' clients and tests/deploy's send them."""
+    directory = Path(tempfile.mkdtemp(prefix="api-tokens-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return make_tokens(directory)
+
+
+def authorized(name: str = CALLER) -> dict[str, str]:
+    """The Authorization header of one of the session's tokens (default: every scope)."""
+    return session_tokens().headers(name)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """TOKENS' file, named by API_TOKENS_FILE for the whole session: before the service module
-    is imported and before any `bentoml serve` starts (each inherits the environment)."""
-    path = write_tokens_file(tmp_path_factory.mktemp("secrets") / "tokens.json", TOKENS.values())
+def tokens_file() -> Iterator[Path]:
+    """The session's tokens file, named by API_TOKENS_FILE for the whole session: before any
+    service starts, in-process or `bentoml serve` (each inherits the environment)."""
+    path = session_tokens().file
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(TOKENS_ENV_VAR, str(path))
         yield path
@@ -154,18 +149,24 @@ async def keep_httpx_error_async(response: httpx.Response) -> None:
         )
 
 
-def http_client(headers: Mapping[str, str] = AUTHORIZED, **settings: Any) -> httpx.Client:
-    """An httpx client that calls as the tests' clients do: the token, every error kept."""
+def http_client(headers: Mapping[str, str] | None = None, **settings: Any) -> httpx.Client:
+    """An httpx client that calls as the tests' clients do: with `headers` (default: the
+    token with every scope), every error answer kept."""
     return httpx.Client(
-        headers=dict(headers), event_hooks={"response": [keep_httpx_error]}, **settings
+        headers=authorized() if headers is None else dict(headers),
+        event_hooks={"response": [keep_httpx_error]},
+        **settings,
     )
 
 
 def async_http_client(
-    headers: Mapping[str, str] = AUTHORIZED, **settings: Any
+    headers: Mapping[str, str] | None = None, **settings: Any
 ) -> httpx.AsyncClient:
+    """The same, asynchronous."""
     return httpx.AsyncClient(
-        headers=dict(headers), event_hooks={"response": [keep_httpx_error_async]}, **settings
+        headers=authorized() if headers is None else dict(headers),
+        event_hooks={"response": [keep_httpx_error_async]},
+        **settings,
     )
 
 
@@ -215,7 +216,7 @@ def client(service: ModuleType, log_dir: Path) -> Iterator[Any]:
     from starlette.testclient import TestClient
 
     test_client = TestClient(
-        service.ModelService.to_asgi(), raise_server_exceptions=False, headers=AUTHORIZED
+        service.ModelService.to_asgi(), raise_server_exceptions=False, headers=authorized()
     )
     test_client.event_hooks = {"response": [keep_httpx_error]}
     with pytest.MonkeyPatch.context() as patch:
@@ -458,7 +459,7 @@ def send(
     records_per_request: int = 1,
     tolerate_no_answer: bool = False,
     path: str = "/predict",
-    headers: Mapping[str, str] = AUTHORIZED,
+    headers: Mapping[str, str] | None = None,
 ) -> Traffic:
     """`requests` requests (or as many as fit in `seconds`) from `clients` concurrent clients,
     each with `records_per_request` of `records` in turn, with `headers` (the default token).
@@ -479,7 +480,7 @@ async def _send(
     size: int,
     tolerate_no_answer: bool,
     path: str,
-    headers: Mapping[str, str],
+    headers: Mapping[str, str] | None,
 ) -> Traffic:
     traffic = Traffic()
     deadline = time.monotonic() + seconds if seconds is not None else None

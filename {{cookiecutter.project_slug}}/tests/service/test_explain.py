@@ -20,7 +20,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR
 
-from .conftest import AUTHORIZED, PROJECT_ROOT, as_records, expected_answers
+from .conftest import PROJECT_ROOT, as_records, authorized, expected_answers
 
 pytestmark = pytest.mark.service
 
@@ -83,7 +83,7 @@ def test_predict_never_imports_shap(
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(record), json.dumps(AUTHORIZED)],
+        [sys.executable, "-c", script, json.dumps(record), json.dumps(authorized())],
         cwd=PROJECT_ROOT,
         env={**os.environ, ENV_VAR: str(tmp_path / "log")},
         capture_output=True,

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR
 
-from .conftest import AUTHORIZED, counted_label, keep_error_body, output_histograms, serving
+from .conftest import authorized, counted_label, keep_error_body, output_histograms, serving
 
 pytestmark = pytest.mark.service
 
@@ -121,7 +121,7 @@ def keep_error(response: requests.Response, *args: Any, **kwargs: Any) -> None:
 def fuzzing_session() -> Iterator[requests.Session]:
     """schemathesis' HTTP session: the tests' token on every request, every error kept."""
     with requests.Session() as session:
-        session.headers.update(AUTHORIZED)
+        session.headers.update(authorized())
         session.hooks["response"].append(keep_error)
         yield session
 

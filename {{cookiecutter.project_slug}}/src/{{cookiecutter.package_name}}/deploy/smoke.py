@@ -17,12 +17,8 @@ import numpy as np
 from {{ cookiecutter.package_name }}.bundle import load_bundle
 from {{ cookiecutter.package_name }}.config import Paths
 from {{ cookiecutter.package_name }}.errors import PipelineError
-from {{ cookiecutter.package_name }}.serving.client import (
-    TOKEN_ENV_VAR,
-    client_token,
-    refused_caller,
-    request,
-)
+from {{ cookiecutter.package_name }}.serving.auth import TOKEN_ENV_VAR
+from {{ cookiecutter.package_name }}.serving.client import client_token, refused_caller, request
 
 READY_WAIT_SECONDS: Final = 120.0  # a route or load balancer may need a moment after rollout
 TOLERANCE: Final = 1e-6  # served (fast path) against offline (pipeline), as in its parity test

@@ -18,8 +18,8 @@ import pandas as pd
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
+from {{ cookiecutter.package_name }}.serving.auth import LOCAL_TOKEN_FILE
 from {{ cookiecutter.package_name }}.serving.client import (
-    LOCAL_TOKEN_FILE,
     UNREACHABLE,
     client_token,
     refused_caller,

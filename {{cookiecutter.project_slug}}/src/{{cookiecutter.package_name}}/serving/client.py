@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
-TOKEN_ENV_VAR: Final = "API_TOKEN"
-LOCAL_TOKEN_FILE: Final = Path("secrets") / "local-token"  # written by `make serve`, git-ignored
+from {{ cookiecutter.package_name }}.serving.auth import TOKEN_ENV_VAR
+
 REFUSED_CALLER: Final = (401, 403)
 UNREACHABLE: Final = 0  # the status given when nothing answered
 
