@@ -178,7 +178,7 @@ class FairnessConfig(_Strict):
 
 
 class AuthConfig(_Strict):
-    tokens_file: str = Field("secrets/tokens.json", min_length=1)  # API_TOKENS_FILE overrides
+    tokens_file: str = Field(default="secrets/tokens.json", min_length=1)  # API_TOKENS_FILE wins
 
 
 class ServingConfig(_Strict):

@@ -225,6 +225,18 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
+def fix_advice(detail: Any) -> str | None:
+    """'fix records[0].age: <what is wrong>' from pydantic's errors (BentoML's 400 `detail`)."""
+    if not isinstance(detail, list) or not detail or not isinstance(detail[0], dict):
+        return None
+    first = detail[0]
+    where = "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in first.get("loc", [])
+    ).lstrip(".")
+    more = f" (and {len(detail) - 1} more in detail)" if len(detail) > 1 else ""
+    return f"fix {where or 'the body'}: {first.get('msg', 'invalid')}{more}"
+
+
 class ErrorIds:
     """A `send` that passes a 2xx/3xx answer through untouched and holds a 4xx/5xx one until
     its body is complete, then sends it as `{"error": <advice>, "error_id": ..., ...}`: an
@@ -261,7 +273,9 @@ class ErrorIds:
             error_id = new_error_id()
             detail = answer.get("detail") if isinstance(answer, dict) else None
             kept = {} if detail is None else {"detail": detail}
-            advice = ADVICE.get(status) or ADVICE[500 if status >= 500 else 400]
+            advice = (
+                fix_advice(detail) or ADVICE.get(status) or ADVICE[500 if status >= 500 else 400]
+            )
             log = logger.error if status >= 500 else logger.info
             log(
                 "error %s: %s %s answered %d: %s",
