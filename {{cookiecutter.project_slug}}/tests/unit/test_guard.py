@@ -38,6 +38,8 @@ class StandIn:
                 break
         answer = json.dumps({"caller": CALLER.get(None), "read": len(body)})
         status, kind = 200, b"json"
+        if scope["path"] == "/docs.json":
+            answer = json.dumps({"paths": {"/predict": {"post": {}}, "/healthz": {"get": {}}}})
         if scope["path"] == "/explain":  # as Starlette's own error pages: plain text
             status, answer, kind = 500, "Internal Server Error at db.internal:5432", b"plain"
         await send(
@@ -89,6 +91,14 @@ def test_probes_metrics_and_the_api_description_are_open(client: TestClient, app
     for path in ("/healthz", "/readyz", "/livez", "/metrics", "/", "/docs.json"):
         assert client.get(path).status_code == 200, path
     assert app.calls == 6
+
+
+def test_the_api_description_says_which_routes_need_a_token(client: TestClient) -> None:
+    document = client.get("/docs.json").json()
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    predict = document["paths"]["/predict"]["post"]
+    assert predict["security"] == [{"bearerAuth": []}] and "`predict`" in predict["description"]
+    assert "security" not in document["paths"]["/healthz"]["get"]
 
 
 @pytest.mark.parametrize(

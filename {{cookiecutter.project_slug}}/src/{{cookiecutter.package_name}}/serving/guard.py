@@ -37,6 +37,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics", "/", "/docs.json"})
 PUBLIC_PREFIX = "/static_content/"  # the docs UI's scripts and styles
+DOCS = "/docs.json"  # the OpenAPI document, which says here which token each route needs
 SCOPE_OF_ROUTE = {
     "/predict": "predict",
     "/predict_simulated": "simulate",
@@ -89,7 +90,7 @@ class Guard:
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX):
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, DocumentedAuth(send) if path == DOCS else send)
             return
         send = ErrorIds(send, scope)
         authorization = content_type = content_length = None
@@ -235,6 +236,51 @@ def fix_advice(detail: Any) -> str | None:
     ).lstrip(".")
     more = f" (and {len(detail) - 1} more in detail)" if len(detail) > 1 else ""
     return f"fix {where or 'the body'}: {first.get('msg', 'invalid')}{more}"
+
+
+class DocumentedAuth:
+    """A `send` that adds the bearer scheme to BentoML's OpenAPI document, and to each guarded
+    route the scope it needs: the docs UI then asks for a token (Authorize) and sends it, and
+    a client generator or fuzzer knows the routes are protected."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 200:
+            self.start = message
+            return
+        if self.start is None or message["type"] != "http.response.body":
+            await self.send(message)
+            return
+        self.chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            document = with_bearer_auth(json.loads(b"".join(self.chunks)))
+            headers = [
+                (name, value)
+                for name, value in self.start.get("headers", [])
+                if name.lower() not in (b"content-length", b"content-type")
+            ]
+            await send_json(self.send, 200, json.dumps(document).encode(), headers)
+
+
+def with_bearer_auth(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with the bearer scheme and each guarded route's scope."""
+    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["bearerAuth"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API token (make token); each route needs its scope",
+    }
+    for path, scope in SCOPE_OF_ROUTE.items():
+        for operation in document.get("paths", {}).get(path, {}).values():
+            if isinstance(operation, dict):
+                operation["security"] = [{"bearerAuth": []}]
+                needs = f"Needs a token with the scope `{scope}`."
+                operation["description"] = f"{operation.get('description') or ''}\n\n{needs}"
+    return document
 
 
 class ErrorIds:
