@@ -30,6 +30,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -106,6 +107,11 @@ limit_inference_threads(SETTINGS.inference_threads)  # before the bundle loads s
 BUNDLE: ModelBundle = load_bundle(MODEL.stored.path_of(BUNDLE_FILE))
 SCHEMA = BUNDLE.schema
 TOKENS = TokenVerifier()  # loaded when the service starts (ModelService.__init__)
+if sys.argv[1:2] == ["serve"]:
+    # `bentoml serve` imports this module before it starts a worker: a missing tokens file
+    # stops it here, with its message, rather than each worker, which its supervisor restarts.
+    # (`bentoml build` imports it too, and needs no tokens.)
+    TokenVerifier().load(tokens_file(SETTINGS.auth.tokens_file, BASE_DIR))
 MAX_BODY_BYTES = SETTINGS.max_body_bytes or derived_body_limit(
     SCHEMA, max(SETTINGS.max_records, SETTINGS.max_explain_records)
 )
