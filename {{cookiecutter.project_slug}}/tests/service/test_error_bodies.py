@@ -25,12 +25,10 @@ from .conftest import (
 
 pytestmark = pytest.mark.service
 
-DATABASE_SCHEMES = r"postgres(?:ql)?|mysql|mariadb|sqlite|mssql|oracle|redis"
+DATABASE_SCHEMES = r"(?:postgres(?:ql)?|mysql|mariadb|sqlite|mssql|oracle|redis)(?:\+\w+)?://"
+IP_ADDRESS = r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b|\[::1?\]"
 INTERNALS = {
-    "a host": re.compile(
-        rf"\blocalhost\b|\b(?:\d(1, 3)\.)3\d(1, 3)\b|\[::1?\]|\b(?:{DATABASE_SCHEMES})(?:\+\w+)?://",
-        re.IGNORECASE,
-    ),
+    "a host": re.compile(rf"\blocalhost\b|{IP_ADDRESS}|\b{DATABASE_SCHEMES}", re.IGNORECASE),
     "a port": re.compile(r"\bport \d{2,5}\b|[\w\]]:\d{2,5}\b", re.IGNORECASE),
     "a path": re.compile(
         r"/(?:tmp|work|home|root|var|usr|opt|proc|dev|etc|srv|mnt|app)/|site-packages"
