@@ -21,7 +21,8 @@ from loopback import http, listening_addresses, offline_prediction, running_make
 
 pytestmark = pytest.mark.e2e
 
-LOCAL_TOKEN = Path("secrets") / "local-token"  # made by `make serve`, read by `make simulate`
+# made by `make serve`, read by `make simulate`
+LOCAL_TOKEN = Path("secrets") / "local-token"
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,8 @@ def test_make_serve_answers_on_loopback(
 
     status, body = http(f"{url}/predict", {"records": [offline["record"]]})
     assert status == 401, body
-    project.run("git", "check-ignore", "--quiet", str(LOCAL_TOKEN))  # fails unless ignored
+    # git-ignored, or this fails
+    project.run("git", "check-ignore", "--quiet", str(LOCAL_TOKEN))
     token = (project.path / LOCAL_TOKEN).read_text().strip()
     status, body = http(f"{url}/predict", {"records": [offline["record"]]}, token=token)
     assert status == 200, f"{body}\n{log.read_text()[-3000:]}"

@@ -423,6 +423,18 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
     assert labels["lineage.dirty"] == "false"
     assert config["User"] not in ("", "root", "0")
 
+    # the service needs a tokens file: mounted as a file, as a Kubernetes Secret is
+    workspace = Project(job.workspace, repository.environment)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    tokens = secrets / "tokens.json"
+    package = slug.replace("-", "_")
+    token = workspace.run(
+        f"python -m {package} token --name release-check --scopes predict 2>/dev/null",
+        env={"API_TOKENS_FILE": str(tokens)},
+    ).stdout.strip()
+    secrets.chmod(0o755)  # written for its owner only; the image's user must read it
+    tokens.chmod(0o644)
     port = free_port()
     container = docker_run(
         "run",
@@ -430,6 +442,10 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
         "--rm",
         "--network",
         "host",
+        "--volume",
+        f"{secrets}:/run/secrets/api:ro",
+        "--env",
+        "API_TOKENS_FILE=/run/secrets/api/tokens.json",
         tags[0],
         "serve",
         "--port",
@@ -445,8 +461,12 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
             log.write_text(
                 docker.run("logs", container, cwd=tmp_path, check=False).stdout
             )
-        offline = offline_prediction(Project(job.workspace, repository.environment))
+        offline = offline_prediction(workspace)
         status, body = http(f"{url}/predict", {"records": [offline["record"]]})
+        assert status == 401, body
+        status, body = http(
+            f"{url}/predict", {"records": [offline["record"]]}, token=token
+        )
         assert status == 200, body
         [answer] = json.loads(body)
         assert answer["probability"] == pytest.approx(offline["probability"], abs=1e-9)
