@@ -4,7 +4,8 @@ PostgreSQL: a database of its own, its log tables absent or empty) through a loo
 that the test cuts, as if the server stopped: every connection closed, new ones refused. While
 it is cut the service spools on local disk; the spool is replayed when the database answers
 again, or at the next start after a SIGKILL. Without a database the service refuses with a 503
-that says when to retry (the reason goes to its log). The database cases skip without LOAD_TEST_SQL_URL."""
+that says when to retry (the reason goes to its log). The database cases skip without
+LOAD_TEST_SQL_URL."""
 
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
 )
 
 BATCH = 50  # records per request
+CALLER = "simulator"  # who asked and labelled, in the log, when it writes there itself
 
 
 def shifted(
@@ -96,7 +97,9 @@ def _to_log(
     labels = [bundle.label(decision) for decision in bundle.decide(outputs)]
     columns = output_rows(bundle.task.output_columns(outputs), len(rows))
     version = f"simulated ({bundle.family})"
-    logged = decided_records(records, labels, columns, version, [True] * len(records))
+    logged = decided_records(
+        records, labels, columns, version, [True] * len(records), callers=[CALLER] * len(records)
+    )
     _recorded(log.log_predictions(logged))
     return log, logged
 
@@ -133,9 +136,8 @@ def run(params: Params, url: str | None = None, drift: bool = False) -> dict[str
             _post(f"{url.rstrip('/')}/feedback", feedback, token)
         else:
             assert log is not None
-            _recorded(
-                log.log_feedback(feedback_record(feedback["prediction_id"], feedback["label"]))
-            )
+            record = feedback_record(feedback["prediction_id"], feedback["label"], CALLER)
+            _recorded(log.log_feedback(record))
     if log is not None:
         log.close()
     return {
