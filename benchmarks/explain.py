@@ -27,7 +27,7 @@ import time
 import typing
 from pathlib import Path
 
-from serving import measure, open_project, server
+from serving import bench_token, measure, open_project, server
 
 READY = "/readyz"
 
@@ -50,9 +50,15 @@ def served(package: str, requests: int) -> None:
     )
     print(f"{'route':<10} {'records':>7} {'p50 ms':>8} {'p95 ms':>8} {'first ms':>9}")
     with tempfile.TemporaryDirectory() as scratch:
+        tokens, token = bench_token(package, Path(scratch))
         env = {
             "PREDICTION_LOG": f"{scratch}/predictions",
             "PREDICTION_SPOOL": f"{scratch}/spool",
+            "API_TOKENS_FILE": str(tokens),
+        }
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {token}",
         }
         with server(command, READY, Path(scratch) / "serve.log", env) as url:
             host, port = url.removeprefix("http://").split(":")
@@ -63,9 +69,7 @@ def served(package: str, requests: int) -> None:
                 )
 
                 def call(route: str = route, body: str = body) -> None:
-                    connection.request(
-                        "POST", route, body, {"Content-Type": "application/json"}
-                    )
+                    connection.request("POST", route, body, headers)
                     response = connection.getresponse()
                     answer = response.read()
                     if response.status != 200:

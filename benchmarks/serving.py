@@ -3,12 +3,17 @@
 - floor: the registered bundle's inference path in this process (no HTTP), what any server adds
   to;
 - peer: the app a user would otherwise write, FastAPI + uvicorn serving the same bundle's
-  scikit-learn pipeline with the same request validation (the schema's request model), with 1
-  and 2 workers (uvicorn's defaults otherwise);
+  scikit-learn pipeline with the same request validation (the schema's request model) and the
+  same bearer-token check (the project's TokenVerifier: the token's SHA-256 against every
+  known digest in constant time, then the scope), with 1 and 2 workers (uvicorn's defaults
+  otherwise);
 - service: the project's BentoML service under `bentoml serve`, as shipped (its params.yaml
   `serving` settings, the prediction log written to a scratch directory); with
   `--database-log URL`, beside it the same service logging into that database (e.g. an empty
   PostgreSQL database: every answer then waits for a committed transaction).
+
+Every request carries a token (scopes predict and explain) made for the run in a scratch tokens
+file, as `make token` makes one: authentication is on for the service and the peer alike.
 
 Load comes from `hey` (a separate process; Debian/Ubuntu `apt install hey`, macOS `brew install
 hey`): single-record and full-batch (`serving.max_records`) requests at concurrency 1, 8 and 32,
@@ -23,6 +28,7 @@ prediction log sink. Prints tables; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import csv
 import importlib
@@ -55,17 +61,33 @@ READY_SECONDS = 120
 THREAD_CAPS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 PEER_APP = '''
-"""The peer: a minimal FastAPI app serving the bundle's pipeline, validating as the service."""
+"""The peer: a minimal FastAPI app serving the bundle's pipeline, validating and checking the
+caller's token as the service does."""
+from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Header, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from {package}.bundle import load_bundle
+from {package}.serving.auth import TokenVerifier
 
 BUNDLE = load_bundle({bundle!r})
 Record = BUNDLE.schema.request_model("Record", optional=BUNDLE.measured_only)
+TOKENS = TokenVerifier()
+TOKENS.load(Path({tokens!r}))
+
+
+def caller(authorization: Annotated[str, Header()] = "") -> str:
+    """The name of a token of scope predict; 401 or 403 otherwise."""
+    scheme, _, token = authorization.partition(" ")
+    found = TOKENS.verify(token.encode()) if scheme.lower() == "bearer" else None
+    if found is None:
+        raise HTTPException(401, "a known bearer token", {{"WWW-Authenticate": "Bearer"}})
+    if "predict" not in found.scopes:
+        raise HTTPException(403, "a token of scope predict")
+    return found.name
 
 
 class PredictRequest(BaseModel):
@@ -77,7 +99,7 @@ app = FastAPI()
 
 
 @app.post("/predict")
-def predict(request: PredictRequest) -> list[dict]:
+def predict(request: PredictRequest, name: Annotated[str, Depends(caller)]) -> list[dict]:
     table = pd.DataFrame([record.model_dump() for record in request.records])
     outputs = BUNDLE.outputs(table)
     columns = BUNDLE.task.output_columns(outputs)  # the task's answer beside the label
@@ -108,6 +130,52 @@ def measure(call: Any, count: int) -> tuple[float, float]:
         call()
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times), percentile(times, 0.95)
+
+
+def bench_token(package: str, directory: Path) -> tuple[Path, str]:
+    """A tokens file in `directory` holding one token of scopes predict and explain, made as
+    `make token` makes one; (the file, the token)."""
+    auth = importlib.import_module(f"{package}.serving.auth")
+    tokens = directory / "tokens.json"
+    return tokens, auth.create_token(tokens, "benchmark", ["predict", "explain"])
+
+
+def authentication_cost(
+    package: str, tokens: Path, token: str, body: bytes
+) -> tuple[float, float]:
+    """Microseconds (p50) of the token check alone, and of the service's ASGI guard around an
+    app that only reads the body, over that app alone (a one-record request)."""
+    auth = importlib.import_module(f"{package}.serving.auth")
+    guard = importlib.import_module(f"{package}.serving.guard")
+    verifier = auth.TokenVerifier()
+    verifier.load(tokens)
+    check, _ = measure(lambda: verifier.verify(token.encode()), 5000)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    headers = [(b"authorization", f"Bearer {token}".encode()),
+               (b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]  # fmt: skip
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": headers}
+    guarded = guard.Guard(app, verifier, max_body_bytes=2 * len(body))
+    loop = asyncio.new_event_loop()
+    try:
+        bare, _ = measure(
+            lambda: loop.run_until_complete(app(scope, receive, send)), 5000
+        )
+        full, _ = measure(
+            lambda: loop.run_until_complete(guarded(scope, receive, send)), 5000
+        )
+    finally:
+        loop.close()
+    return check * 1000, (full - bare) * 1000
 
 
 def open_project(project: Path) -> str:
@@ -185,11 +253,15 @@ def server(
             process.wait(timeout=10)
 
 
-def hey(url: str, body: Path, requests: int, concurrency: int) -> dict[str, float]:
-    """One load run: latency percentiles (ms), throughput (requests/s), non-2xx count."""
+def hey(
+    url: str, body: Path, requests: int, concurrency: int, token: str
+) -> dict[str, float]:
+    """One load run with the token: latency percentiles (ms), throughput (requests/s), non-2xx
+    count."""
     result = subprocess.run(
         ["hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST", "-T",
-         "application/json", "-D", str(body), "-o", "csv", f"{url}/predict"],
+         "application/json", "-H", f"Authorization: Bearer {token}", "-D", str(body),
+         "-o", "csv", f"{url}/predict"],
         capture_output=True, text=True, check=True, timeout=900,
     )  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -265,6 +337,13 @@ def measure_side_by_side(
     print(f"floor (in-process): p50 {floor[1]:.2f} ms for 1 record, "
           f"{floor[settings.max_records]:.2f} ms for {settings.max_records}")  # fmt: skip
 
+    tokens, token = bench_token(package, scratch)
+    print(
+        "authentication on: every request carries a bearer token, service and peer check it"
+    )
+    check, guard = authentication_cost(package, tokens, token, bodies[1].read_bytes())
+    print(f"in-process: the token check (TokenVerifier.verify) p50 {check:.1f} µs; the service's"
+          f" guard (token, scope, body read) adds {guard:.1f} µs to a request")  # fmt: skip
     (scratch / "peer_app.py").write_text(
         PEER_APP.format(
             package=package,
@@ -272,6 +351,7 @@ def measure_side_by_side(
                 Path.cwd() / "models" / "model.joblib"
             ),  # open_project went there
             max_records=settings.max_records,
+            tokens=str(tokens),
         )
     )
 
@@ -291,6 +371,7 @@ def measure_side_by_side(
             {
                 "PREDICTION_LOG": str(scratch / "predictions"),
                 "PREDICTION_SPOOL": str(scratch / "spool"),
+                "API_TOKENS_FILE": str(tokens),
             },
         ),
     }
@@ -301,6 +382,7 @@ def measure_side_by_side(
             {
                 "PREDICTION_LOG": database_log,
                 "PREDICTION_SPOOL": str(scratch / "db-spool"),
+                "API_TOKENS_FILE": str(tokens),
             },
         )
     figures: dict[tuple[str, int, int], list[dict[str, float]]] = {}
@@ -312,7 +394,7 @@ def measure_side_by_side(
             for name, (command, ready, env) in servers.items()
         }
         for url in urls.values():  # warm up: first requests load lazily imported code
-            hey(url, bodies[1], 20, 4)
+            hey(url, bodies[1], 20, 4, token)
         for _ in range(rounds):
             for size, count in sizes.items():
                 for concurrency in CONCURRENCY:
@@ -320,7 +402,7 @@ def measure_side_by_side(
                         name,
                         url,
                     ) in urls.items():  # alternating, so drifts hit all alike
-                        figure = hey(url, bodies[size], count, concurrency)
+                        figure = hey(url, bodies[size], count, concurrency, token)
                         figures.setdefault((name, size, concurrency), []).append(figure)
 
     def median(name: str, size: int, concurrency: int, key: str) -> float:
@@ -377,6 +459,8 @@ def run_sink(project: Path, sink: str) -> None:
             f"{scratch}/log" if sink == "directory" else f"sqlite:///{scratch}/log.db"
         )
         os.environ["PREDICTION_LOG"] = target
+        tokens, token = bench_token(package, Path(scratch))
+        os.environ["API_TOKENS_FILE"] = str(tokens)
         service = importlib.import_module(f"{package}.serving.service")
         from starlette.testclient import TestClient
 
@@ -387,7 +471,8 @@ def run_sink(project: Path, sink: str) -> None:
             "full batch": test_rows.head(max_records),
         }
         bundle = service.BUNDLE  # what the service decides with: the registered bundle
-        with TestClient(service.ModelService.to_asgi()) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        with TestClient(service.ModelService.to_asgi(), headers=headers) as client:
             for name, rows in batches.items():
                 body = json.dumps(
                     {"records": json.loads(rows.to_json(orient="records"))}

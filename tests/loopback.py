@@ -56,12 +56,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def http(url: str, body: Any = None, timeout: float = 30) -> tuple[int, str]:
-    """(status, body) of a GET, or of a JSON POST when `body` is given; 4xx/5xx included."""
+def http(
+    url: str, body: Any = None, timeout: float = 30, token: str | None = None
+) -> tuple[int, str]:
+    """(status, body) of a GET, or of a JSON POST when `body` is given, with `token` as a
+    bearer token when given; 4xx/5xx included."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()

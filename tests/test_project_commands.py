@@ -1,10 +1,13 @@
 """The generated project's Makefile commands not covered elsewhere (setup, pipeline, test, lint,
-schema, build, serve and image have their own tests): help, test-unit, format, clean; and the git
-hooks `make setup` installs."""
+schema, build, serve and image have their own tests): help, test-unit, format, clean, token; and
+the git hooks `make setup` installs."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -66,6 +69,31 @@ def test_format_leaves_a_generated_project_unchanged(
     formatted.commit("a file ruff format rewrites")
     formatted.run("make", "format")
     assert changed_files(formatted) == ["misformatted.py"]
+
+
+def test_token_is_printed_once_kept_as_a_digest_listed_and_revoked(
+    project: Project,
+) -> None:
+    created = project.run("make", "token", "NAME=ci-client", "SCOPES=predict,feedback")
+    printed = re.findall(r"^mls_\S+$", created.stdout, flags=re.M)  # a line of its own
+    assert len(printed) == 1, created.stdout
+    token = printed[0]
+    tokens = project.path / "secrets" / "tokens.json"
+    kept = tokens.read_text()
+    assert token not in kept
+    [entry] = [e for e in json.loads(kept)["tokens"] if e["name"] == "ci-client"]
+    assert entry["sha256"] == hashlib.sha256(token.encode()).hexdigest()
+    assert entry["scopes"] == ["predict", "feedback"]
+    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
+    assert "secrets/" in (project.path / ".gitignore").read_text().splitlines()
+
+    again = project.run("make", "token", "NAME=ci-client", check=False)
+    assert again.returncode != 0 and "a token named 'ci-client' exists" in again.stdout
+
+    listed = project.run("make", "token", "LIST=1").stdout
+    assert "ci-client\tpredict,feedback\t" in listed and token not in listed
+    project.run("make", "token", "REVOKE=ci-client")
+    assert "ci-client" not in tokens.read_text()
 
 
 def test_clean_removes_caches_only(project: Project) -> None:

@@ -1,6 +1,7 @@
 """The generated project's `make serve`, run for real: the service starts on loopback at the
-port given, becomes ready, answers a prediction like the model offline does, publishes its
-metrics, and is stopped afterwards with every process it started.
+port given, becomes ready, refuses a request without a token, answers one with the local token
+`make serve` made (git-ignored) like the model offline does, publishes its metrics, and is
+stopped afterwards with every process it started.
 
 BentoML's arbiter puts each worker in a session of its own, so ending the process group of
 `make serve` may leave a worker behind: `loopback.running_make` finds what is left, ends it,
@@ -19,6 +20,9 @@ from conftest import Project
 from loopback import http, listening_addresses, offline_prediction, running_make
 
 pytestmark = pytest.mark.e2e
+
+# made by `make serve`, read by `make simulate`
+LOCAL_TOKEN = Path("secrets") / "local-token"
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +60,11 @@ def test_make_serve_answers_on_loopback(
     registered = json.loads((project.path / "reports" / "registry.json").read_text())
 
     status, body = http(f"{url}/predict", {"records": [offline["record"]]})
+    assert status == 401, body
+    # git-ignored, or this fails
+    project.run("git", "check-ignore", "--quiet", str(LOCAL_TOKEN))
+    token = (project.path / LOCAL_TOKEN).read_text().strip()
+    status, body = http(f"{url}/predict", {"records": [offline["record"]]}, token=token)
     assert status == 200, f"{body}\n{log.read_text()[-3000:]}"
     [answer] = json.loads(body)
     assert set(answer) == {"prediction_id", "label", "probability", "model_version"}

@@ -477,9 +477,17 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
     assert labels["lineage.dirty"] == "false"
     assert config["User"] not in ("", "root", "0")
 
+    # The service needs a tokens file: made by the project's own command, then mounted as the
+    # pod mounts its Secret (pod_secrets reads it from the project's secrets/ directory).
+    workspace = Project(job.workspace, repository.environment)
+    package = slug.replace("-", "_")
+    token = workspace.run(
+        f"python -m {package} token --name release-check --scopes predict 2>/dev/null",
+        env={"API_TOKENS_FILE": str(job.workspace / "secrets" / "tokens.json")},
+    ).stdout.strip()
     port = free_port()
     # As the pod runs it (restricted profile): another uid than the image's user, read-only.
-    secrets = pod_secrets(repository.path, tmp_path / "secrets")
+    secrets = pod_secrets(job.workspace, tmp_path / "secrets")
     pod_options, pod_uid = as_the_pod_runs_it(repository.path, secrets)
     container = docker_run(
         "run",
@@ -503,8 +511,12 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
             log.write_text(
                 docker.run("logs", container, cwd=tmp_path, check=False).stdout
             )
-        offline = offline_prediction(Project(job.workspace, repository.environment))
+        offline = offline_prediction(workspace)
         status, body = http(f"{url}/predict", {"records": [offline["record"]]})
+        assert status == 401, body
+        status, body = http(
+            f"{url}/predict", {"records": [offline["record"]]}, token=token
+        )
         assert status == 200, body
         [answer] = json.loads(body)
         assert answer["probability"] == pytest.approx(offline["probability"], abs=1e-9)

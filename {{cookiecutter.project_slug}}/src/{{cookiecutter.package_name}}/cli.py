@@ -313,6 +313,39 @@ def rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def token(args: argparse.Namespace) -> int:
+    """Create (printed once, on stdout alone), revoke or list API tokens; --local: `make
+    serve`'s own."""
+    from {{ cookiecutter.package_name }}.serving import auth
+
+    path = auth.tokens_file(load_params().serving.auth.tokens_file)
+    if args.list:
+        for entry in auth.list_tokens(path):
+            print(f"{entry['name']}\t{','.join(entry['scopes'])}\t{entry['created']}")
+    elif args.revoke:
+        auth.revoke_token(path, args.revoke)
+        print(f"revoked '{args.revoke}' in {path}", file=sys.stderr)
+    elif args.local:
+        _, created = auth.local_token(path)
+        done = "created the token 'local' (every scope)" if created else "the local token"
+        print(
+            f"{done}: clients send it from {auth.LOCAL_TOKEN_FILE}"
+            f" (Authorization: Bearer $(cat {auth.LOCAL_TOKEN_FILE}))",
+            file=sys.stderr,
+        )
+    else:
+        if not args.name:
+            raise UsageError("give --name NAME (or --revoke NAME, --list, --local)")
+        secret = auth.create_token(path, args.name, args.scopes)
+        print(secret)
+        print(
+            f"created '{args.name}' ({args.scopes}) in {path}. The token above is shown once:"
+            f" give it to the caller (clients read it from {auth.TOKEN_ENV_VAR})",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def registered(args: argparse.Namespace) -> int:
     from {{ cookiecutter.package_name }}.serving.store import registered_model_missing
 
@@ -432,6 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rolling.add_argument(
         "--output", help="write the manifests to this file; print digest=, commit=, tag= lines"
+    )
+    tokens = command("token", token, "create an API token (printed once), or revoke or list them")
+    tokens.add_argument("--name", help="who will call with it (recorded with each request)")
+    tokens.add_argument(
+        "--scopes",
+        default="predict,explain,feedback",
+        help="comma-separated, of predict, explain, feedback, simulate",
+    )
+    tokens.add_argument("--revoke", metavar="NAME", help="remove the token of this name")
+    tokens.add_argument("--list", action="store_true", help="names, scopes, creation times")
+    tokens.add_argument(
+        "--local", action="store_true", help="make serve's token (secrets/local-token)"
     )
     command(
         "registered",

@@ -178,6 +178,8 @@ class FairnessConfig(_Strict):
     min_group_rows: int = Field(30, ge=1)
 
 
+class AuthConfig(_Strict):
+    tokens_file: str = Field(default="secrets/tokens.json", min_length=1)  # API_TOKENS_FILE wins
 class PrivacyConfig(_Strict):
     # The pseudonymisation key file (privacy.py), relative to the project; LOG_KEY_FILE wins.
     key_file: str = Field(default="secrets/log-key", min_length=1)
@@ -194,6 +196,8 @@ class ServingConfig(_Strict):
     max_queue_wait: float = Field(5.0, gt=0, le=3600)
     prediction_spool: str = Field("logs/spool", min_length=1)
     max_explain_records: int = Field(10, gt=0, le=1000)
+    auth: AuthConfig = AuthConfig()
+    max_body_bytes: int | None = Field(None, ge=1024)  # None: derived (serving/guard.py)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="after")

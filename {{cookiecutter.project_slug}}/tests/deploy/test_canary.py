@@ -13,6 +13,8 @@ scrape labels, as in a cluster), under steady traffic from a load generator:
 Each faulty one must be rolled back at the first step, by the check that catches it; no request
 may fail but those the abort fault failed while its canary had traffic; every answered
 prediction must be in the prediction log of the service that answered it, exactly once.
+Every request carries a token (Envoy forwards the Authorization header); Prometheus scrapes
+/metrics, which needs none.
 
 The Canary's minute is shortened to SECONDS_PER_MINUTE. Every request carries the same records,
 so a model's decisions are the same on every request and the decision check
@@ -57,7 +59,15 @@ from {{ cookiecutter.package_name }}.task import (
     MulticlassClassification,
 )
 
-from ..service.conftest import PROJECT_ROOT, Server, run_make_pipeline, server_process
+from ..service.conftest import (
+    PROJECT_ROOT,
+    TOKENS_ENV_VAR,
+    Server,
+    async_http_client,
+    run_make_pipeline,
+    server_process,
+    session_tokens,
+)
 from . import flagger
 from .gateway import Envoy, Fault, Prometheus, Target
 
@@ -174,7 +184,7 @@ class Load:
 
     async def _run(self) -> None:
         limits = httpx.Limits(max_connections=64, keepalive_expiry=1.0)
-        async with httpx.AsyncClient(base_url=self.url, timeout=30, limits=limits) as client:
+        async with async_http_client(base_url=self.url, timeout=30, limits=limits) as client:
             pending: set[asyncio.Task[None]] = set()
             period = 1.0 / REQUESTS_PER_SECOND
             next_at = time.monotonic()
@@ -280,7 +290,11 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
     }
 
     def env(role: str) -> dict[str, str]:
-        settings = {ENV_VAR: str(logs[role]), SPOOL_ENV_VAR: str(work / f"spool-{role}")}
+        settings = {
+            ENV_VAR: str(logs[role]),
+            SPOOL_ENV_VAR: str(work / f"spool-{role}"),
+            TOKENS_ENV_VAR: str(session_tokens().file),
+        }
         if role in homes:
             settings["BENTOML_HOME"] = str(homes[role])
         return settings

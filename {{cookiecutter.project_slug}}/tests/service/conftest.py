@@ -1,19 +1,29 @@
 """Fixtures of the service tests: the registered model's service, served in-process (BentoML's
 ASGI app in starlette's TestClient), with its prediction log in a scratch directory;
 `serving()`, a real `bentoml serve` on loopback whose whole process tree is always stopped; and
-`send()`, bounded concurrent traffic to it."""
+`send()`, bounded concurrent traffic to it.
+
+Every client here calls as any client must, with a bearer token: the session makes a tokens
+file (`session_tokens()`: one token with every scope, the clients' default, and one per scope
+alone) and points API_TOKENS_FILE at it before any service starts. Every 4xx/5xx answer a
+client of the session receives is kept (ERROR_BODIES) for test_error_bodies to read for
+internals."""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import importlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -30,11 +40,149 @@ import pytest
 from {{ cookiecutter.package_name }}.bundle import ModelBundle
 from {{ cookiecutter.package_name }}.config import Paths
 from {{ cookiecutter.package_name }}.errors import ConfigError
+from {{ cookiecutter.package_name }}.serving.auth import ENV_VAR as TOKENS_ENV_VAR
+from {{ cookiecutter.package_name }}.serving.auth import SCOPES, create_token
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, PredictionSink, open_sink
 from {{ cookiecutter.package_name }}.serving.store import use_project_store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 use_project_store(PROJECT_ROOT)  # before anything imports bentoml: the project's own store
+
+
+# ---------------------------------------------------------------------------------------------
+# Callers
+
+CALLER = "service-tests"  # the token every client of these tests sends unless told otherwise
+
+
+@dataclass(frozen=True)
+class Tokens:
+    file: Path  # digests, names and scopes, as `make token` keeps them
+    secrets: dict[str, str]  # name -> token
+
+    def headers(self, name: str = CALLER) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secrets[name]}"}
+
+
+def make_tokens(directory: Path) -> Tokens:
+    """A tokens file in `directory`: CALLER with every scope, and `only-<scope>` for each
+    scope alone."""
+    path = directory / "tokens.json"
+    made = {CALLER: create_token(path, CALLER, SCOPES)}
+    made |= {f"only-{scope}": create_token(path, f"only-{scope}", [scope]) for scope in SCOPES}
+    return Tokens(path, made)
+
+
+@functools.cache
+def session_tokens() -> Tokens:
+    """The session's tokens, made once in a scratch directory removed at exit: the service
+    tests' clients and tests/deploy's send them."""
+    directory = Path(tempfile.mkdtemp(prefix="api-tokens-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return make_tokens(directory)
+
+
+def authorized(name: str = CALLER) -> dict[str, str]:
+    """The Authorization header of one of the session's tokens (default: every scope)."""
+    return session_tokens().headers(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tokens_file() -> Iterator[Path]:
+    """The session's tokens file, named by API_TOKENS_FILE for the whole session: before any
+    service starts, in-process or `bentoml serve` (each inherits the environment)."""
+    path = session_tokens().file
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TOKENS_ENV_VAR, str(path))
+        yield path
+
+
+# ---------------------------------------------------------------------------------------------
+# Every error answer of the session, for test_error_bodies
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    request: str  # method and URL
+    sent: str  # the request's body: what the client itself sent may come back
+    status: int
+    body: str
+
+
+ERROR_BODIES: list[ErrorBody] = []
+
+
+def keep_error_body(
+    method: str, url: str, sent: bytes | str | None, status: int, body: str
+) -> None:
+    """Keep an answer if it is an error (4xx/5xx), with what its request sent."""
+    if status >= 400:
+        if isinstance(sent, bytes):
+            sent = sent.decode(errors="replace")
+        ERROR_BODIES.append(ErrorBody(f"{method} {url}", sent or "", status, body))
+
+
+def _sent(request: httpx.Request) -> bytes:
+    try:
+        return request.content
+    except httpx.RequestNotRead:  # a streamed body
+        return b""
+
+
+def keep_httpx_error(response: httpx.Response) -> None:
+    """httpx's response hook (a Client's event_hooks): keep a 4xx/5xx answer."""
+    if response.status_code >= 400:
+        response.read()
+        request = response.request
+        keep_error_body(
+            request.method, str(request.url), _sent(request), response.status_code, response.text
+        )
+
+
+async def keep_httpx_error_async(response: httpx.Response) -> None:
+    """The same, for an AsyncClient."""
+    if response.status_code >= 400:
+        await response.aread()
+        request = response.request
+        keep_error_body(
+            request.method, str(request.url), _sent(request), response.status_code, response.text
+        )
+
+
+def http_client(headers: Mapping[str, str] | None = None, **settings: Any) -> httpx.Client:
+    """An httpx client that calls as the tests' clients do: with `headers` (default: the
+    token with every scope), every error answer kept."""
+    return httpx.Client(
+        headers=authorized() if headers is None else dict(headers),
+        event_hooks={"response": [keep_httpx_error]},
+        **settings,
+    )
+
+
+def async_http_client(
+    headers: Mapping[str, str] | None = None, **settings: Any
+) -> httpx.AsyncClient:
+    """The same, asynchronous."""
+    return httpx.AsyncClient(
+        headers=authorized() if headers is None else dict(headers),
+        event_hooks={"response": [keep_httpx_error_async]},
+        **settings,
+    )
+
+
+@pytest.fixture(scope="session")
+def http() -> Iterator[httpx.Client]:
+    """The session's client of real servers (full URLs), with the default token."""
+    with http_client(timeout=30) as client:
+        yield client
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """test_error_bodies' session check runs last, once every other test has been answered."""
+    items.sort(key=lambda item: item.nodeid.endswith(READS_EVERY_ERROR_BODY))
+
+
+READS_EVERY_ERROR_BODY = "test_error_bodies.py::test_no_error_body_names_internals"
 
 
 def run_make_pipeline(problem: str) -> None:
@@ -67,7 +215,10 @@ def client(service: ModuleType, log_dir: Path) -> Iterator[Any]:
     """One running app for the session (starting it loads the model: seconds, not milliseconds)."""
     from starlette.testclient import TestClient
 
-    test_client = TestClient(service.ModelService.to_asgi(), raise_server_exceptions=False)
+    test_client = TestClient(
+        service.ModelService.to_asgi(), raise_server_exceptions=False, headers=authorized()
+    )
+    test_client.event_hooks = {"response": [keep_httpx_error]}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENV_VAR, str(log_dir))  # read once, when the service starts and opens its sink
         patch.chdir(PROJECT_ROOT)
@@ -308,18 +459,16 @@ def send(
     records_per_request: int = 1,
     tolerate_no_answer: bool = False,
     path: str = "/predict",
+    headers: Mapping[str, str] | None = None,
 ) -> Traffic:
     """`requests` requests (or as many as fit in `seconds`) from `clients` concurrent clients,
-    each with `records_per_request` of `records` in turn. A request without an answer fails the
-    run unless `tolerate_no_answer` (a test that kills the server): then it is counted as
-    NO_ANSWER and its client stops."""
+    each with `records_per_request` of `records` in turn, with `headers` (the default token).
+    A request without an answer fails the run unless `tolerate_no_answer` (a test that kills the
+    server): then it is counted as NO_ANSWER and its client stops."""
     if (requests is None) == (seconds is None):
         raise ValueError("give requests or seconds")
-    return asyncio.run(
-        _send(
-            url, records, clients, requests, seconds, records_per_request, tolerate_no_answer, path
-        )
-    )
+    load = (clients, requests, seconds, records_per_request, tolerate_no_answer, path, headers)
+    return asyncio.run(_send(url, records, *load))
 
 
 async def _send(
@@ -331,12 +480,13 @@ async def _send(
     size: int,
     tolerate_no_answer: bool,
     path: str,
+    headers: Mapping[str, str] | None,
 ) -> Traffic:
     traffic = Traffic()
     deadline = time.monotonic() + seconds if seconds is not None else None
     issued = 0
     limits = httpx.Limits(max_connections=clients, keepalive_expiry=CLIENT_KEEPALIVE_EXPIRY)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with async_http_client(headers, base_url=url, timeout=60, limits=limits) as client:
 
         async def client_loop() -> None:
             nonlocal issued

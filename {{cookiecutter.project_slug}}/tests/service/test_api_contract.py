@@ -1,18 +1,38 @@
 """The API contract: valid batches get one answer per record; every kind of bad request gets a
 4xx that names what is wrong, never a 5xx. Cases are built from the schema, so they hold for
-any dataset the project is pointed at."""
+any dataset the project is pointed at.
+
+Who may ask: every API needs a token with its route's scope (401 without one, 403 without the
+scope), the probes, /metrics and the API's description need none; a body over the limit is
+refused (413) with or without Content-Length; every error body says what to do and carries an
+error id; /explain logs the decision it answers and the log records who asked and who
+labelled."""
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future
 from types import ModuleType
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from .conftest import a_true_label, as_records, assert_same_answers, expected_answers
+from {{ cookiecutter.package_name }}.serving import prediction_log
+from {{ cookiecutter.package_name }}.serving.prediction_log import PredictionSink
+
+from .conftest import (
+    CALLER,
+    a_true_label,
+    as_records,
+    assert_same_answers,
+    authorized,
+    expected_answers,
+    keep_httpx_error,
+)
 
 pytestmark = pytest.mark.service
 
@@ -240,3 +260,197 @@ def test_measured_only_attributes_may_be_sent_and_never_change_the_answer(
 def test_health_and_readiness(client: Any) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Callers, limits and error bodies
+
+SCOPE_OF_ROUTE = {
+    "/predict": "predict",
+    "/predict_simulated": "simulate",
+    "/explain": "explain",
+    "/feedback": "feedback",
+}
+ERROR_ID = re.compile(r"[0-9a-f]{16}")
+
+
+@pytest.fixture(scope="module")
+def anonymous(client: Any) -> Any:
+    """A client of the same running app that sends no token."""
+    from starlette.testclient import TestClient
+
+    bare = TestClient(client.app, raise_server_exceptions=False)
+    bare.event_hooks = {"response": [keep_httpx_error]}
+    return bare
+
+
+def valid_body(route: str, record: dict[str, Any], client: Any, service: ModuleType) -> Any:
+    if route != "/feedback":
+        return {"records": [record]}
+    prediction_id = predict(client, {"records": [record]}).json()[0]["prediction_id"]
+    return {"prediction_id": prediction_id, "label": a_true_label(service.BUNDLE)}
+
+
+def assert_error_body(response: Any, status: int) -> dict[str, Any]:
+    """A JSON error answer with advice and an id; the body, for more checks."""
+    assert response.status_code == status, response.text
+    answer = response.json()
+    assert isinstance(answer["error"], str) and answer["error"], answer
+    assert ERROR_ID.fullmatch(answer["error_id"]), answer
+    return answer
+
+
+@pytest.mark.parametrize("route", SCOPE_OF_ROUTE)
+def test_every_api_refuses_a_missing_or_unknown_token_with_401(
+    anonymous: Any, client: Any, service: ModuleType, valid_record: dict, route: str
+) -> None:
+    body = valid_body(route, valid_record, client, service)
+
+    missing = anonymous.post(route, json=body)
+    unknown = anonymous.post(route, json=body, headers={"Authorization": "Bearer mls_forged"})
+
+    assert_error_body(missing, 401)
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    assert_error_body(unknown, 401)
+    assert unknown.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+@pytest.mark.parametrize("route", SCOPE_OF_ROUTE)
+def test_every_api_needs_its_own_scope(
+    client: Any, service: ModuleType, valid_record: dict, route: str
+) -> None:
+    needed = SCOPE_OF_ROUTE[route]
+    body = valid_body(route, valid_record, client, service)
+    for scope in SCOPE_OF_ROUTE.values():
+        response = client.post(route, json=body, headers=authorized(f"only-{scope}"))
+        if scope == needed:
+            assert response.status_code == 200, response.text
+        else:
+            assert f"'{needed}'" in assert_error_body(response, 403)["error"]
+
+
+def test_probes_and_the_api_description_need_no_token(anonymous: Any) -> None:
+    """(/metrics answers on a real server only: test_real_server scrapes it with no token.)"""
+    for path in ("/healthz", "/readyz", "/livez", "/docs.json", "/"):
+        assert anonymous.get(path).status_code == 200, path
+
+
+def oversized_records(service: ModuleType, record: dict[str, Any]) -> bytes:
+    """A request body just over the service's limit (many records: a flood, not a typo)."""
+    one = len(json.dumps(record)) + 2
+    return json.dumps({"records": [record] * (service.MAX_BODY_BYTES // one + 1)}).encode()
+
+
+def test_a_body_over_the_limit_is_refused_with_413_whether_or_not_its_size_is_declared(
+    client: Any, service: ModuleType, valid_record: dict
+) -> None:
+    body = oversized_records(service, valid_record)
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the guard counts as it reads
+        for start in range(0, len(body), 8_192):
+            yield body[start : start + 8_192]
+
+    declared = client.post("/predict", content=body)
+    undeclared = client.post("/predict", content=chunked())
+
+    assert "content-length" not in {name.lower() for name in undeclared.request.headers}
+    for response in (declared, undeclared):
+        assert str(service.MAX_BODY_BYTES) in assert_error_body(response, 413)["error"]
+
+
+def test_every_error_body_says_what_to_do_and_carries_an_error_id(
+    client: Any, anonymous: Any, service: ModuleType, valid_record: dict
+) -> None:
+    cases = invalid_cases(service, valid_record, service.SETTINGS.max_records)
+    for name, (request, _) in cases.items():
+        response = client.post("/predict", **request)
+        assert_error_body(response, response.status_code)
+        assert 400 <= response.status_code < 500, name
+    assert_error_body(anonymous.post("/predict", json={}), 401)
+    assert_error_body(client.post("/explain", json={}, headers=authorized("only-predict")), 403)
+    assert_error_body(client.get("/no-such-route"), 404)
+    assert_error_body(client.get("/predict"), 405)
+    oversized = oversized_records(service, valid_record)
+    assert_error_body(client.post("/predict", content=oversized), 413)
+    wrong_field = next(iter(valid_record))
+    invalid = client.post("/predict", json={"records": [{**valid_record, wrong_field: [1]}]})
+    assert f"records[0].{wrong_field}" in assert_error_body(invalid, 400)["error"]
+
+
+def failing(error: Exception) -> Any:
+    """A log method whose receipt fails with `error`."""
+
+    def log(self: Any, records: Any) -> Future[None]:
+        receipt: Future[None] = Future()
+        receipt.set_exception(error)
+        return receipt
+
+    return log
+
+
+@pytest.mark.parametrize("route", ["/predict", "/explain", "/feedback"])
+def test_a_request_the_log_cannot_take_gets_503_without_the_reason(
+    client: Any,
+    service: ModuleType,
+    valid_record: dict,
+    route: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = valid_body(route, valid_record, client, service)
+    reason = prediction_log.LogUnavailable("db.internal:5432 refused; spool /var/spool full")
+    for method in ("log_predictions", "log_feedback"):
+        monkeypatch.setattr(prediction_log.PredictionLog, method, failing(reason))
+
+    response = client.post(route, json=body)
+
+    answer = assert_error_body(response, 503)
+    assert "retry after" in answer["error"] and int(response.headers["Retry-After"]) >= 1
+    assert "db.internal" not in response.text and "/var/spool" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("refusal", "status"),
+    [
+        (prediction_log.UnknownPrediction("no prediction has this id"), 404),
+        (prediction_log.AlreadyLabelled("this prediction has a label already"), 409),
+    ],
+)
+def test_feedback_the_log_refuses_gets_404_or_409_saying_why(
+    client: Any,
+    service: ModuleType,
+    valid_record: dict,
+    refusal: Exception,
+    status: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = valid_body("/feedback", valid_record, client, service)
+    monkeypatch.setattr(prediction_log.PredictionLog, "log_feedback", failing(refusal))
+
+    response = client.post("/feedback", json=body)
+
+    assert assert_error_body(response, status)["error"] == str(refusal)
+
+
+def test_the_log_records_who_asked_who_labelled_and_what_explain_answered(
+    client: Any, service: ModuleType, log_sink: PredictionSink, valid_record: dict
+) -> None:
+    predicted = predict(client, {"records": [valid_record]}).json()[0]
+    explained = client.post(
+        "/explain", json={"records": [valid_record]}, headers=authorized("only-explain")
+    ).json()[0]
+    label = a_true_label(service.BUNDLE)
+    labelled = client.post(
+        "/feedback",
+        json={"prediction_id": explained["prediction_id"], "label": label},
+        headers=authorized("only-feedback"),
+    )
+    assert labelled.status_code == 200, labelled.text
+
+    rows = log_sink.read_predictions().set_index("prediction_id")
+    asked = rows.loc[predicted["prediction_id"]]
+    assert (asked["caller"], bool(asked["explained"])) == (CALLER, False)
+    answered = rows.loc[explained["prediction_id"]]
+    assert (answered["caller"], bool(answered["explained"])) == ("only-explain", True)
+    assert answered["label"] == str(explained["label"]) == str(predicted["label"])
+    feedback = log_sink.read_feedback().set_index("prediction_id")
+    assert feedback.loc[explained["prediction_id"], "labeller"] == "only-feedback"

@@ -20,7 +20,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR
 
-from .conftest import PROJECT_ROOT, as_records, expected_answers
+from .conftest import PROJECT_ROOT, as_records, authorized, expected_answers
 
 pytestmark = pytest.mark.service
 
@@ -75,7 +75,7 @@ def test_predict_never_imports_shap(
 
         body = dict(records=json.loads(sys.argv[1]))
         loaded = lambda: sorted(set(m.split(".")[0] for m in sys.modules) & set(["shap", "numba"]))
-        with TestClient(service.ModelService.to_asgi()) as client:
+        with TestClient(service.ModelService.to_asgi(), headers=json.loads(sys.argv[2])) as client:
             assert client.post("/predict", json=body).status_code == 200
             after_predict = loaded()
             assert client.post("/explain", json=body).status_code == 200
@@ -83,7 +83,7 @@ def test_predict_never_imports_shap(
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(record)],
+        [sys.executable, "-c", script, json.dumps(record), json.dumps(authorized())],
         cwd=PROJECT_ROOT,
         env={**os.environ, ENV_VAR: str(tmp_path / "log")},
         capture_output=True,

@@ -40,7 +40,7 @@ def metric_total(metrics: str, name: str) -> float:
 
 @pytest.mark.parametrize("sink", SINKS)
 def test_every_answered_prediction_is_logged_exactly_once(
-    sink: str, service: Any, test_split: pd.DataFrame, tmp_path: Path
+    sink: str, service: Any, test_split: pd.DataFrame, tmp_path: Path, http: httpx.Client
 ) -> None:
     location = str(tmp_path / "predictions")
     if sink == "sqlite":
@@ -57,7 +57,7 @@ def test_every_answered_prediction_is_logged_exactly_once(
                 f"a request got no answer: {error!r}; the server's log ends:\n"
                 f"{server_log.read_text()[-3000:]}"
             )
-        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        metrics = http.get(f"{url}/metrics").text
     # the server is stopped: whatever it answered must be written by now
     answered = traffic.answered
     assert traffic.statuses == Counter({200: LOAD_REQUESTS}), traffic.statuses

@@ -50,7 +50,7 @@ def test_an_overloaded_service_refuses_at_once_with_retry_after(
     assert set(traffic.statuses) == {200, 503}, traffic.statuses
     for refusal in traffic.refusals:
         assert refusal.status_code == 503
-        assert "at capacity" in refusal.json()["error"], refusal.text
+        assert "the service is busy: retry after" in refusal.json()["error"], refusal.text
         assert int(refusal.headers["Retry-After"]) >= 1
         # refused on arrival, not after waiting in the queue for the timeout
         assert refusal.elapsed.total_seconds() < timeout / 2

@@ -1,8 +1,9 @@
 """Every prediction and every feedback label is in the prediction log (a scratch directory here,
-through the PREDICTION_LOG override), in the layout monitoring reads, by the time its request is
-answered: a 2xx means the record is durable, so these tests read the log right after it. (A
-log written after the answer would usually win that race too: what proves the guarantee is
-test_durability.py, against a real server, a database outage and a crash.)"""
+through the PREDICTION_LOG override), in the layout monitoring reads, with the name of the token
+that asked or labelled, by the time its request is answered: a 2xx means the record is durable,
+so these tests read the log right after it. (A log written after the answer would usually win
+that race too: what proves the guarantee is test_durability.py, against a real server, a
+database outage and a crash.)"""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import PredictionSink, join_feedback
 
-from .conftest import a_true_label
+from .conftest import CALLER, a_true_label
 
 pytestmark = pytest.mark.service
 
@@ -51,6 +52,7 @@ def test_predictions_are_logged(
         for field, value in service.BUNDLE.task.response_values(outputs).items():
             assert value == pytest.approx(answer[field]), field  # what was answered
         assert entry["model_version"] == answer["model_version"]
+        assert entry["caller"] == CALLER  # the name of the token that asked, never the token
     assert str(rows["timestamp"].dt.tz) == "UTC"
 
 
@@ -69,6 +71,7 @@ def test_feedback_is_logged(
     feedback = logged(log_sink.read_feedback, {prediction_id})
 
     assert feedback["label"].tolist() == [str(label)]
+    assert feedback["labeller"].tolist() == [CALLER]
 
 
 def test_feedback_for_an_unknown_prediction_or_a_second_label_is_refused(

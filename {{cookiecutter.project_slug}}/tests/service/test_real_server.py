@@ -1,7 +1,7 @@
 """The service under a real `bentoml serve` on loopback: readiness, a prediction, Prometheus
 metrics (which only a real server exposes), and schemathesis fuzzing /predict, /feedback and
-/explain from the service's own OpenAPI document. The server's whole process tree is always
-stopped."""
+/explain from the service's own OpenAPI document, each request with the tests' token. The
+server's whole process tree is always stopped."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -23,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR
 
-from .conftest import counted_label, output_histograms, serving
+from .conftest import authorized, counted_label, keep_error_body, output_histograms, serving
 
 pytestmark = pytest.mark.service
 
@@ -43,13 +44,13 @@ def server(service: ModuleType, server_dir: Path) -> Iterator[str]:
 
 
 def test_ready_predicts_and_exposes_metrics(
-    server: str, valid_record: dict, service: ModuleType
+    server: str, valid_record: dict, service: ModuleType, http: httpx.Client
 ) -> None:
-    assert httpx.get(f"{server}/readyz", timeout=10).status_code == 200
-    response = httpx.post(f"{server}/predict", json={"records": [valid_record]}, timeout=30)
+    assert http.get(f"{server}/readyz").status_code == 200
+    response = http.post(f"{server}/predict", json={"records": [valid_record]})
     assert response.status_code == 200, response.text
 
-    metrics = httpx.get(f"{server}/metrics", timeout=10)
+    metrics = http.get(f"{server}/metrics")
 
     assert metrics.status_code == 200
     assert "bentoml_service_request_total" in metrics.text
@@ -82,11 +83,11 @@ FUZZ_CHECKS = [
 ]
 
 
-def served_openapi(url: str) -> dict[str, Any]:
+def served_openapi(url: str, http: httpx.Client) -> dict[str, Any]:
     """The service's /docs.json with two inaccuracies of BentoML 1.4's generator corrected: it
     omits `requestBody.required` (so an empty body would count as valid), and documents a
     400's `detail` as a string where pydantic's error list arrives."""
-    document = httpx.get(f"{url}/docs.json", timeout=10).json()
+    document = http.get(f"{url}/docs.json").json()
     for route in FUZZED_ROUTES:
         document["paths"][route]["post"]["requestBody"]["required"] = True
     document["components"]["schemas"]["InvalidArgument"]["properties"]["detail"] = {}
@@ -94,8 +95,8 @@ def served_openapi(url: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def api_schema(server: str) -> Any:
-    schema = schemathesis.openapi.from_dict(served_openapi(server))
+def api_schema(server: str, http: httpx.Client) -> Any:
+    schema = schemathesis.openapi.from_dict(served_openapi(server, http))
     schema.config.update(base_url=server)
     return schema.include(path_regex=f"^({'|'.join(FUZZED_ROUTES)})$")
 
@@ -107,10 +108,30 @@ def _schemathesis_node_id(request: pytest.FixtureRequest) -> None:
         request.node._nodeid = request.node.nodeid
 
 
+def keep_error(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """requests' response hook: keep a 4xx/5xx answer, as the conftest's clients do."""
+    request = response.request
+    sent = request.body if isinstance(request.body, bytes | str) else None
+    keep_error_body(
+        str(request.method), str(request.url), sent, response.status_code, response.text
+    )
+
+
+@pytest.fixture(scope="module")
+def fuzzing_session() -> Iterator[requests.Session]:
+    """schemathesis' HTTP session: the tests' token on every request, every error kept."""
+    with requests.Session() as session:
+        session.headers.update(authorized())
+        session.hooks["response"].append(keep_error)
+        yield session
+
+
 fuzzed = schemathesis.pytest.from_fixture("api_schema")
 
 
 @fuzzed.parametrize()
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-def test_fuzzed_requests_get_no_server_error_and_bad_data_is_refused(case: Any) -> None:
-    case.call_and_validate(checks=FUZZ_CHECKS, timeout=30)
+def test_fuzzed_requests_get_no_server_error_and_bad_data_is_refused(
+    case: Any, fuzzing_session: requests.Session
+) -> None:
+    case.call_and_validate(checks=FUZZ_CHECKS, session=fuzzing_session, timeout=30)

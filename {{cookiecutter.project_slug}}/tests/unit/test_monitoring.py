@@ -29,6 +29,7 @@ from {{ cookiecutter.package_name }}.pipeline import (
 from {{ cookiecutter.package_name }}.privacy import KEY_ENV_VAR, LogPolicy, rotate_key
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     DirectorySink,
+    open_sink,
     decided_records,
     output_rows,
 )
@@ -138,6 +139,9 @@ def test_the_window_reads_a_sql_prediction_log_and_any_source(
     rows = params.monitor.simulate.rows
     assert (info.rows, info.simulated) == (rows, rows)
     assert info.labelled == round(rows * params.monitor.simulate.feedback_share)
+    sink = open_sink(params.serving.prediction_log, base_dir=Path.cwd())  # who asked, labelled
+    assert set(sink.read_predictions()["caller"]) == {simulate.CALLER}
+    assert set(sink.read_feedback()["labeller"]) == {simulate.CALLER}
 
     test_rows = bundle.schema.read_csv(Paths.test_data).head(120)
     test_rows.to_csv("current.csv", index=False)

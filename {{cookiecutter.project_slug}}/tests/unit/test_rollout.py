@@ -201,12 +201,14 @@ def test_the_rollback_command_dry_run_names_the_digest_and_applies_nothing(
 # The smoke test, against a stand-in service on loopback
 
 OFFLINE: dict[str, Any] = {"record": {"age": 30}, "probability": 0.25, "label": 0}
+TOKEN = "smoke-test-token"
 
 
 class _Service(BaseHTTPRequestHandler):
     ready = 200
     probability = 0.25
     malformed = 400
+    token: str | None = TOKEN  # the one it accepts; None: it asks for none
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -224,6 +226,9 @@ class _Service(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.token and self.headers.get("Authorization") != f"Bearer {self.token}":
+            self._answer(401, {"error": "send Authorization: Bearer <token>"})
+            return
         if not isinstance(body.get("records"), list):
             self._answer(self.malformed, {"error": "records: a list"})
             return
@@ -249,22 +254,40 @@ def test_smoke_passes_a_service_that_answers_as_the_bundle(
     service: tuple[str, type[_Service]],
 ) -> None:
     url, _ = service
-    assert smoke.failures(url + "/", OFFLINE, wait=0) == []
+    assert smoke.failures(url + "/", OFFLINE, TOKEN, wait=0) == []
 
 
 def test_smoke_names_each_failure(service: tuple[str, type[_Service]]) -> None:
     url, handler = service
     handler.probability = 0.75
     handler.malformed = 500
-    found = smoke.failures(url, OFFLINE, wait=0)
+    found = smoke.failures(url, OFFLINE, TOKEN, wait=0)
     assert len(found) == 2, found
     assert "probability 0.75 but the bundle gives 0.25 offline" in found[0]
     assert "malformed request answered 500, not 4xx" in found[1]
     handler.ready = 503
-    [not_ready] = smoke.failures(url, OFFLINE, wait=0)
+    [not_ready] = smoke.failures(url, OFFLINE, TOKEN, wait=0)
     assert "/readyz answered 503" in not_ready
 
 
+def test_smoke_names_a_service_open_to_anyone_and_a_refused_token(
+    service: tuple[str, type[_Service]],
+) -> None:
+    url, handler = service
+    [refused] = smoke.failures(url, OFFLINE, "another-token", wait=0)
+    assert "answered 401: the service does not know the token" in refused
+    assert "API_TOKEN" in refused and "make token" in refused
+    handler.token = None
+    [open_to_anyone] = smoke.failures(url, OFFLINE, TOKEN, wait=0)
+    assert "/predict without a token answered 200, not 401" in open_to_anyone
+
+
+def test_smoke_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    with pytest.raises(PipelineError, match="set API_TOKEN to a token of scope predict"):
+        smoke.run("http://127.0.0.1:9", wait=0)
+
+
 def test_smoke_reports_a_service_that_does_not_answer() -> None:
-    [found] = smoke.failures("http://127.0.0.1:9", OFFLINE, wait=0)
+    [found] = smoke.failures("http://127.0.0.1:9", OFFLINE, TOKEN, wait=0)
     assert "/readyz answered nothing" in found

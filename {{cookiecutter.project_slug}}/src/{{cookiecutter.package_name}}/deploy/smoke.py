@@ -1,14 +1,14 @@
 """The `smoke URL` command: a deployed service, checked from outside as a client sees it:
-`/readyz` answers 200, one record of the test split gets the answer the model bundle gives
-offline (the image serves the model this commit trained), and a malformed request is refused
-with a 4xx (not a 5xx, not an answer). Every failure is reported, one line each."""
+`/readyz` answers 200, a request without a token is refused with 401, one record of the test
+split gets the answer the model bundle gives offline (the image serves the model this commit
+trained), and a malformed request is refused with a 4xx (not a 5xx, not an answer). Its token
+(scope `predict`) comes from the `API_TOKEN` environment variable (the deploy workflow's
+`SMOKE_API_TOKEN` secret). Every failure is reported, one line each."""
 
 from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,25 +17,12 @@ import numpy as np
 from {{ cookiecutter.package_name }}.bundle import load_bundle
 from {{ cookiecutter.package_name }}.config import Paths
 from {{ cookiecutter.package_name }}.errors import PipelineError
+from {{ cookiecutter.package_name }}.serving.auth import TOKEN_ENV_VAR
+from {{ cookiecutter.package_name }}.serving.client import client_token, refused_caller, request
 
-TIMEOUT_SECONDS: Final = 30.0  # one request
 READY_WAIT_SECONDS: Final = 120.0  # a route or load balancer may need a moment after rollout
 TOLERANCE: Final = 1e-6  # served (fast path) against offline (pipeline), as in its parity test
 MALFORMED: Final = {"records": "not a list of records"}
-
-
-def request(url: str, body: Any = None) -> tuple[int, str]:
-    """(status, body) of a GET, or of a JSON POST when `body` is given; 4xx/5xx included; 0
-    and the reason when nothing answers."""
-    data = None if body is None else json.dumps(body).encode()
-    prepared = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(prepared, timeout=TIMEOUT_SECONDS) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-    except (urllib.error.URLError, OSError) as error:
-        return 0, str(getattr(error, "reason", error))
 
 
 def offline_answer(model: Path = Paths.model, test_data: Path = Paths.test_data) -> dict[str, Any]:
@@ -61,14 +48,21 @@ def wait_ready(url: str, wait: float) -> tuple[int, str]:
         time.sleep(2)
 
 
-def failures(url: str, offline: dict[str, Any], wait: float = READY_WAIT_SECONDS) -> list[str]:
-    """What the service at `url` gets wrong (empty: it passed)."""
+def failures(
+    url: str, offline: dict[str, Any], token: str | None, wait: float = READY_WAIT_SECONDS
+) -> list[str]:
+    """What the service at `url` gets wrong, asked with `token` (empty: it passed)."""
     url = url.rstrip("/")
     status, body = wait_ready(url, wait)
     if status != 200:
         return [f"{url}/readyz answered {status or 'nothing'} after {wait:.0f} s: {body[:200]}"]
     found = []
     status, body = request(f"{url}/predict", {"records": [offline["record"]]})
+    if status != 401:
+        found.append(f"/predict without a token answered {status or 'nothing'}, not 401")
+    status, body = request(f"{url}/predict", {"records": [offline["record"]]}, token=token)
+    if refusal := refused_caller(status, token):
+        return [*found, f"/predict of a test-split record {refusal}"]  # nothing more to ask
     if status != 200:
         found.append(f"/predict of a test-split record answered {status}: {body[:200]}")
     else:
@@ -85,7 +79,7 @@ def failures(url: str, offline: dict[str, Any], wait: float = READY_WAIT_SECONDS
                 )
             if label != offline["label"]:
                 found.append(f"/predict: label {label!r}, offline {offline['label']!r}")
-    status, body = request(f"{url}/predict", MALFORMED)
+    status, body = request(f"{url}/predict", MALFORMED, token=token)
     if not 400 <= status < 500:
         found.append(f"/predict of a malformed request answered {status or 'nothing'}, not 4xx")
     return found
@@ -93,8 +87,17 @@ def failures(url: str, offline: dict[str, Any], wait: float = READY_WAIT_SECONDS
 
 def run(url: str, wait: float = READY_WAIT_SECONDS) -> str:
     """Raise PipelineError naming every failure; a one-line verdict when all pass."""
-    found = failures(url, offline_answer(), wait)
+    token = client_token()
+    if token is None:
+        raise PipelineError(
+            f"smoke test of {url}: set {TOKEN_ENV_VAR} to a token of scope predict (the deploy"
+            " workflow passes the SMOKE_API_TOKEN secret)"
+        )
+    found = failures(url, offline_answer(), token, wait)
     if found:
         listed = "\n".join(f"  - {failure}" for failure in found)
         raise PipelineError(f"smoke test of {url} failed:\n{listed}")
-    return f"{url}: ready, a test-split prediction equal to the offline one, malformed refused"
+    return (
+        f"{url}: ready, no token refused, a test-split prediction equal to the offline one,"
+        " malformed refused"
+    )

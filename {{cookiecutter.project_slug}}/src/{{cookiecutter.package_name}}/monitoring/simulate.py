@@ -1,14 +1,14 @@
 """`make simulate`: realistic traffic for a newcomer's first monitoring runs. Requests are
 sampled from the held-out rows (the test split); a share of them get their true label back as
 feedback. They go to a running service (`URL=http://127.0.0.1:3000`, its /predict_simulated
-route) or, when none runs, straight into the prediction log. Every simulated row
+route, with the token in `API_TOKEN` or else the one `make serve` made: scopes `simulate` and
+`feedback`) or, when none runs, straight into the prediction log. Every simulated row
 is marked `simulated` in the log. With drift, the columns in `monitor.simulate.drift` shift:
 numbers are multiplied (within the schema's range), a category takes over half the rows."""
 
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,13 @@ import pandas as pd
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
+from {{ cookiecutter.package_name }}.serving.auth import LOCAL_TOKEN_FILE
+from {{ cookiecutter.package_name }}.serving.client import (
+    UNREACHABLE,
+    client_token,
+    refused_caller,
+    request,
+)
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     LogUnavailable,
     PredictionLog,
@@ -29,6 +36,7 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
 )
 
 BATCH = 50  # records per request
+CALLER = "simulator"  # who asked and labelled, in the log, when it writes there itself
 
 
 def shifted(
@@ -61,24 +69,22 @@ def records_of(rows: pd.DataFrame, bundle: ModelBundle) -> list[dict[str, Any]]:
     return json.loads(rows[bundle.schema.feature_names].to_json(orient="records"))
 
 
-def _post(url: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
-    except OSError as error:
-        raise PipelineError(f"cannot reach the service at {url}: {error}") from error
+def _post(url: str, body: Any, token: str | None) -> Any:
+    status, answer = request(url, body, token=token, timeout=60)
+    if status == UNREACHABLE:
+        raise PipelineError(f"cannot reach the service at {url}: {answer}")
+    if refusal := refused_caller(status, token):
+        raise PipelineError(f"{url} {refusal} (scopes simulate and feedback)")
+    if not 200 <= status < 300:
+        raise PipelineError(f"{url} answered {status}: {answer[:300]}")
+    return json.loads(answer)
 
 
-def _to_service(url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _to_service(url: str, records: list[dict[str, Any]], token: str | None) -> list[dict[str, Any]]:
     route = f"{url.rstrip('/')}/predict_simulated"
     answers: list[dict[str, Any]] = []
     for start in range(0, len(records), BATCH):
-        answers += _post(route, {"records": records[start : start + BATCH]})
+        answers += _post(route, {"records": records[start : start + BATCH]}, token)
     return answers
 
 
@@ -91,7 +97,9 @@ def _to_log(
     labels = [bundle.label(decision) for decision in bundle.decide(outputs)]
     columns = output_rows(bundle.task.output_columns(outputs), len(rows))
     version = f"simulated ({bundle.family})"
-    logged = decided_records(records, labels, columns, version, [True] * len(records))
+    logged = decided_records(
+        records, labels, columns, version, [True] * len(records), callers=[CALLER] * len(records)
+    )
     _recorded(log.log_predictions(logged))
     return log, logged
 
@@ -113,8 +121,9 @@ def run(params: Params, url: str | None = None, drift: bool = False) -> dict[str
         rows = shifted(rows, settings.drift, bundle, seed)
     records = records_of(rows, bundle)
     log = None
+    token = client_token(LOCAL_TOKEN_FILE) if url else None
     if url:
-        answers = _to_service(url, records)
+        answers = _to_service(url, records, token)
     else:
         log, answers = _to_log(params, bundle, rows, records)
     told = round(len(answers) * settings.feedback_share)
@@ -124,12 +133,11 @@ def run(params: Params, url: str | None = None, drift: bool = False) -> dict[str
             "label": label.item() if hasattr(label, "item") else label,
         }
         if url:
-            _post(f"{url.rstrip('/')}/feedback", feedback)
+            _post(f"{url.rstrip('/')}/feedback", feedback, token)
         else:
             assert log is not None
-            _recorded(
-                log.log_feedback(feedback_record(feedback["prediction_id"], feedback["label"]))
-            )
+            record = feedback_record(feedback["prediction_id"], feedback["label"], CALLER)
+            _recorded(log.log_feedback(record))
     if log is not None:
         log.close()
     return {

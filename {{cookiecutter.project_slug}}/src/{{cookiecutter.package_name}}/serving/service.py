@@ -4,16 +4,24 @@ bundle, with every prediction logged. Attributes that are measured but not model
 sent (they are logged, for monitoring fairness) and never reach the model.
 
 `/explain` answers, for up to `serving.max_explain_records` records, each input's contribution
-to the decision (explanations.py). It is not logged (no decision is made there) and imports
-shap on its first call: /predict never waits for it.
+to the decision (explanations.py). The decision it answers is logged like a prediction, marked
+`explained` (monitoring can leave those out of its window), and the answer carries its
+`prediction_id`, so feedback can label it. It imports shap on its first call: /predict never
+waits for it.
 
 Run it with `make serve` (project dir) or from the built bento/image. BentoML adds `/healthz`,
 `/readyz`, `/livez` and `/metrics` (Prometheus) by itself.
 
+Every API needs a token with the route's scope (guard.py, auth.py): the token's name is
+recorded with each prediction (`caller`) and each label (`labeller`). The tokens file is read
+when the service starts; without it the service does not start.
+
 A 2xx means the answer is on record: a prediction or feedback is answered only once the
 prediction log has it durably (in its sink, or in its spool while the sink fails). When it
 cannot, or when the queue ahead holds more than `serving.max_queue_wait` seconds of scoring, the
-request gets a 503 whose body names the reason and whose `Retry-After` says when to come back.
+request gets a 503 whose `error` says so and whose `Retry-After` says when to come back (the
+reason's details go to the server log under the answer's `error_id`). Feedback for a prediction
+the log never recorded gets 404, a second label for one 409.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -35,8 +44,18 @@ from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import ServingConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.inference import records_scorer
+from {{ cookiecutter.package_name }}.serving.auth import TokenVerifier, tokens_file
 from {{ cookiecutter.package_name }}.serving.batching import Batcher, Overloaded
+from {{ cookiecutter.package_name }}.serving.guard import (
+    CALLER,
+    Guard,
+    derived_body_limit,
+    error_body,
+    new_error_id,
+)
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
+    AlreadyLabelled,
+    FeedbackRefused,
     LogUnavailable,
     PredictionLog,
     Receipt,
@@ -48,7 +67,6 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
 )
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME, SERVING_FILE
 
-JSON_ROUTES = ("/predict", "/predict_simulated", "/feedback", "/explain")
 LOG_RETRY_AFTER = 1  # seconds a client waits after a 503 from the log (it spools within that)
 logger = logging.getLogger("bentoml")  # BentoML shows its own logger's records in its log
 
@@ -88,6 +106,15 @@ SETTINGS = ServingConfig.model_validate(
 limit_inference_threads(SETTINGS.inference_threads)  # before the bundle loads scikit-learn
 BUNDLE: ModelBundle = load_bundle(MODEL.stored.path_of(BUNDLE_FILE))
 SCHEMA = BUNDLE.schema
+TOKENS = TokenVerifier()  # loaded when the service starts (ModelService.__init__)
+if sys.argv[1:2] == ["serve"]:
+    # `bentoml serve` imports this module before it starts a worker: a missing tokens file
+    # stops it here, with its message, rather than each worker, which its supervisor restarts.
+    # (`bentoml build` imports it too, and needs no tokens.)
+    TokenVerifier().load(tokens_file(SETTINGS.auth.tokens_file, BASE_DIR))
+MAX_BODY_BYTES = SETTINGS.max_body_bytes or derived_body_limit(
+    SCHEMA, max(SETTINGS.max_records, SETTINGS.max_explain_records)
+)
 
 Record = SCHEMA.request_model("Record", optional=BUNDLE.measured_only)
 # Built from the schema when the service starts: pydantic validates against these; a type checker
@@ -104,7 +131,7 @@ else:
     TargetLabel = SCHEMA.label_type()
 
 
-PredictJob = tuple[Any, bool]  # one request's records, and whether they are simulated
+PredictJob = tuple[Any, bool, str]  # a request's records, whether simulated, who asked
 Answer = tuple[list["Prediction"], Receipt]  # a request's predictions, and their log receipt
 
 
@@ -151,6 +178,7 @@ else:  # the decision, then what the task adds (task.py: a probability, each cla
 
 
 class Explanation(BaseModel):
+    prediction_id: str = Field(description="uuid4 of the logged decision; quote it for feedback")
     label: TargetLabel = Field(description="the decision, as /predict answers it")
     explains: str = Field(description="the model output the numbers explain, in words")
     scale: str = Field(description="log_odds, probability or estimate (explanations.py)")
@@ -169,36 +197,26 @@ class FeedbackReceipt(BaseModel):
     recorded: bool
 
 
-def unavailable(reason: str, retry_after: int) -> Any:
-    """A 503 that says why and when to retry. BentoML answers a 5xx raised as an exception with
-    a generic message and no headers; an API returning a response object has it sent as is."""
-    from starlette.responses import JSONResponse
+def refused(status: int, advice: str, reason: object, retry_after: int | None = None) -> Any:
+    """An error answer with `advice` for the client and an `error_id`, under which the server
+    log keeps `reason` (a log's failure may name hosts and paths: never sent). BentoML answers
+    an exception with a generic message and no headers; a response object is sent as is."""
+    from starlette.responses import Response
 
-    return JSONResponse(
-        {"error": reason}, status_code=503, headers={"Retry-After": str(retry_after)}
+    error_id = new_error_id()
+    (logger.warning if status >= 500 else logger.info)("error %s: %d %s", error_id, status, reason)
+    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+    return Response(
+        error_body(advice, error_id), status, headers=headers, media_type="application/json"
     )
 
 
-class JsonOnly:
-    """Answer 415 to a POST whose body is declared as anything but JSON (a request without a
-    Content-Type is read as JSON, as BentoML does), before BentoML tries another parser."""
+def unavailable(reason: object, retry_after: int, what: str) -> Any:
+    """A 503: `what` could not be done now; come back after `retry_after` seconds."""
+    return refused(503, f"{what}: retry after {retry_after} s", reason, retry_after)
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in JSON_ROUTES:
-            headers = dict(scope["headers"])
-            media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
-            if media_type.lower() != b"application/json":
-                from starlette.responses import JSONResponse
-
-                message = (
-                    f"Content-Type must be application/json, got {media_type.decode('latin-1')!r}"
-                )
-                await JSONResponse({"error": message}, status_code=415)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+LOG_REFUSED = "the prediction log cannot record this request now"
 
 
 # Records per batch: a histogram on /metrics (`batch_records`). prometheus_client directly, as
@@ -242,6 +260,8 @@ class ModelService:
         self.score, path = records_scorer(BUNDLE)
         logger.info("scoring with the %s", path)
         self.model_version = str(self.model_ref.tag)
+        TOKENS.load(tokens_file(SETTINGS.auth.tokens_file, BASE_DIR))  # none: no start
+        logger.info("%d API tokens from %s", len(TOKENS), TOKENS.path)
         self.log = PredictionLog(
             open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR),
             open_spool(SETTINGS.prediction_spool, base_dir=BASE_DIR),
@@ -270,13 +290,13 @@ class ModelService:
     async def _predict(self, records: Records, simulated: bool) -> Any:
         """The request's predictions once they are on record; else a 503 saying why."""
         try:
-            predictions, receipt = await self.batcher.submit((records, simulated))
+            predictions, receipt = await self.batcher.submit((records, simulated, CALLER.get()))
         except Overloaded as busy:
-            return unavailable(str(busy), busy.retry_after)
+            return unavailable(busy, busy.retry_after, "the service is busy")
         try:
             await asyncio.wrap_future(receipt)
         except LogUnavailable as error:  # an answer that is not on record is not given
-            return unavailable(str(error), LOG_RETRY_AFTER)
+            return unavailable(error, LOG_RETRY_AFTER, LOG_REFUSED)
         self._count(predictions)
         return predictions
 
@@ -297,13 +317,16 @@ class ModelService:
         """Score, decide and log the records of the requests in one batch, in one go: each
         request's predictions, with the receipt of the batch's log records (awaited outside
         the batcher, so the next batch is scored while this one is written)."""
-        rows = [record.model_dump() for records, _ in jobs for record in records]
+        rows = [record.model_dump() for records, _, _ in jobs for record in records]
         outputs = self.score(rows)  # measured-only attributes are logged, never used
         decisions = self.bundle.decide(outputs)
-        simulated = [flag for records, flag in jobs for _ in records]
+        simulated = [flag for records, flag, _ in jobs for _ in records]
+        callers = [caller for records, _, caller in jobs for _ in records]
         by_row = output_rows(self.bundle.task.output_columns(outputs), len(rows))
         labels = [self.bundle.label(decision) for decision in decisions]
-        logged = decided_records(rows, labels, by_row, self.model_version, simulated)
+        logged = decided_records(
+            rows, labels, by_row, self.model_version, simulated, callers=callers
+        )
         task = self.bundle.task
         predictions = [
             Prediction(
@@ -316,7 +339,7 @@ class ModelService:
         ]
         receipt = self.log.log_predictions(logged)
         answers, start = [], 0
-        for records, _ in jobs:
+        for records, _, _ in jobs:
             answers.append((predictions[start : start + len(records)], receipt))
             start += len(records)
         return answers
@@ -324,15 +347,29 @@ class ModelService:
     @bentoml.api(input_spec=ExplainRequest)
     def explain(self, records: ExplainRecords) -> list[Explanation]:
         """Each record's decision and every model input's contribution to it (SHAP values).
-        Runs in BentoML's thread pool, beside /predict's event loop; not logged."""
+        Runs in BentoML's thread pool, beside /predict's event loop. The decisions are logged
+        (marked explained) before the explanations are computed: a 503 when the log cannot."""
         with self.explainer_lock:
             if self.explainer is None:
                 from {{ cookiecutter.package_name }}.explanations import Explainer
 
                 self.explainer = Explainer(self.bundle)
         explainer = self.explainer
-        matrix = explainer.records_matrix([record.model_dump() for record in records])
-        decisions = self.bundle.decide(explainer.fast.scores(matrix))  # as /predict decides
+        rows = [record.model_dump() for record in records]
+        matrix = explainer.records_matrix(rows)
+        outputs = explainer.fast.scores(matrix)
+        decisions = self.bundle.decide(outputs)  # as /predict decides
+        by_row = output_rows(self.bundle.task.output_columns(outputs), len(rows))
+        logged = decided_records(
+            rows,
+            [self.bundle.label(decision) for decision in decisions],
+            by_row,
+            self.model_version,
+            [False] * len(rows),
+            callers=[CALLER.get()] * len(rows),
+            explained=True,
+        )
+        receipt = self.log.log_predictions(logged)  # written while the explanation is computed
         found = explainer.explain(matrix, decisions)
         inputs = self.bundle.features
         answers = []
@@ -343,6 +380,7 @@ class ModelService:
             )
             answers.append(
                 Explanation(
+                    prediction_id=logged[row]["prediction_id"],
                     label=self.bundle.label(decision),
                     explains=explainer.explains(None if found.codes is None else found.codes[row]),
                     scale=explainer.scale,
@@ -352,19 +390,25 @@ class ModelService:
                     model_version=self.model_version,
                 )
             )
+        try:
+            receipt.result()
+        except LogUnavailable as error:  # an answer that is not on record is not given
+            return unavailable(error, LOG_RETRY_AFTER, LOG_REFUSED)
         return answers
 
     @bentoml.api(input_spec=FeedbackRequest)
     async def feedback(self, prediction_id: uuid.UUID, label: TargetLabel) -> FeedbackReceipt:
-        """Record the true label of an earlier prediction, for monitoring to compare. Any
-        well-formed id is recorded (checking it would read the log on every call); feedback
-        whose id was never issued is counted as unmatched when monitoring joins the two."""
+        """Record the true label of an earlier prediction, with who sent it, for monitoring and
+        the release gate. An id the log never recorded is refused (404), as is a second label
+        for the same prediction (409: the log takes no corrections through the API)."""
+        record = feedback_record(str(prediction_id), label, CALLER.get())
         try:
-            await asyncio.wrap_future(
-                self.log.log_feedback(feedback_record(str(prediction_id), label))
-            )
+            await asyncio.wrap_future(self.log.log_feedback(record))
         except LogUnavailable as error:
-            return unavailable(str(error), LOG_RETRY_AFTER)
+            return unavailable(error, LOG_RETRY_AFTER, LOG_REFUSED)
+        except FeedbackRefused as refusal:  # its str() is meant for the client
+            status = 409 if isinstance(refusal, AlreadyLabelled) else 404
+            return refused(status, str(refusal), f"feedback for {prediction_id}: {refusal}")
         return FeedbackReceipt(prediction_id=str(prediction_id), label=label, recorded=True)
 
     @bentoml.on_shutdown
@@ -373,4 +417,6 @@ class ModelService:
 
 
 # @bentoml.service turns the class into a bentoml.Service, which its type does not show.
-ModelService.add_asgi_middleware(JsonOnly)  # type: ignore[attr-defined]
+ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
+    Guard, tokens=TOKENS, max_body_bytes=MAX_BODY_BYTES
+)
