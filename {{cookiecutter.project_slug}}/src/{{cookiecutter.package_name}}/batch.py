@@ -55,7 +55,9 @@ from {{ cookiecutter.package_name }}.io import (
     stage_outputs,
 )
 from {{ cookiecutter.package_name }}.pipeline.curate import clean_values
+from {{ cookiecutter.package_name }}.privacy import LogPolicy
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
+    Redact,
     Spool,
     decided_records,
     open_sink,
@@ -142,10 +144,24 @@ def run(
         destination(rejects, rejects_table, overwrite=True) as reject,
     ):
         log = Spool(staged) if settings.log_predictions else None
+        # the log keeps of each row what schema.yaml's `log:` says, as the service's log does
+        policy = (
+            LogPolicy.load(bundle.schema, params.serving.privacy.key_file, base_dir=Path.cwd())
+            if log is not None
+            else None
+        )
         try:  # the rejects are kept when the output is refused for them
             with destination(output, output_table, overwrite=overwrite) as append:
                 counts = score_all(
-                    bundle, chunks, settings.key_columns, tag, log, append, reject, explainer
+                    bundle,
+                    chunks,
+                    settings.key_columns,
+                    tag,
+                    log,
+                    append,
+                    reject,
+                    explainer,
+                    redact=None if policy is None else policy.apply,
                 )
                 share = counts["rejected"] / max(counts["rows"], 1)
                 if share > settings.max_reject_share:
@@ -206,11 +222,14 @@ def score_all(
     append: Append,
     reject: Append,
     explainer: Explainer | None = None,
+    redact: Redact | None = None,
 ) -> dict[str, int]:
     """Every chunk scored into `append` and its rejects into `reject`; the counts."""
     counts = {"rows": 0, "scored": 0, "rejected": 0}
     for chunk in chunks:
-        scored, rejected = score_chunk(bundle, chunk, keys, counts["rows"], tag, log, explainer)
+        scored, rejected = score_chunk(
+            bundle, chunk, keys, counts["rows"], tag, log, explainer, redact=redact
+        )
         for write, rows, count in ((append, scored, "scored"), (reject, rejected, "rejected")):
             if len(rows):  # an empty frame first would fix a Parquet column's type as null
                 write(rows)
@@ -244,6 +263,7 @@ def score_chunk(
     tag: str,
     log: Spool | None,
     explainer: Explainer | None = None,
+    redact: Redact | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One chunk's output rows and rejects; its scored rows staged for the log in `log`."""
     schema = bundle.schema
@@ -297,6 +317,7 @@ def score_chunk(
             batch=True,
             prediction_ids=ids,
             callers=["batch"] * len(good),
+            redact=redact,
         )
         log.append("predictions", logged)
     return scored, rejected

@@ -180,6 +180,8 @@ class FairnessConfig(_Strict):
 
 class AuthConfig(_Strict):
     tokens_file: str = Field(default="secrets/tokens.json", min_length=1)  # API_TOKENS_FILE wins
+
+
 class PrivacyConfig(_Strict):
     # The pseudonymisation key file (privacy.py), relative to the project; LOG_KEY_FILE wins.
     key_file: str = Field(default="secrets/log-key", min_length=1)

@@ -29,8 +29,8 @@ from {{ cookiecutter.package_name }}.pipeline import (
 from {{ cookiecutter.package_name }}.privacy import KEY_ENV_VAR, LogPolicy, rotate_key
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     DirectorySink,
-    open_sink,
     decided_records,
+    open_sink,
     output_rows,
 )
 from tests.conftest import edit_params

@@ -18,6 +18,7 @@ import pandas as pd
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
+from {{ cookiecutter.package_name }}.privacy import LogPolicy
 from {{ cookiecutter.package_name }}.serving.auth import LOCAL_TOKEN_FILE
 from {{ cookiecutter.package_name }}.serving.client import (
     UNREACHABLE,
@@ -97,8 +98,15 @@ def _to_log(
     labels = [bundle.label(decision) for decision in bundle.decide(outputs)]
     columns = output_rows(bundle.task.output_columns(outputs), len(rows))
     version = f"simulated ({bundle.family})"
+    policy = LogPolicy.load(bundle.schema, params.serving.privacy.key_file, base_dir=Path.cwd())
     logged = decided_records(
-        records, labels, columns, version, [True] * len(records), callers=[CALLER] * len(records)
+        records,
+        labels,
+        columns,
+        version,
+        [True] * len(records),
+        callers=[CALLER] * len(records),
+        redact=policy.apply,  # what the log keeps, as the service's log does
     )
     _recorded(log.log_predictions(logged))
     return log, logged

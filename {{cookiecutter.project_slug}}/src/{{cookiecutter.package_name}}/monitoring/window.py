@@ -61,6 +61,8 @@ def load_reference(bundle: ModelBundle) -> pd.DataFrame:
 def _from_prediction_log(params: Params, bundle: ModelBundle) -> tuple[pd.DataFrame, int]:
     sink = open_sink(params.serving.prediction_log, base_dir=Path.cwd())
     predictions = sink.read_predictions()
+    if "explained" in predictions:  # /explain's answers repeat decisions /predict made: left out
+        predictions = predictions[~predictions["explained"]].reset_index(drop=True)
     feedback = sink.read_feedback()
     if predictions.empty:
         empty = scored_frame(bundle, pd.DataFrame(columns=bundle.schema.feature_names))

@@ -44,6 +44,7 @@ from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import ServingConfig
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.inference import records_scorer
+from {{ cookiecutter.package_name }}.privacy import LogPolicy
 from {{ cookiecutter.package_name }}.serving.auth import TokenVerifier, tokens_file
 from {{ cookiecutter.package_name }}.serving.batching import Batcher, Overloaded
 from {{ cookiecutter.package_name }}.serving.guard import (
@@ -112,6 +113,7 @@ if sys.argv[1:2] == ["serve"]:
     # stops it here, with its message, rather than each worker, which its supervisor restarts.
     # (`bentoml build` imports it too, and needs no tokens.)
     TokenVerifier().load(tokens_file(SETTINGS.auth.tokens_file, BASE_DIR))
+    LogPolicy.load(SCHEMA, SETTINGS.privacy.key_file, BASE_DIR)  # a missing key stops it too
 MAX_BODY_BYTES = SETTINGS.max_body_bytes or derived_body_limit(
     SCHEMA, max(SETTINGS.max_records, SETTINGS.max_explain_records)
 )
@@ -262,6 +264,9 @@ class ModelService:
         self.model_version = str(self.model_ref.tag)
         TOKENS.load(tokens_file(SETTINGS.auth.tokens_file, BASE_DIR))  # none: no start
         logger.info("%d API tokens from %s", len(TOKENS), TOKENS.path)
+        # What the log keeps of each record (schema.yaml's `log:`): applied before the record
+        # exists, so no raw pseudonymised or dropped value reaches the spool or the sink.
+        self.log_policy = LogPolicy.load(SCHEMA, SETTINGS.privacy.key_file, BASE_DIR)
         self.log = PredictionLog(
             open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR),
             open_spool(SETTINGS.prediction_spool, base_dir=BASE_DIR),
@@ -325,7 +330,13 @@ class ModelService:
         by_row = output_rows(self.bundle.task.output_columns(outputs), len(rows))
         labels = [self.bundle.label(decision) for decision in decisions]
         logged = decided_records(
-            rows, labels, by_row, self.model_version, simulated, callers=callers
+            rows,
+            labels,
+            by_row,
+            self.model_version,
+            simulated,
+            callers=callers,
+            redact=self.log_policy.apply,
         )
         task = self.bundle.task
         predictions = [
@@ -368,6 +379,7 @@ class ModelService:
             [False] * len(rows),
             callers=[CALLER.get()] * len(rows),
             explained=True,
+            redact=self.log_policy.apply,
         )
         receipt = self.log.log_predictions(logged)  # written while the explanation is computed
         found = explainer.explain(matrix, decisions)

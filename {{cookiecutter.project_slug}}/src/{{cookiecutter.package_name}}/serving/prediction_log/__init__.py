@@ -72,6 +72,7 @@ from .location import ENV_VAR, FILE_ENV_VAR, SPOOL_ENV_VAR, open_sink, open_spoo
 from .records import (
     COLUMNS,
     IDENTITY,
+    Redact,
     Table,
     decided_records,
     feedback_record,
@@ -106,6 +107,7 @@ __all__ = [
     "PredictionSink",
     "Purged",
     "Receipt",
+    "Redact",
     "Spool",
     "SqlSink",
     "Table",
