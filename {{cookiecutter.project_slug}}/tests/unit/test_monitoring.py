@@ -214,7 +214,7 @@ def test_labels_past_the_limits_are_refused_naming_the_labeller(params, schema) 
         list(schema.target_values) * 50 if schema.target_values else [float(i) for i in range(100)]
     )
     honest = history.sample(frac=1, random_state=1).reset_index(drop=True)
-    wrong = pd.Series([honest.iloc[0]] * 100 if schema.target_values else [1e6] * 100)
+    wrong = pd.Series([honest.iloc[0] if schema.target_values else 1e6] * len(honest))
     frame = pd.DataFrame(
         {
             schema.target: pd.concat([honest, wrong], ignore_index=True).astype(str),
