@@ -147,7 +147,7 @@ def test_a_predictions_table_from_before_outputs_gets_the_column(tmp_path: Path)
 
 def test_empty_logs_read_as_empty_tables(sink: PredictionSink) -> None:
     assert sink.read_predictions().empty
-    assert list(sink.read_feedback().columns) == ["prediction_id", "timestamp", "label"]
+    assert list(sink.read_feedback().columns) == ["prediction_id", "timestamp", "label", "labeller"]
 
 
 def test_flush_waits_until_queued_records_are_written(tmp_path: Path) -> None:
