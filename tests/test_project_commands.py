@@ -96,6 +96,26 @@ def test_token_is_printed_once_kept_as_a_digest_listed_and_revoked(
     assert "ci-client" not in tokens.read_text()
 
 
+def test_log_key_is_created_private_then_rotated_keeping_the_old_key(
+    project: Project,
+) -> None:
+    """make log-key: a 256-bit key under its id, owner-only, git-ignored; a second run puts a
+    new current key first and keeps the old one (its pseudonyms stay readable)."""
+    key_file = project.path / "secrets" / "log-key"
+    key_file.unlink(missing_ok=True)
+    project.run("make", "log-key")
+    [first] = key_file.read_text().splitlines()
+    first_id, first_key = first.split()
+    assert re.fullmatch(r"[0-9a-f]{8}", first_id) and re.fullmatch(
+        r"[0-9a-f]{64}", first_key
+    )
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+    project.run("make", "log-key")
+    lines = key_file.read_text().splitlines()
+    assert len(lines) == 2 and lines[1] == first and lines[0].split()[0] != first_id
+
+
 def test_clean_removes_caches_only(project: Project) -> None:
     cache = project.path / "src" / "__pycache__"
     cache.mkdir(exist_ok=True)
