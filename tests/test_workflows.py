@@ -485,6 +485,11 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
         f"python -m {package} token --name release-check --scopes predict 2>/dev/null",
         env={"API_TOKENS_FILE": str(job.workspace / "secrets" / "tokens.json")},
     ).stdout.strip()
+    # and the log's pseudonymisation key (schema.yaml pseudonymises a column), its Secret too
+    workspace.run(
+        f"python -m {package} log-key",
+        env={"LOG_KEY_FILE": str(job.workspace / "secrets" / "log-key")},
+    )
     port = free_port()
     # As the pod runs it (restricted profile): another uid than the image's user, read-only.
     secrets = pod_secrets(job.workspace, tmp_path / "secrets")
