@@ -20,6 +20,7 @@ import hmac
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,17 +86,22 @@ def read_keys(path: Path) -> LogKeys:
 def rotate_key(path: Path) -> str:
     """Create the key file, or put a new current key at its top (the old ones kept for
     reading); the directory is made owner-only (0700), the file 0600. Returns the new id."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
+    if not path.parent.is_dir():  # a directory of its own: owner-only (never chmod another's)
+        path.parent.mkdir(parents=True, mode=0o700)
+        path.parent.chmod(0o700)  # whatever the umask
     old = path.read_text() if path.is_file() else ""
     key = secrets.token_bytes(KEY_BYTES)
-    staged = path.with_name(f".{path.name}.new")
-    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(f"{key_id(key)} {key.hex()}\n{old}")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staged, path)
+    # a new file of its own (0600 from the start: mkstemp), renamed over the old one
+    descriptor, staged = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(f"{key_id(key)} {key.hex()}\n{old}")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staged, path)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise
     return key_id(key)
 
 
@@ -209,7 +215,7 @@ def propose_log(
     measured_only: Iterable[str],
 ) -> tuple[Schema, dict[str, str]]:
     """`make schema`'s proposal of what the log keeps of each column, and why, for the reviewer:
-    a column whose every value differs (an identifier) is dropped; a sensitive attribute that is
+    a column that is not a model input and whose every value differs (an identifier) is dropped; a sensitive attribute that is
     not a model input is pseudonymised when a category (fairness can still compare its groups)
     and dropped when a number; everything else is kept (the log must show what was decided on)."""
     sensitive, measured_only = set(sensitive), set(measured_only)
@@ -218,7 +224,8 @@ def propose_log(
         present = table[column.name].dropna()
         action: LogAction = "keep"
         reason = "a model input: the log keeps what was decided on"
-        if len(present) > 1 and present.nunique() == len(present):
+        distinct = len(present) > 1 and present.nunique() == len(present)
+        if distinct and column.name in measured_only:  # a model input is kept, even if unique
             action, reason = "drop", "every value differs: an identifier the log need not keep"
         elif column.name in sensitive and column.name in measured_only:
             if column.type == "category":

@@ -153,6 +153,32 @@ def test_the_window_reads_a_sql_prediction_log_and_any_source(
         assert frame[name].between(0, 1).all()
 
 
+def test_the_window_leaves_out_explanation_requests_unless_labelled(
+    scored_workspace: Path, log_key: Path
+) -> None:
+    """/explain's logged decisions often repeat /predict's: out of the window, but one that
+    was labelled counts (its outcome is evidence like any other)."""
+    bundle = load_bundle(Paths.model)
+    rows = bundle.schema.read_csv(Paths.test_data).head(6)
+    policy = LogPolicy.load(bundle.schema)
+    predicted, explained = _logged_as_served(rows.head(3), policy), _logged_as_served(
+        rows.tail(3), policy
+    )
+    for record in explained:
+        record["explained"] = True
+    sink = DirectorySink(scored_workspace / "logs" / "predictions")
+    sink.write("predictions", predicted + explained)
+    labelled = explained[0]
+    label = {"label": str(rows[bundle.target].iloc[3]), "labeller": "outcomes"}
+    sink.write(
+        "feedback",
+        [{"prediction_id": labelled["prediction_id"], "timestamp": labelled["timestamp"]} | label],
+    )
+    frame, info = load_current(load_params(), bundle, datetime.now(UTC) + timedelta(seconds=1))
+    assert (info.rows, info.labelled) == (4, 1)
+    assert frame[bundle.target].notna().sum() == 1
+
+
 def _logged_as_served(rows: pd.DataFrame, policy: LogPolicy) -> list[dict]:
     """`rows` scored and recorded as the service records them: each request row through the
     log policy (`decided_records(..., redact=policy.apply)` where the log has the hook)."""

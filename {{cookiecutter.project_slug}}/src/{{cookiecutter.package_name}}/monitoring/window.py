@@ -61,13 +61,15 @@ def load_reference(bundle: ModelBundle) -> pd.DataFrame:
 def _from_prediction_log(params: Params, bundle: ModelBundle) -> tuple[pd.DataFrame, int]:
     sink = open_sink(params.serving.prediction_log, base_dir=Path.cwd())
     predictions = sink.read_predictions()
-    if "explained" in predictions:  # /explain's answers repeat decisions /predict made: left out
-        predictions = predictions[~predictions["explained"]].reset_index(drop=True)
     feedback = sink.read_feedback()
     if predictions.empty:
         empty = scored_frame(bundle, pd.DataFrame(columns=bundle.schema.feature_names))
         return empty.assign(**{TIMESTAMP: pd.Series(dtype="datetime64[ns, UTC]")}), len(feedback)
     joined, unmatched = join_feedback(predictions, feedback)
+    if "explained" in joined:  # /explain's decisions often repeat /predict's: left out of the
+        # window, unless one was labelled (its outcome is evidence like any other)
+        asked = joined["explained"] & joined["true_label"].isna()
+        joined = joined[~asked].reset_index(drop=True)
     frame = typed_features(joined, bundle.schema)
     frame[bundle.target] = joined["true_label"]
     frame[PREDICTION] = joined["label"]

@@ -206,7 +206,10 @@ def refused(status: int, advice: str, reason: object, retry_after: int | None = 
     from starlette.responses import Response
 
     error_id = new_error_id()
-    (logger.warning if status >= 500 else logger.info)("error %s: %d %s", error_id, status, reason)
+    detail = getattr(reason, "detail", "")  # LogUnavailable's: the sink's and spool's errors
+    (logger.warning if status >= 500 else logger.info)(
+        "error %s: %d %s%s", error_id, status, reason, f" ({detail})" if detail else ""
+    )
     headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
     return Response(
         error_body(advice, error_id), status, headers=headers, media_type="application/json"
