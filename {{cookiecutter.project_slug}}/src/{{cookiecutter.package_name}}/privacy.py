@@ -215,9 +215,10 @@ def propose_log(
     measured_only: Iterable[str],
 ) -> tuple[Schema, dict[str, str]]:
     """`make schema`'s proposal of what the log keeps of each column, and why, for the reviewer:
-    a column that is not a model input and whose every value differs (an identifier) is dropped; a sensitive attribute that is
-    not a model input is pseudonymised when a category (fairness can still compare its groups)
-    and dropped when a number; everything else is kept (the log must show what was decided on)."""
+    a column that is not a model input and whose every value differs (an identifier) is
+    dropped; a sensitive attribute that is not a model input is pseudonymised when a category
+    (fairness can still compare its groups) and dropped when a number; everything else is kept
+    (the log must show what was decided on)."""
     sensitive, measured_only = set(sensitive), set(measured_only)
     columns, reasons = [], {}
     for column in schema.columns:

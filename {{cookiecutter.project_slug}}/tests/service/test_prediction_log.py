@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from {{ cookiecutter.package_name }}.privacy import LogPolicy
 from {{ cookiecutter.package_name }}.serving.prediction_log import PredictionSink, join_feedback
 
 from .conftest import CALLER, a_true_label
@@ -41,9 +42,16 @@ def test_predictions_are_logged(
     assert len(rows) == 2
     assert set(service.SCHEMA.feature_names) <= set(rows.columns)
     row = rows.iloc[0]
+    policy = LogPolicy.load(service.SCHEMA)  # the service's key (LOG_KEY_FILE, as deployed)
+    kept = policy.apply(valid_record)  # what schema.yaml's `log:` keeps of the request
     for name in service.SCHEMA.feature_names:
-        value = valid_record[name]
+        if name in policy.dropped:
+            assert name not in rows.columns or rows[name].isna().all(), name
+            continue
+        value = kept[name]
         assert (pd.isna(row[name]) and value is None) or row[name] == value, name
+        if name in policy.pseudonymised and valid_record[name] is not None:
+            assert row[name] != valid_record[name], name  # never the raw value
     by_id = {answer["prediction_id"]: answer for answer in answers}
     for _, entry in rows.iterrows():
         answer = by_id[entry["prediction_id"]]

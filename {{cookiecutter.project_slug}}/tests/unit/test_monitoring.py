@@ -161,8 +161,9 @@ def test_the_window_leaves_out_explanation_requests_unless_labelled(
     bundle = load_bundle(Paths.model)
     rows = bundle.schema.read_csv(Paths.test_data).head(6)
     policy = LogPolicy.load(bundle.schema)
-    predicted, explained = _logged_as_served(rows.head(3), policy), _logged_as_served(
-        rows.tail(3), policy
+    predicted, explained = (
+        _logged_as_served(rows.head(3), policy),
+        _logged_as_served(rows.tail(3), policy),
     )
     for record in explained:
         record["explained"] = True

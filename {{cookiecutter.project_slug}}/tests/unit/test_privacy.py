@@ -177,6 +177,7 @@ def test_make_schema_proposes_what_the_log_keeps_and_why() -> None:
             "birth_year": [1950 + i % 40 for i in range(100)],
             "age": [20 + i % 50 for i in range(100)],
             "income": [1000.0 + i % 7 for i in range(100)],
+            "balance": [10.0 * i + 0.5 for i in range(100)],  # every value differs: an input
             "y": [0, 1] * 50,
         }
     )
@@ -190,11 +191,12 @@ def test_make_schema_proposes_what_the_log_keeps_and_why() -> None:
         Schema("y", (0, 1), columns),
         table,
         ["gender", "birth_year", "age"],
-        ["gender", "birth_year"],
+        ["application_id", "gender", "birth_year"],
     )
     actions = {column.name: column.log for column in drafted.columns}
     assert actions == {
-        "application_id": "drop",  # every value differs: an identifier
+        "application_id": "drop",  # every value differs, not a model input: an identifier
+        "balance": "keep",  # every value differs, but a model input: the log keeps it
         "gender": "pseudonymise",  # sensitive, not a model input, a category
         "birth_year": "drop",  # sensitive, not a model input, a number
         "age": "keep",  # sensitive but a model input
