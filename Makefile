@@ -59,6 +59,7 @@ lint: $(STAMP) ## ruff on hooks/tests/benchmarks; schema, zizmor, actionlint+she
 bench: demo ## make demo (TASK= too), then time its pipeline, service, monitoring, batch scoring, explanations; needs hey
 	project=$$(find $(DEMO) -mindepth 1 -maxdepth 1 -type d); \
 	cd "$$project" && export PATH="$$PATH:$(BIN)" && unset VIRTUAL_ENV && \
+	$(MAKE) --no-print-directory log-key-ready && \
 	uv run python $(CURDIR)/benchmarks/pipeline.py . $(PIPELINE_BENCH_ARGS) && \
 	uv run python $(CURDIR)/benchmarks/serving.py . $(SERVING_BENCH_ARGS) && \
 	uv run python $(CURDIR)/benchmarks/monitoring.py . && \
