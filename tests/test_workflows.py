@@ -199,7 +199,11 @@ def test_monitor_and_its_alarm(
         repository.path,
         "monitor.yml",
         tmp_path,
-        secrets={"PREDICTION_LOG": str(prediction_log)},
+        # the service's pseudonymisation key (make simulate made it), as the LOG_KEY secret
+        secrets={
+            "PREDICTION_LOG": str(prediction_log),
+            "LOG_KEY": (repository.path / "secrets" / "log-key").read_text(),
+        },
         variables={"RETRAIN_ON_ALARM": "true"},
     )
     event = Event("schedule", ref="main")
@@ -208,6 +212,7 @@ def test_monitor_and_its_alarm(
     assert (
         "PREDICTION_LOG" not in monitor.step("Check where the prediction log is").output
     )
+    assert "LOG_KEY" not in monitor.step("The log's pseudonymisation key").output
     assert "drift" in monitor.summary.lower(), monitor.summary
     reports = runner.artifacts / "monitoring-reports"
     assert (reports / "summary.md").is_file() and (reports / "index.html").is_file()
@@ -251,15 +256,34 @@ def test_batch_scores_what_the_secret_names_into_an_artifact(
     source = tmp_path / "applicants.csv"
     count, _ = broken_copy_of_the_test_split(repository, source)
     log = tmp_path / "log"
+    secrets = {"BATCH_INPUT": str(source), "PREDICTION_LOG": str(log)}
+    refused = make_runner(
+        repository.path, "batch.yml", tmp_path / "refused", secrets=secrets
+    )
+    dispatch = Event("workflow_dispatch", ref="main", inputs={"explain": "true"})
+    without_key = refused.run_job(
+        "score", dispatch
+    )  # a shared log needs the service's key
+    assert without_key.result == "failure"
+    assert (
+        "Set the repository secret LOG_KEY"
+        in without_key.step("The log's pseudonymisation key").output
+    )
+    key = tmp_path / "secrets" / "log-key"
+    repository.run(
+        "python",
+        "-m",
+        repository.path.name.replace("-", "_"),
+        "log-key",
+        env={"LOG_KEY_FILE": str(key)},
+    )
     runner = make_runner(
         repository.path,
         "batch.yml",
         tmp_path / "work",
-        secrets={"BATCH_INPUT": str(source), "PREDICTION_LOG": str(log)},
+        secrets={**secrets, "LOG_KEY": key.read_text()},
     )
-    job = runner.run_job(
-        "score", Event("workflow_dispatch", ref="main", inputs={"explain": "true"})
-    )
+    job = runner.run_job("score", dispatch)
     assert_green(job)
     said = f"scored {count - 2} of {count} rows into scores/scores.parquet"
     assert said in job.summary and "contributions explain" in job.summary, job.summary
@@ -267,10 +291,16 @@ def test_batch_scores_what_the_secret_names_into_an_artifact(
     assert (scores / "scores.parquet").is_file()
     rejects = (scores / "scores.rejects.csv").read_text().splitlines()
     assert len(rejects) == 1 + 2, rejects  # the header and the two broken rows
-    logged = sum(
-        len(path.read_text().splitlines()) for path in log.glob("predictions-*.jsonl")
-    )
-    assert logged == count - 2
+    logged = [
+        json.loads(line)
+        for path in log.glob("predictions-*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert len(logged) == count - 2
+    key_id = key.read_text().split()[
+        0
+    ]  # the sensitive column, pseudonymised under that key
+    assert all(row["features"]["sex"].startswith(f"{key_id}:") for row in logged)
     assert runner.run_job("score", Event("schedule", ref="main")).result == "skipped"
 
 
