@@ -158,8 +158,8 @@ def create_token(path: Path, name: str, scopes: str | Iterable[str] = DEFAULT_SC
     with _locked(path) as entries:
         if any(entry["name"] == name for entry in entries):
             raise ConfigError(
-                f"a token named '{name}' exists in {path}: revoke it first"
-                f" (python -m {{ cookiecutter.package_name }} token --revoke {name}) or choose another name"
+                f"a token named '{name}' exists in {path}: revoke it first (python -m"
+                f" {{ cookiecutter.package_name }} token --revoke {name}) or choose another name"
             )
         created = datetime.now(UTC).isoformat(timespec="seconds")
         entries.append(
