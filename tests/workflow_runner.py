@@ -895,13 +895,18 @@ def checkout(run: JobRun, inputs: dict[str, str], files: Mapping[str, Path]) -> 
 
 
 def setup_uv(run: JobRun, inputs: dict[str, str], files: Mapping[str, Path]) -> None:
-    """astral-sh/setup-uv: the requested uv on PATH (the pinned one: it must be the version
-    asked for), UV_PYTHON from python-version."""
+    """astral-sh/setup-uv: the requested uv and its uvx on PATH (the pinned one: it must be
+    the version asked for), UV_PYTHON from python-version."""
     bin_dir = run.root / "uv-bin"
     bin_dir.mkdir(exist_ok=True)
     uv = bin_dir / "uv"
-    if not uv.exists():
-        uv.symlink_to(run.runner.uv)
+    # uvx beside it, as the action installs both (uvx finds its uv next to itself).
+    for name, target in (
+        ("uv", run.runner.uv),
+        ("uvx", run.runner.uv.with_name("uvx")),
+    ):
+        if not (bin_dir / name).exists():
+            (bin_dir / name).symlink_to(target)
     installed = subprocess.run(
         [str(uv), "--version"], capture_output=True, text=True, check=True
     ).stdout.split()[1]
