@@ -1,8 +1,9 @@
 """scripts/canary-wait, the deploy workflow's wait for Flagger to promote or roll back the
 production canary, run as the workflow runs it, against a stand-in `kubectl` first on PATH that
 answers the Canary's phase and lastAppliedSpec from sequences (one line per read, the last one
-repeated) and prints canned conditions and events: promoted, rolled back (the analysis's reason
-in the job summary), never finished (the time limit), a previous revision's phase (not counted)
+repeated) and prints canned conditions and events: promoted, initialised (a first deploy),
+every phase Flagger passes through on the way, rolled back (the analysis's reason in the job
+summary), deleted, never finished (the time limit), a previous revision's phase (not counted)
 and kubectl failing (once: tried again; three reads in a row: the end, not a loop until the
 time limit)."""
 
@@ -139,6 +140,54 @@ def test_a_promoted_canary_ends_the_wait_with_success(kubectl: Path) -> None:
     assert summary(kubectl) == ""  # nothing to explain
 
 
+def test_a_first_deploy_ends_the_wait_once_flagger_has_initialised_the_primary(
+    kubectl: Path,
+) -> None:
+    """Flagger runs no analysis on a Canary's first revision: no status yet, Initializing, then
+    Initialized with the revision as its lastAppliedSpec. That is the end of a first deploy."""
+    answer(kubectl, "phases", ["", "Initializing", "Initialized"])
+    answer(kubectl, "applied", ["", "", APPLIED])
+
+    result = wait(kubectl, before="")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Canary {NAMESPACE}/{NAME}: no phase yet" in result.stdout
+    assert f"Canary {NAMESPACE}/{NAME}: Initializing" in result.stdout
+    assert "Initialized (a first deploy: the primary runs this revision" in result.stdout
+    assert phase_reads(kubectl) == 3
+
+
+def test_every_phase_on_the_way_keeps_the_wait_going(kubectl: Path) -> None:
+    """The phases of an analysis with both confirmation gates, and of a promotion without one
+    (skipAnalysis, as make rollback applies it): only Succeeded ends them."""
+    on_the_way = ["Waiting", "Progressing", "WaitingPromotion", "Promoting", "Finalising"]
+    answer(kubectl, "phases", [*on_the_way, "Succeeded"])
+
+    result = wait(kubectl)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert phase_reads(kubectl) == len(on_the_way) + 1
+    for phase in on_the_way:
+        assert f"Canary {NAMESPACE}/{NAME}: {phase}" in result.stdout
+    assert "Waiting (for the confirm-rollout webhook" in result.stdout
+    assert "WaitingPromotion (for the confirm-promotion webhook)" in result.stdout
+    assert "Succeeded (promoted)" in result.stdout
+
+
+@pytest.mark.parametrize("phase", ["Terminating", "Terminated"])
+def test_a_canary_being_deleted_fails_the_wait_at_once(kubectl: Path, phase: str) -> None:
+    answer(kubectl, "phases", ["Progressing", phase])
+
+    result = wait(kubectl, timeout=600)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"::error::canary {NAMESPACE}/{NAME} is {phase}: it is being deleted" in result.stdout
+    assert f"### Canary {NAMESPACE}/{NAME}: {phase} (the Canary is being deleted)" in summary(
+        kubectl
+    )
+    assert phase_reads(kubectl) == 2
+
+
 def test_a_rolled_back_canary_fails_with_the_analysis_reason_in_the_summary(
     kubectl: Path,
 ) -> None:
@@ -165,7 +214,7 @@ def test_a_canary_that_never_ends_fails_after_the_time_limit(kubectl: Path) -> N
     result = wait(kubectl, timeout=1)
 
     assert result.returncode == 1, result.stdout + result.stderr
-    problem = "neither Succeeded nor Failed after 1 s (phase Progressing)"
+    problem = "neither Succeeded, Initialized nor Failed after 1 s (phase Progressing)"
     assert f"::error::canary {NAMESPACE}/{NAME}: {problem}" in result.stdout
     written = summary(kubectl)
     assert f"### Canary {NAMESPACE}/{NAME}: {problem}" in written
