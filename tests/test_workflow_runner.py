@@ -4,12 +4,13 @@ the generated workflows are only as good as the runner's reading of GitHub's sem
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEMPLATE, run_command
+from conftest import TEMPLATE, bake, run_command
 from workflow_runner import (
     Event,
     Expression,
@@ -148,3 +149,58 @@ def test_output_files_parse_like_github() -> None:
         "b": "x\ny=z",
         "c": "",
     }
+
+
+# A pipe between commands in a step's script: one `|`, not `||` or a YAML block marker.
+PIPE = re.compile(r"[^|]\|[^|]")
+
+
+def test_a_command_failing_before_a_pipe_fails_its_step_in_every_generated_workflow(
+    tmp_path: Path,
+) -> None:
+    """GitHub runs a step without `shell:` as `bash -e {0}`: no pipefail, so `make x | tee log`
+    passes when make fails. Each generated job whose steps pipe is run here with its workflow's
+    and its own `defaults` and that step's `shell`, its script replaced by a failing command
+    piped into tee: the step, and the job, must fail."""
+    project = bake(tmp_path / "bake", {})
+    checked = []
+    for path in sorted((project / ".github" / "workflows").glob("*.yml")):
+        workflow = yaml.safe_load(path.read_text())
+        for job_name, job in workflow["jobs"].items():
+            for step in job.get("steps", []):
+                lines = str(step.get("run", "")).splitlines()
+                if not any(PIPE.search(line.split(" #")[0]) for line in lines):
+                    continue
+                piped = {
+                    "name": "piped",
+                    "run": 'false | tee -a "$GITHUB_STEP_SUMMARY"',
+                }
+                if "shell" in step:
+                    piped["shell"] = step["shell"]
+                alone = {
+                    "on": "push",
+                    **(
+                        {"defaults": workflow["defaults"]}
+                        if "defaults" in workflow
+                        else {}
+                    ),
+                    "jobs": {
+                        "job": {
+                            **(
+                                {"defaults": job["defaults"]}
+                                if "defaults" in job
+                                else {}
+                            ),
+                            "steps": [piped],
+                        }
+                    },
+                }
+                where = f"{path.name} {job_name}: {step.get('name', lines[0])}"
+                result = runner_for(tmp_path / str(len(checked)), alone).run_job(
+                    "job", Event("push")
+                )
+                assert result.result == "failure", f"{where} passes a failed command"
+                checked.append(where)
+    names = " ".join(checked)
+    for workflow in ("batch.yml", "deploy.yml", "release.yml"):
+        assert workflow in names, f"no piped step found in {workflow}: {checked}"
