@@ -78,6 +78,20 @@ class ModelBundle:
         """The schema's label (or the number) for one decision."""
         return self.task.label(decision)
 
+    def answers(self, table: pd.DataFrame) -> list[dict[str, Any]]:
+        """What the service answers for each row, beside its id and version: the decision's
+        label and the task's outputs (binary: `probability`; multiclass: `probabilities`;
+        regression: nothing more). The offline side of every served-against-offline check."""
+        outputs = self.outputs(table)
+        columns = self.task.output_columns(outputs)
+        return [
+            {
+                "label": self.label(decision),
+                **self.task.response_values({name: float(v[i]) for name, v in columns.items()}),
+            }
+            for i, decision in enumerate(self.decide(outputs))
+        ]
+
     def encode(self, labels: pd.Series) -> np.ndarray:
         """True labels encoded as decisions are (binary: 1 positive, 0)."""
         return self.task.encode(labels)

@@ -39,6 +39,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle
 from {{ cookiecutter.package_name }}.config import Paths
+from {{ cookiecutter.package_name }}.deploy import smoke
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.serving.auth import ENV_VAR as TOKENS_ENV_VAR
 from {{ cookiecutter.package_name }}.serving.auth import SCOPES, create_token
@@ -248,36 +249,18 @@ def as_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def expected_answers(bundle: ModelBundle, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """What the service answers for each row of `frame`, offline, beside its id and version:
-    the decision's label and the task's outputs (binary: `probability`; multiclass:
-    `probabilities`; regression: nothing more)."""
-    outputs = bundle.outputs(frame)
-    columns = bundle.task.output_columns(outputs)
-    return [
-        {
-            "label": bundle.label(decision),
-            **bundle.task.response_values({name: float(v[i]) for name, v in columns.items()}),
-        }
-        for i, decision in enumerate(bundle.decide(outputs))
-    ]
+    """What the service answers for each row of `frame`, offline, beside its id and version."""
+    return bundle.answers(frame)
 
 
 def assert_same_answers(
     served: list[dict[str, Any]], expected: list[dict[str, Any]], atol: float = 1e-12
 ) -> None:
-    """Served answers equal the offline ones: labels exactly (a number to `atol`), outputs to
-    `atol`."""
+    """Served answers equal the offline ones (the deploy's smoke test's comparison): labels
+    exactly (a number to `atol`), outputs to `atol`."""
     assert len(served) == len(expected)
     for i, (answer, offline) in enumerate(zip(served, expected, strict=True)):
-        for key, value in offline.items():
-            got = answer[key]
-            if isinstance(value, dict):
-                assert list(got) == list(value), (i, key)
-                assert list(got.values()) == pytest.approx(list(value.values()), abs=atol), i
-            elif isinstance(value, float):
-                assert got == pytest.approx(value, abs=atol), (i, key)
-            else:
-                assert got == value, (i, key)
+        assert smoke.differences(answer, offline, atol) == [], i
 
 
 def output_histograms(bundle: ModelBundle) -> list[str]:

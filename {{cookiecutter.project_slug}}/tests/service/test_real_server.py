@@ -1,7 +1,8 @@
 """The service under a real `bentoml serve` on loopback: readiness, a prediction, Prometheus
-metrics (which only a real server exposes), and schemathesis fuzzing /predict, /feedback and
-/explain from the service's own OpenAPI document, each request with the tests' token. The
-server's whole process tree is always stopped."""
+metrics (which only a real server exposes), the deploy's smoke test (as the deploy workflow
+runs it against staging, for this project's task), and schemathesis fuzzing /predict,
+/feedback and /explain from the service's own OpenAPI document, each request with the tests'
+token. The server's whole process tree is always stopped."""
 
 from __future__ import annotations
 
@@ -22,9 +23,18 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
+from {{ cookiecutter.package_name }}.deploy import smoke
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR
 
-from .conftest import authorized, counted_label, keep_error_body, output_histograms, serving
+from .conftest import (
+    CALLER,
+    authorized,
+    counted_label,
+    keep_error_body,
+    output_histograms,
+    serving,
+    session_tokens,
+)
 
 pytestmark = pytest.mark.service
 
@@ -62,6 +72,22 @@ def test_ready_predicts_and_exposes_metrics(
     assert decided in metrics.text, metrics.text[-2000:]
     for histogram in output_histograms(service.BUNDLE):
         assert histogram + "_count{" + version + "}" in metrics.text, histogram
+
+
+def test_the_deploy_smoke_test_passes_the_served_project(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m <package> smoke URL`'s check, with this project's task and model: the offline
+    answer it expects is the bundle's for the first test-split record."""
+    monkeypatch.setenv("API_TOKEN", session_tokens().secrets[CALLER])
+    offline = smoke.offline_answer()
+    assert offline["answer"]["label"] is not None and offline["record"]
+
+    assert smoke.run(server, wait=30).startswith(f"{server}: ready, no token refused")
+    wrong = {**offline, "answer": {**offline["answer"], "label": "no such label"}}
+    [found, hint] = smoke.failures(server, wrong, session_tokens().secrets[CALLER], wait=0)
+    assert "label" in found and "'no such label' offline" in found, found
+    assert "is the image of this commit's model?" in hint
 
 
 def test_the_service_says_which_inference_path_it_uses(server: str, server_dir: Path) -> None:

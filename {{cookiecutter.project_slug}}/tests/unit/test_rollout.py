@@ -200,7 +200,7 @@ def test_the_rollback_command_dry_run_names_the_digest_and_applies_nothing(
 # --------------------------------------------------------------------------------------------
 # The smoke test, against a stand-in service on loopback
 
-OFFLINE: dict[str, Any] = {"record": {"age": 30}, "probability": 0.25, "label": 0}
+OFFLINE: dict[str, Any] = {"record": {"age": 30}, "answer": {"label": 0, "probability": 0.25}}
 TOKEN = "smoke-test-token"
 
 
@@ -232,7 +232,7 @@ class _Service(BaseHTTPRequestHandler):
         if not isinstance(body.get("records"), list):
             self._answer(self.malformed, {"error": "records: a list"})
             return
-        answer = {"probability": self.probability, "label": 0, "prediction_id": "x"}
+        answer = {"label": 0, "probability": self.probability, "prediction_id": "x"}
         self._answer(200, [answer for _ in body["records"]])
 
 
@@ -262,9 +262,10 @@ def test_smoke_names_each_failure(service: tuple[str, type[_Service]]) -> None:
     handler.probability = 0.75
     handler.malformed = 500
     found = smoke.failures(url, OFFLINE, TOKEN, wait=0)
-    assert len(found) == 2, found
-    assert "probability 0.75 but the bundle gives 0.25 offline" in found[0]
-    assert "malformed request answered 500, not 4xx" in found[1]
+    assert len(found) == 3, found
+    assert found[0] == "/predict: probability 0.75 but the bundle gives 0.25 offline"
+    assert "is the image of this commit's model?" in found[1]
+    assert "malformed request answered 500, not 4xx" in found[2]
     handler.ready = 503
     [not_ready] = smoke.failures(url, OFFLINE, TOKEN, wait=0)
     assert "/readyz answered 503" in not_ready
@@ -280,6 +281,42 @@ def test_smoke_names_a_service_open_to_anyone_and_a_refused_token(
     handler.token = None
     [open_to_anyone] = smoke.failures(url, OFFLINE, TOKEN, wait=0)
     assert "/predict without a token answered 200, not 401" in open_to_anyone
+
+
+@pytest.mark.parametrize(
+    ("served", "offline", "found"),
+    [
+        # multiclass: each class's probability, in the bundle's order
+        (
+            {"label": "b", "probabilities": {"a": 0.2, "b": 0.8}},
+            {"label": "b", "probabilities": {"a": 0.2, "b": 0.8 + 1e-9}},
+            [],
+        ),
+        (
+            {"label": "a", "probabilities": {"a": 0.6, "b": 0.4}},
+            {"label": "b", "probabilities": {"a": 0.2, "b": 0.8}},
+            ["label 'a' but the bundle gives 'b' offline", "probabilities {'a': 0.6"],
+        ),
+        (
+            {"label": "b", "probabilities": {"b": 0.8, "a": 0.2}},
+            {"label": "b", "probabilities": {"a": 0.2, "b": 0.8}},
+            ["probabilities {'b': 0.8, 'a': 0.2} but the bundle gives"],
+        ),
+        # regression: the decided number is the label
+        ({"label": 1234.5}, {"label": 1234.5}, []),
+        ({"label": 1300.0}, {"label": 1234.5}, ["label 1300.0 but the bundle gives 1234.5"]),
+        ({"label": True}, {"label": 1.0}, ["label True but the bundle gives 1.0"]),
+        ({"prediction_id": "x"}, {"label": 0}, ["no 'label' in the answer"]),
+        ("not an object", {"label": 0}, ["an answer that is not an object"]),
+    ],
+)
+def test_smoke_compares_every_tasks_answer_field_by_field(
+    served: Any, offline: dict[str, Any], found: list[str]
+) -> None:
+    differences = smoke.differences(served, offline)
+    assert len(differences) == len(found), differences
+    for difference, expected in zip(differences, found, strict=True):
+        assert expected in difference
 
 
 def test_smoke_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> None:

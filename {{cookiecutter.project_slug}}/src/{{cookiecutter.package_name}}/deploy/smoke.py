@@ -1,7 +1,8 @@
 """The `smoke URL` command: a deployed service, checked from outside as a client sees it:
 `/readyz` answers 200, a request without a token is refused with 401, one record of the test
 split gets the answer the model bundle gives offline (the image serves the model this commit
-trained), and a malformed request is refused with a 4xx (not a 5xx, not an answer). Its token
+trained: the label, and the task's outputs: a probability, each class's probability, or the
+number), and a malformed request is refused with a 4xx (not a 5xx, not an answer). Its token
 (scope `predict`) comes from the `API_TOKEN` environment variable (the deploy workflow's
 `SMOKE_API_TOKEN` secret). Every failure is reported, one line each."""
 
@@ -11,8 +12,6 @@ import json
 import time
 from pathlib import Path
 from typing import Any, Final
-
-import numpy as np
 
 from {{ cookiecutter.package_name }}.bundle import load_bundle
 from {{ cookiecutter.package_name }}.config import Paths
@@ -26,17 +25,40 @@ MALFORMED: Final = {"records": "not a list of records"}
 
 
 def offline_answer(model: Path = Paths.model, test_data: Path = Paths.test_data) -> dict[str, Any]:
-    """The first test-split record, and the bundle's probability and label for it."""
+    """The first test-split record, and the bundle's answer for it (`ModelBundle.answers`)."""
     bundle = load_bundle(model)
     row = bundle.schema.read_csv(test_data)[bundle.schema.feature_names].head(1)
     if row.empty:
         raise PipelineError(f"{test_data} has no rows to send")
-    probability = float(bundle.outputs(row)[0])
-    return {
-        "record": json.loads(row.to_json(orient="records"))[0],
-        "probability": probability,
-        "label": bundle.label(bundle.decide(np.array([probability]))[0]),
-    }
+    [answer] = bundle.answers(row)
+    return {"record": json.loads(row.to_json(orient="records"))[0], "answer": answer}
+
+
+def differences(served: Any, offline: dict[str, Any], tolerance: float = TOLERANCE) -> list[str]:
+    """How a served answer departs from the offline one: each field the bundle answers, a
+    number to `tolerance`, each class's probability to it, anything else exactly."""
+    if not isinstance(served, dict):
+        return [f"an answer that is not an object: {served!r:.200}"]
+    found = []
+    for field, expected in offline.items():
+        if field not in served:
+            found.append(f"no {field!r} in the answer")
+        elif not same(served[field], expected, tolerance):
+            found.append(f"{field} {served[field]!r} but the bundle gives {expected!r} offline")
+    return found
+
+
+def same(served: Any, expected: Any, tolerance: float) -> bool:
+    if isinstance(expected, dict):
+        return (
+            isinstance(served, dict)
+            and list(served) == list(expected)
+            and all(same(served[key], value, tolerance) for key, value in expected.items())
+        )
+    if isinstance(expected, float):  # JSON's true is no number here
+        number = isinstance(served, int | float) and not isinstance(served, bool)
+        return number and abs(served - expected) <= tolerance
+    return bool(served == expected)
 
 
 def wait_ready(url: str, wait: float) -> tuple[int, str]:
@@ -68,17 +90,13 @@ def failures(
     else:
         try:
             [answer] = json.loads(body)
-            served, label = float(answer["probability"]), answer["label"]
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError) as error:
             found.append(f"/predict answered something else than one prediction: {error}")
         else:
-            if abs(served - offline["probability"]) > TOLERANCE:
-                found.append(
-                    f"/predict: probability {served!r} but the bundle gives"
-                    f" {offline['probability']!r} offline: is the image of this commit's model?"
-                )
-            if label != offline["label"]:
-                found.append(f"/predict: label {label!r}, offline {offline['label']!r}")
+            wrong = differences(answer, offline["answer"])
+            found += [f"/predict: {difference}" for difference in wrong]
+            if wrong:
+                found.append("/predict: is the image of this commit's model?")
     status, body = request(f"{url}/predict", MALFORMED, token=token)
     if not 400 <= status < 500:
         found.append(f"/predict of a malformed request answered {status or 'nothing'}, not 4xx")
