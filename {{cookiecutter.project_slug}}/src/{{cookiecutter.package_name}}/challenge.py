@@ -5,8 +5,9 @@ it). The cost of mistakes per prediction and evaluate.primary_metric side by sid
 the candidate is worse by more than deploy.champion allows. The labelled window's labels are
 shown by labeller (their provenance) and refused, with the labeller named, when one labeller
 supplies too many of them or their mix departs from history (monitor.labels): a flood of wrong
-labels must not pick the model that ships. Written as markdown (a job summary, a pull request's
-body) and JSON."""
+labels must not pick the model that ships. Given the model the image to deploy carries (its
+`lineage.model` label, from the deploy workflow), it refuses an image of another model than the
+candidate judged here. Written as markdown (a job summary, a pull request's body) and JSON."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from {{ cookiecutter.package_name }} import deployments
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import GateError, PipelineError
-from {{ cookiecutter.package_name }}.io import write_json, write_text
+from {{ cookiecutter.package_name }}.io import read_json, write_json, write_text
 from {{ cookiecutter.package_name }}.monitoring.frames import labelled
 from {{ cookiecutter.package_name }}.monitoring.labels import Provenance, provenance
 from {{ cookiecutter.package_name }}.monitoring.labels import markdown as provenance_markdown
@@ -163,16 +164,43 @@ def on_labelled_window(
     return comparison
 
 
+def image_check(image_model: str) -> dict[str, Any]:
+    """The model the image to deploy carries against the candidate's registered tag (register's
+    reports/registry.json, the tag the release writes into the image's `lineage.model`)."""
+    candidate = str(read_json(Paths.registry)["tag"])
+    failures = []
+    if not image_model:
+        failures.append(
+            "the image to deploy names no model (no lineage.model label): build it with"
+            " `make image` or the release workflow"
+        )
+    elif image_model != candidate:
+        failures.append(
+            f"the image to deploy serves model {image_model}, but the candidate judged here is"
+            f" {candidate}: deploy the image built from this commit"
+        )
+    return {"image": image_model, "candidate": candidate, "failures": failures}
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The comparison for a GitHub job summary or a pull request's body."""
     lines = ["### The candidate against production", ""]
+    if image := result.get("image"):
+        same = "the same model" if not image["failures"] else "**another model**"
+        lines += [
+            f"Image to deploy: model `{image['image'] or 'none named'}`; candidate judged here:"
+            f" `{image['candidate']}` ({same}).",
+            "",
+        ]
     deployment = result["production"]
     if deployment is None:
-        lines += [
+        lines.append(
             f"No production deployment is recorded (no `{deployments.TAG_PREFIX}/{ENVIRONMENT}/*`"
             " tag in this clone): this is the first deployment, nothing to compare with."
-            " **Passed.**",
-        ]
+            + (" **Passed.**" if result["passed"] else "")
+        )
+        if not result["passed"]:
+            lines += ["", "**Refused**:", *(f"- {failure}" for failure in result["failures"])]
         return "\n".join(lines) + "\n"
     image = f", image `{deployment['image_digest']}`" if deployment["image_digest"] else ""
     model = f", model `{deployment['model_version']}`" if deployment["model_version"] else ""
@@ -217,19 +245,24 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
+def run(
+    params: Params, now: datetime | None = None, image_model: str | None = None
+) -> dict[str, Any]:
     """Compare, write reports/challenge.md and .json, and raise GateError when refused (after
-    writing them: the refusal is evidence too)."""
+    writing them: the refusal is evidence too). `image_model`: the image's lineage.model, which
+    must be the candidate's (None: no image to check, as in `make challenge` on a laptop)."""
     now = now or datetime.now(UTC)
     candidate = load_bundle(Paths.model)
     deployment = deployments.latest(ENVIRONMENT)
+    image = image_check(image_model) if image_model is not None else None
     result: dict[str, Any] = {
         "compared_at": now.isoformat(),
+        "image": image,
         "production": deployment.dict() if deployment else None,
         "primary_metric": params.evaluate.primary_metric,
         "limits": params.deploy.champion.model_dump(),
         "comparisons": [],
-        "failures": [],
+        "failures": list(image["failures"]) if image else [],
     }
     if deployment is not None:
         try:
@@ -240,7 +273,7 @@ def run(params: Params, now: datetime | None = None) -> dict[str, Any]:
             ]
         except PipelineError as error:
             comparisons = []
-            result["failures"] = [f"production cannot be compared with: {error}"]
+            result["failures"].append(f"production cannot be compared with: {error}")
         result["comparisons"] = [asdict(comparison) for comparison in comparisons]
         result["failures"] += [failure for c in comparisons for failure in c.failures]
     result["passed"] = not result["failures"]

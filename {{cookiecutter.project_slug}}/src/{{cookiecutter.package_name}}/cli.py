@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -191,8 +192,6 @@ def purge(args: argparse.Namespace) -> int:
 
 def monitor_ui(args: argparse.Namespace) -> int:
     """Replaces this process with `evidently ui` on the monitoring workspace."""
-    import os
-
     workspace = load_params().monitor.workspace
     ui_args = ["evidently", "ui", "--workspace", workspace, "--host", "127.0.0.1"]
     os.execvp("evidently", [*ui_args, "--port", str(args.port)])
@@ -230,7 +229,7 @@ def challenge(args: argparse.Namespace) -> int:
     from {{ cookiecutter.package_name }} import challenge as champion
 
     try:
-        champion.run(load_params())
+        champion.run(load_params(), image_model=args.image_model)
     finally:  # the comparison, passed or refused, for the terminal and the job log
         if champion.REPORT.is_file():
             print(champion.REPORT.read_text(), end="")
@@ -414,10 +413,16 @@ def build_parser() -> argparse.ArgumentParser:
     rendering.add_argument(
         "--check", action="store_true", help="only check that deploy/ is current (exit 1 if not)"
     )
-    command(
+    challenging = command(
         "challenge",
         challenge,
         "the candidate model against production's on the same data; refuses a worse one",
+    )
+    challenging.add_argument(
+        "--image-model",
+        default=os.environ.get("IMAGE_MODEL"),
+        help="the lineage.model label of the image to deploy: refused unless it is the candidate"
+        " (default: IMAGE_MODEL; unset: no image checked)",
     )
     recording = command(
         "record-deployment",

@@ -196,6 +196,42 @@ def test_no_production_recorded_passes_as_the_first_deployment(
     assert "first deployment" in capsys.readouterr().out
 
 
+def test_the_image_to_deploy_must_carry_the_candidate_model(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The deploy workflow gives the image's lineage.model label as IMAGE_MODEL: an image of
+    another model, or of none named, is refused even on a first deployment; the candidate's own
+    passes; unset (a laptop's `make challenge`), no image is checked."""
+    monkeypatch.setattr(deployments, "latest", lambda environment, cwd=".": None)
+    candidate = "credit_model:candidate1"
+    registry = project / Paths.registry
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    registry.write_text(json.dumps({"tag": candidate}))
+    try:
+        monkeypatch.setenv("IMAGE_MODEL", "credit_model:other")
+        assert main(["challenge"]) == 1
+        printed = capsys.readouterr()
+        assert (
+            f"serves model credit_model:other, but the candidate judged here is {candidate}"
+            in printed.err
+        )
+        assert "**another model**" in printed.out and "**Refused**" in printed.out
+        monkeypatch.setenv("IMAGE_MODEL", "")
+        assert main(["challenge"]) == 1
+        assert "names no model (no lineage.model label)" in capsys.readouterr().err
+
+        monkeypatch.setenv("IMAGE_MODEL", candidate)
+        assert main(["challenge"]) == 0
+        printed = capsys.readouterr()
+        assert f"`{candidate}` (the same model)" in printed.out and "**Passed.**" in printed.out
+        assert json.loads(challenge.RESULT.read_text())["image"]["failures"] == []
+        monkeypatch.delenv("IMAGE_MODEL")
+        assert main(["challenge"]) == 0
+        assert "Image to deploy" not in capsys.readouterr().out
+    finally:
+        registry.unlink()
+
+
 def test_an_unreadable_production_bundle_is_refused(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
