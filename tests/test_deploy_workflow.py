@@ -13,6 +13,7 @@ Shares the repository fixture of test_workflows.py (the piped default project)."
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -220,8 +221,19 @@ def test_the_challenge_job_puts_the_comparison_in_its_summary(
 ) -> None:
     """The gate between staging and production: `make challenge` in a fresh checkout (the
     pipeline rebuilt from the data in git, as with a local DVC remote). This repository records
-    no production deployment: the first one has nothing to beat, and the summary says so."""
+    no production deployment: the first one has nothing to beat, and the summary says so. The
+    staging job's output, the model inside the image (as release.yml labels it: the sha256 of
+    the repository's bundle), reaches the challenge, which finds it is the model it judges:
+    the rebuilt bundle is byte for byte the one the image carries."""
     runner = deploy_runner(repository, tmp_path)
-    job = runner.run_job("challenge", dispatch(DIGEST))
+    model = hashlib.sha256((repository.path / "models" / "model.joblib").read_bytes())
+    job = runner.run_job(
+        "challenge",
+        dispatch(DIGEST),
+        needs_outputs={"staging": {"model_sha256": model.hexdigest()}},
+    )
     assert_green(job)
     assert "no production deployment" in job.summary.lower(), job.summary[-2000:]
+    assert f"`{model.hexdigest()[:12]}` (the same model)" in job.summary, job.summary[
+        -2000:
+    ]

@@ -15,6 +15,7 @@ REQUIRE_CONTAINER_TEST=1: then it fails.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -502,6 +503,8 @@ def test_release_job_builds_a_labelled_image_that_serves_the_model(
         labels["org.opencontainers.image.created"],
     )
     assert labels["lineage.model"] == registry["tag"]
+    bundle = (job.workspace / "models" / "model.joblib").read_bytes()
+    assert labels["lineage.model-sha256"] == hashlib.sha256(bundle).hexdigest()
     assert labels["lineage.data-sha256"] == lineage["data"]["sha256"]
     assert re.fullmatch(r"[0-9a-f]{64}", labels["lineage.params-sha256"])
     assert labels["lineage.dirty"] == "false"

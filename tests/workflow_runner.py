@@ -518,10 +518,20 @@ class WorkflowRunner:
         }
 
     def run_job(
-        self, job_id: str, event: Event, *, needs: Mapping[str, str] | None = None
+        self,
+        job_id: str,
+        event: Event,
+        *,
+        needs: Mapping[str, str] | None = None,
+        needs_outputs: Mapping[str, Mapping[str, str]] | None = None,
     ) -> JobResult:
-        """Run one job; `needs` gives the result of each job it needs (default: success)."""
-        return JobRun(self, job_id, event, dict(needs or {})).run()
+        """Run one job; `needs` gives the result of each job it needs (default: success),
+        `needs_outputs` their outputs (default: none, as a job whose steps set none)."""
+        run = JobRun(self, job_id, event, dict(needs or {}))
+        run.needs_outputs = {
+            name: dict(values) for name, values in (needs_outputs or {}).items()
+        }
+        return run.run()
 
     def would_run(self, job_id: str, step_name: str, event: Event) -> bool:
         """Whether a step's `if:` holds for this event and these secrets, all earlier steps
@@ -574,6 +584,7 @@ class JobRun:
         needed = self.spec.get("needs", [])
         needed = [needed] if isinstance(needed, str) else list(needed)
         self.needs = {name: needs.get(name, "success") for name in needed}
+        self.needs_outputs: dict[str, dict[str, str]] = {}
         self.env: dict[str, str] = {}
         self.path_additions: list[str] = []
         self.steps: dict[str, dict[str, Any]] = {}
@@ -590,7 +601,10 @@ class JobRun:
             "vars": self.runner.variables,
             "inputs": dict(self.event.inputs),
             "steps": self.steps,
-            "needs": {name: {"result": result} for name, result in self.needs.items()},
+            "needs": {
+                name: {"result": result, "outputs": self.needs_outputs.get(name, {})}
+                for name, result in self.needs.items()
+            },
             "runner": {"os": "Linux", "temp": str(self.temp), "arch": "X64"},
             "matrix": {},
             "job": {"status": "failure" if self.failed else "success"},

@@ -6,8 +6,9 @@ the candidate is worse by more than deploy.champion allows. The labelled window'
 shown by labeller (their provenance) and refused, with the labeller named, when one labeller
 supplies too many of them or their mix departs from history (monitor.labels): a flood of wrong
 labels must not pick the model that ships. Given the model the image to deploy carries (its
-`lineage.model` label, from the deploy workflow), it refuses an image of another model than the
-candidate judged here. Written as markdown (a job summary, a pull request's body) and JSON."""
+`lineage.model-sha256` label, which the deploy workflow reads from the registry), it refuses an
+image of another model than the candidate judged here. Written as markdown (a job summary, a
+pull request's body) and JSON."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from {{ cookiecutter.package_name }} import deployments
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.config import Params, Paths
 from {{ cookiecutter.package_name }}.errors import GateError, PipelineError
-from {{ cookiecutter.package_name }}.io import read_json, write_json, write_text
+from {{ cookiecutter.package_name }}.io import file_sha256, write_json, write_text
 from {{ cookiecutter.package_name }}.monitoring.frames import labelled
 from {{ cookiecutter.package_name }}.monitoring.labels import Provenance, provenance
 from {{ cookiecutter.package_name }}.monitoring.labels import markdown as provenance_markdown
@@ -164,22 +165,23 @@ def on_labelled_window(
     return comparison
 
 
-def image_check(image_model: str) -> dict[str, Any]:
-    """The model the image to deploy carries against the candidate's registered tag (register's
-    reports/registry.json, the tag the release writes into the image's `lineage.model`)."""
-    candidate = str(read_json(Paths.registry)["tag"])
+def image_check(image_sha256: str) -> dict[str, Any]:
+    """The model the image to deploy carries (the sha256 of its bundle, the image's
+    `lineage.model-sha256` label) against the candidate's models/model.joblib."""
+    candidate = file_sha256(Paths.model)
     failures = []
-    if not image_model:
+    if not image_sha256:
         failures.append(
-            "the image to deploy names no model (no lineage.model label): build it with"
+            "the image to deploy names no model (no lineage.model-sha256 label): build it with"
             " `make image` or the release workflow"
         )
-    elif image_model != candidate:
+    elif image_sha256 != candidate:
         failures.append(
-            f"the image to deploy serves model {image_model}, but the candidate judged here is"
-            f" {candidate}: deploy the image built from this commit"
+            f"the image to deploy serves the model of sha256 {image_sha256[:12]}, but the"
+            f" candidate judged here is {candidate[:12]} ({Paths.model}): deploy the image built"
+            " from this commit"
         )
-    return {"image": image_model, "candidate": candidate, "failures": failures}
+    return {"image": image_sha256, "candidate": candidate, "failures": failures}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -188,8 +190,8 @@ def markdown(result: dict[str, Any]) -> str:
     if image := result.get("image"):
         same = "the same model" if not image["failures"] else "**another model**"
         lines += [
-            f"Image to deploy: model `{image['image'] or 'none named'}`; candidate judged here:"
-            f" `{image['candidate']}` ({same}).",
+            f"Image to deploy: model sha256 `{image['image'][:12] or 'none named'}`; candidate"
+            f" judged here: `{image['candidate'][:12]}` ({same}).",
             "",
         ]
     deployment = result["production"]
@@ -246,15 +248,16 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def run(
-    params: Params, now: datetime | None = None, image_model: str | None = None
+    params: Params, now: datetime | None = None, image_model_sha256: str | None = None
 ) -> dict[str, Any]:
     """Compare, write reports/challenge.md and .json, and raise GateError when refused (after
-    writing them: the refusal is evidence too). `image_model`: the image's lineage.model, which
-    must be the candidate's (None: no image to check, as in `make challenge` on a laptop)."""
+    writing them: the refusal is evidence too). `image_model_sha256`: the image's
+    lineage.model-sha256, which must be the candidate's (None: no image to check, as in
+    `make challenge` on a laptop)."""
     now = now or datetime.now(UTC)
     candidate = load_bundle(Paths.model)
     deployment = deployments.latest(ENVIRONMENT)
-    image = image_check(image_model) if image_model is not None else None
+    image = image_check(image_model_sha256) if image_model_sha256 is not None else None
     result: dict[str, Any] = {
         "compared_at": now.isoformat(),
         "image": image,

@@ -229,7 +229,7 @@ def challenge(args: argparse.Namespace) -> int:
     from {{ cookiecutter.package_name }} import challenge as champion
 
     try:
-        champion.run(load_params(), image_model=args.image_model)
+        champion.run(load_params(), image_model_sha256=args.image_model_sha256)
     finally:  # the comparison, passed or refused, for the terminal and the job log
         if champion.REPORT.is_file():
             print(champion.REPORT.read_text(), end="")
@@ -419,10 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the candidate model against production's on the same data; refuses a worse one",
     )
     challenging.add_argument(
-        "--image-model",
-        default=os.environ.get("IMAGE_MODEL"),
-        help="the lineage.model label of the image to deploy: refused unless it is the candidate"
-        " (default: IMAGE_MODEL; unset: no image checked)",
+        "--image-model-sha256",
+        default=os.environ.get("IMAGE_MODEL_SHA256"),
+        help="the lineage.model-sha256 label of the image to deploy: refused unless it is the"
+        " candidate's (default: IMAGE_MODEL_SHA256; unset: no image checked)",
     )
     recording = command(
         "record-deployment",

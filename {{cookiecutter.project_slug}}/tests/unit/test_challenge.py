@@ -22,6 +22,7 @@ from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.errors import GateError, PipelineError
+from {{ cookiecutter.package_name }}.io import file_sha256
 from {{ cookiecutter.package_name }}.monitoring import simulate
 from {{ cookiecutter.package_name }}.pipeline import curate, ingest, split, train, validate
 from {{ cookiecutter.package_name }}.serving.prediction_log import DirectorySink
@@ -199,37 +200,32 @@ def test_no_production_recorded_passes_as_the_first_deployment(
 def test_the_image_to_deploy_must_carry_the_candidate_model(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The deploy workflow gives the image's lineage.model label as IMAGE_MODEL: an image of
-    another model, or of none named, is refused even on a first deployment; the candidate's own
-    passes; unset (a laptop's `make challenge`), no image is checked."""
+    """The deploy workflow gives the image's lineage.model-sha256 label as IMAGE_MODEL_SHA256:
+    an image of another model, or of none named, is refused even on a first deployment; the
+    candidate's own passes; unset (a laptop's `make challenge`), no image is checked."""
     monkeypatch.setattr(deployments, "latest", lambda environment, cwd=".": None)
-    candidate = "credit_model:candidate1"
-    registry = project / Paths.registry
-    registry.parent.mkdir(parents=True, exist_ok=True)
-    registry.write_text(json.dumps({"tag": candidate}))
-    try:
-        monkeypatch.setenv("IMAGE_MODEL", "credit_model:other")
-        assert main(["challenge"]) == 1
-        printed = capsys.readouterr()
-        assert (
-            f"serves model credit_model:other, but the candidate judged here is {candidate}"
-            in printed.err
-        )
-        assert "**another model**" in printed.out and "**Refused**" in printed.out
-        monkeypatch.setenv("IMAGE_MODEL", "")
-        assert main(["challenge"]) == 1
-        assert "names no model (no lineage.model label)" in capsys.readouterr().err
+    candidate = file_sha256(Paths.model)
+    other = file_sha256(Paths.baseline_model)
+    monkeypatch.setenv("IMAGE_MODEL_SHA256", other)
+    assert main(["challenge"]) == 1
+    printed = capsys.readouterr()
+    assert (
+        f"serves the model of sha256 {other[:12]}, but the candidate judged here is"
+        f" {candidate[:12]} (models/model.joblib)" in printed.err
+    )
+    assert "**another model**" in printed.out and "**Refused**" in printed.out
+    monkeypatch.setenv("IMAGE_MODEL_SHA256", "")
+    assert main(["challenge"]) == 1
+    assert "names no model (no lineage.model-sha256 label)" in capsys.readouterr().err
 
-        monkeypatch.setenv("IMAGE_MODEL", candidate)
-        assert main(["challenge"]) == 0
-        printed = capsys.readouterr()
-        assert f"`{candidate}` (the same model)" in printed.out and "**Passed.**" in printed.out
-        assert json.loads(challenge.RESULT.read_text())["image"]["failures"] == []
-        monkeypatch.delenv("IMAGE_MODEL")
-        assert main(["challenge"]) == 0
-        assert "Image to deploy" not in capsys.readouterr().out
-    finally:
-        registry.unlink()
+    monkeypatch.setenv("IMAGE_MODEL_SHA256", candidate)
+    assert main(["challenge"]) == 0
+    printed = capsys.readouterr()
+    assert f"`{candidate[:12]}` (the same model)" in printed.out and "**Passed.**" in printed.out
+    assert json.loads(challenge.RESULT.read_text())["image"]["failures"] == []
+    monkeypatch.delenv("IMAGE_MODEL_SHA256")
+    assert main(["challenge"]) == 0
+    assert "Image to deploy" not in capsys.readouterr().out
 
 
 def test_an_unreadable_production_bundle_is_refused(

@@ -23,7 +23,13 @@ import yaml
 
 from {{ cookiecutter.package_name }} import git
 from {{ cookiecutter.package_name }}.errors import PipelineError
-from {{ cookiecutter.package_name }}.serving.store import LINEAGE_FILE, MODEL_NAME, use_project_store
+from {{ cookiecutter.package_name }}.io import file_sha256
+from {{ cookiecutter.package_name }}.serving.store import (
+    BUNDLE_FILE,
+    LINEAGE_FILE,
+    MODEL_NAME,
+    use_project_store,
+)
 
 LABEL_PREFIX = "lineage"  # the image's own labels; org.opencontainers.image.* for the standard ones
 DEFAULT_SOURCE = "https://github.com/{{ cookiecutter.github_owner }}/{{ cookiecutter.project_slug }}"
@@ -122,6 +128,8 @@ def plan(image: str, *, allow_dirty: bool = False) -> ImagePlan:
         "org.opencontainers.image.created": datetime.now(UTC).isoformat(timespec="seconds"),
         f"{LABEL_PREFIX}.bento": str(bento.tag),
         f"{LABEL_PREFIX}.model": str(model.tag),
+        # the bundle's content: the deploy workflow's challenge checks it is the model it judged
+        f"{LABEL_PREFIX}.model-sha256": file_sha256(Path(model.path_of(BUNDLE_FILE))),
         f"{LABEL_PREFIX}.model-commit": str(lineage["git"]["commit"]),
         f"{LABEL_PREFIX}.data-sha256": str(lineage["data"]["sha256"]),
         f"{LABEL_PREFIX}.params-sha256": params_sha256(lineage["params"]),
