@@ -38,6 +38,7 @@ EXPECTED_KINDS = {
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "NetworkPolicy",
+        "PodMonitor",
         "HTTPRoute",
     },
     "production": {
@@ -45,6 +46,7 @@ EXPECTED_KINDS = {
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "NetworkPolicy",
+        "PodMonitor",
         "Canary",
         "MetricTemplate",
     },

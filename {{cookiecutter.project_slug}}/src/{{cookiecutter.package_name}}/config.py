@@ -457,10 +457,40 @@ class DeployNetwork(_Strict):
     log_database: LogDatabase | None
 
 
+K8S_LABEL_NAME: Final = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+K8S_LABEL_KEY: Final = rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{K8S_LABEL_NAME}$"
+K8S_LABEL_VALUE: Final = rf"^({K8S_LABEL_NAME})?$"
+
+
+class DeployMetrics(_Strict):
+    """How Prometheus finds the pods' /metrics. The `prometheus.io/*` annotations are always on
+    the pods (a plain Prometheus's kubernetes-pods job reads them); `pod_monitor` adds a
+    PodMonitor for the Prometheus Operator (kube-prometheus-stack), which ignores them."""
+
+    scrape: Literal["pod_monitor", "annotations"]
+    # the labels your Prometheus selects PodMonitors by (kube-prometheus-stack: its release)
+    pod_monitor_labels: dict[
+        Annotated[str, Field(pattern=K8S_LABEL_KEY)], Annotated[str, Field(pattern=K8S_LABEL_VALUE)]
+    ] = Field(default_factory=dict)
+    interval: str = "15s"
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not DURATION.fullmatch(value):
+            raise ValueError(f"must be a duration such as 15s or 1m, got {value!r}")
+        return value
+
+
 class DeployConfig(_Strict):
     # The Kubernetes name of the service's resources (a DNS label starting with a letter).
     name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
     image: str = Field(pattern=r"^[a-z0-9][a-z0-9._/-]*[a-z0-9]$")  # no tag: deployed by digest
+    # docker-registry Secrets the kubelet pulls a private image with (GHCR: docs/deploying.md)
+    image_pull_secrets: list[Annotated[str, Field(pattern=K8S_SECRET_NAME)]] = Field(
+        default_factory=list
+    )
+    metrics: DeployMetrics
     environments: DeployEnvironments
     gateway: GatewayRef
     prometheus: str = Field(pattern=r"^https?://\S+$")

@@ -152,6 +152,54 @@ def test_the_network_policy_and_the_budget_cover_flaggers_primary_pods_too(param
     assert "PodDisruptionBudget" not in str(production.get("patches"))
 
 
+def test_prometheus_finds_every_pod_with_the_labels_the_canary_checks_group_by(
+    workspace: Path, params
+) -> None:
+    """A stock cluster's Prometheus (the Operator's) ignores the prometheus.io annotations: the
+    PodMonitor scrapes the primary's and the canary's pods on the container's `http` port, its
+    series labelled `namespace` and `pod`, itself labelled as that Prometheus selects. A plain
+    Prometheus (`scrape: annotations`) gets no PodMonitor, whose kind it would not know."""
+    rendered = manifests.render(params)
+    [monitor] = documents(rendered, "base/pod-monitor.yaml")
+    [deployment] = documents(rendered, "base/deployment.yaml")
+    base = yaml.safe_load(rendered[manifests.DEPLOY_DIR / "base/kustomization.yaml"])
+    assert "pod-monitor.yaml" in base["resources"]
+    name = params.deploy.name
+    assert selects(monitor["spec"]["selector"], {"app": name})
+    assert selects(monitor["spec"]["selector"], {"app": f"{name}-primary"})
+    assert params.deploy.metrics.pod_monitor_labels.items() <= monitor["metadata"]["labels"].items()
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert endpoint["port"] in {port["name"] for port in container["ports"]}
+    assert endpoint["path"] == "/metrics"
+    targets = {
+        relabel["targetLabel"]: relabel["sourceLabels"] for relabel in endpoint["relabelings"]
+    }
+    assert targets == {
+        "namespace": ["__meta_kubernetes_namespace"],
+        "pod": ["__meta_kubernetes_pod_name"],
+    }
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+    plain = manifests.render(edit_params(workspace, deploy__metrics__scrape="annotations"))
+    assert manifests.DEPLOY_DIR / "base/pod-monitor.yaml" not in plain
+    assert "pod-monitor.yaml" not in plain[manifests.DEPLOY_DIR / "base/kustomization.yaml"]
+    [deployment] = documents(plain, "base/deployment.yaml")
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == annotations
+
+
+def test_a_private_image_is_pulled_with_the_secrets_params_name(workspace: Path, params) -> None:
+    [deployment] = documents(manifests.render(params), "base/deployment.yaml")
+    assert "imagePullSecrets" not in deployment["spec"]["template"]["spec"]
+    private = edit_params(workspace, deploy__image_pull_secrets=["ghcr-pull", "mirror-pull"])
+    [deployment] = documents(manifests.render(private), "base/deployment.yaml")
+    assert deployment["spec"]["template"]["spec"]["imagePullSecrets"] == [
+        {"name": "ghcr-pull"},
+        {"name": "mirror-pull"},
+    ]
+
+
 def test_the_network_policy_admits_the_gateway_and_prometheus_and_calls_dns_and_the_log(
     workspace: Path,
 ) -> None:
@@ -284,6 +332,10 @@ def test_a_hand_edit_is_caught(workspace: Path, capsys: pytest.CaptureFixture[st
             "exactly one of cidr",
         ),
         ({"deploy__network__log_database": {"cidr": "10.0.0.0/8", "port": 0}}, "port"),
+        ({"deploy__metrics__scrape": "service_monitor"}, "deploy.metrics.scrape"),
+        ({"deploy__metrics__pod_monitor_labels": {"bad key!": "x"}}, "pod_monitor_labels"),
+        ({"deploy__metrics__interval": "15 seconds"}, "deploy.metrics.interval"),
+        ({"deploy__image_pull_secrets": ["GHCR_pull"]}, "deploy.image_pull_secrets.0"),
     ],
 )
 def test_bad_deploy_values_name_the_key(workspace: Path, change: dict, message: str) -> None:

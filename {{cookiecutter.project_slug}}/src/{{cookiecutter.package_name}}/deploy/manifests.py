@@ -7,7 +7,7 @@ overlay per environment, each rendered by `kubectl kustomize deploy/overlays/<na
   runtime's seccomp profile, a read-only root filesystem; secrets mounted as files, never as
   environment variables; probes, requests and limits), its Service, a PodDisruptionBudget and a
   NetworkPolicy (ingress from the Gateway's and Prometheus's namespaces only, egress to DNS and
-  the log's database only).
+  the log's database only); a PodMonitor when `deploy.metrics.scrape` is `pod_monitor`.
 - staging: the base, a HorizontalPodAutoscaler and a Gateway API HTTPRoute.
 - production: the base handed to Flagger. Its Canary sends a new version a growing share of the
   traffic (`deploy.canary.step_weights`) and rolls it back when its MetricTemplates' checks fail;
@@ -175,6 +175,11 @@ def deployment(params: Params) -> dict[str, Any]:
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [container],
+            **(
+                {"imagePullSecrets": [{"name": name} for name in deploy.image_pull_secrets]}
+                if deploy.image_pull_secrets
+                else {}
+            ),
             "volumes": [
                 *(
                     {"name": volume, "emptyDir": {"sizeLimit": size}}
@@ -274,6 +279,38 @@ def network_policy(deploy: DeployConfig) -> dict[str, Any]:
                 }
             ],
             "egress": egress,
+        },
+    }
+
+
+def pod_monitor(deploy: DeployConfig) -> dict[str, Any]:
+    """The Prometheus Operator's scrape of every pod of the service (primary and canary), whose
+    series carry `namespace` and `pod`, the labels the canary's checks group by."""
+    metrics = deploy.metrics
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": {
+            "name": deploy.name,
+            "labels": {**selector(deploy.name), **metrics.pod_monitor_labels},
+        },
+        "spec": {
+            "selector": pod_selector(deploy.name),
+            "podMetricsEndpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    "interval": metrics.interval,
+                    "relabelings": [
+                        {
+                            "sourceLabels": [f"__meta_kubernetes_{source}"],
+                            "targetLabel": target,
+                            "action": "replace",
+                        }
+                        for source, target in (("namespace", "namespace"), ("pod_name", "pod"))
+                    ],
+                }
+            ],
         },
     }
 
@@ -461,21 +498,17 @@ def render(params: Params) -> dict[Path, str]:
     """Every file of deploy/, by path (under DEPLOY_DIR), as `make manifests` writes it."""
     deploy = params.deploy
     staging, production = deploy.environments.staging, deploy.environments.production
+    base: dict[str, list[dict[str, Any]]] = {
+        "deployment.yaml": [deployment(params)],
+        "service.yaml": [service(deploy)],
+        "pod-disruption-budget.yaml": [disruption_budget(deploy)],
+        "network-policy.yaml": [network_policy(deploy)],
+    }
+    if deploy.metrics.scrape == "pod_monitor":
+        base["pod-monitor.yaml"] = [pod_monitor(deploy)]
     files: dict[str, list[dict[str, Any]]] = {
-        "base/deployment.yaml": [deployment(params)],
-        "base/service.yaml": [service(deploy)],
-        "base/pod-disruption-budget.yaml": [disruption_budget(deploy)],
-        "base/network-policy.yaml": [network_policy(deploy)],
-        "base/kustomization.yaml": [
-            kustomization(
-                [
-                    "deployment.yaml",
-                    "service.yaml",
-                    "pod-disruption-budget.yaml",
-                    "network-policy.yaml",
-                ]
-            )
-        ],
+        **{f"base/{name}": documents for name, documents in base.items()},
+        "base/kustomization.yaml": [kustomization(list(base))],
         "overlays/staging/autoscaler.yaml": [autoscaler(deploy, staging)],
         "overlays/staging/http-route.yaml": [http_route(deploy, staging)],
         "overlays/staging/kustomization.yaml": [
