@@ -32,8 +32,9 @@ FILE = re.compile(r"[\w.-]+(?:/[\w.-]+)*\.(?:py|ipynb|ya?ml|toml)")
 DOTTED = re.compile(r"[a-z_]+(?:\.[a-z_]+)+")
 # How the template's tests run a project's make targets: ("make", "<target>", ...) or
 # running_make(project, ["<target>"], ...) for servers.
+# The targets of a make command in a test: every one (`"make", "lint", "test-unit"`).
 MAKE_IN_TESTS = re.compile(
-    r'"make",\s*(?:"--no-print-directory",\s*)?"([a-z-]+)"'
+    r'"make",\s*(?:"--no-print-directory",\s*)?((?:"[a-z-]+",?\s*)+)'
     r'|running_make\(\s*\w+,\s*\[\s*"([a-z-]+)"'
 )
 
@@ -190,8 +191,9 @@ def test_make_commands_are_targets_the_template_tests_run(
         name
         for source in sorted((TEMPLATE / "tests").glob("*.py"))
         for match in MAKE_IN_TESTS.finditer(source.read_text())
-        for name in match.groups()
-        if name
+        for group in match.groups()
+        if group
+        for name in re.findall(r"[a-z-]+", group)
     }
     named, problems = set(), []
     for page in pages:
