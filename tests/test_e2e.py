@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from batch_scoring import check_make_predict
-from conftest import Project, cookiecutter_defaults
+from conftest import LOAD_TEST_REQUESTS, Project, cookiecutter_defaults
 
 pytestmark = pytest.mark.e2e
 
@@ -222,7 +222,7 @@ def test_dvc_status_is_clean_and_repro_runs_nothing(default_project: Project) ->
 
 
 def test_generated_make_test_passes(default_project: Project) -> None:
-    result = default_project.run("make", "test", timeout=1500)
+    result = default_project.run("make", "test", timeout=1500, env=LOAD_TEST_REQUESTS)
     summary = result.stdout.strip().splitlines()[-5:]
     assert re.search(r"\d+ passed", result.stdout), summary
     assert not re.search(r"\d+ (failed|error)", result.stdout), summary

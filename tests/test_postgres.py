@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from batch_scoring import broken_copy_of_the_test_split
-from conftest import POSTGRES_PASSWORD, Project, postgres_url
+from conftest import LOAD_TEST_REQUESTS, POSTGRES_PASSWORD, Project, postgres_url
 from loopback import running_make
 from test_monitoring import results
 
@@ -193,7 +193,7 @@ def generated_tests_against(project: Project, database: str, *pytest_args: str) 
         *pytest_args,
         "-p",
         "no:cacheprovider",
-        env={"LOAD_TEST_SQL_URL": postgres_url(database)},
+        env={"LOAD_TEST_SQL_URL": postgres_url(database), **LOAD_TEST_REQUESTS},
         timeout=900,
     )
     return done.stdout
@@ -214,7 +214,7 @@ def test_the_load_test_loses_no_prediction_logged_into_postgresql(
             "python", "-c", COUNT, postgres_url(postgres_database), "predictions"
         ).stdout
     )
-    assert counts == {"predictions": 10_000}, counts
+    assert counts == {"predictions": int(LOAD_TEST_REQUESTS["LOAD_REQUESTS"])}, counts
 
 
 def test_the_log_purges_exactly_and_refuses_labels_in_postgresql(
