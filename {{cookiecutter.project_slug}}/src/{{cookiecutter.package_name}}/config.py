@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     RootModel,
@@ -302,6 +303,15 @@ def duration_seconds(duration: str) -> int:
     return int(number) * DURATION_SECONDS[unit]
 
 
+def _a_duration(value: Any) -> Any:
+    if not isinstance(value, str) or not DURATION.fullmatch(value):
+        raise ValueError(f"must be a duration such as 30s or 5m, got {value!r}")
+    return value
+
+
+Duration = Annotated[str, BeforeValidator(_a_duration)]  # as DURATION reads it
+
+
 class ComputeResources(_Strict):
     """Kubernetes quantities: cpu `500m` or `1`, memory `512Mi` or `2Gi`."""
 
@@ -370,19 +380,12 @@ class CanaryConfig(_Strict):
     it back."""
 
     step_weights: list[int] = Field(min_length=1)
-    interval: str
+    interval: Duration
     failed_checks: int = Field(ge=1, le=100)
     max_error_rate: float = Field(ge=0, le=1)
     max_latency_p99: float = Field(gt=0)
     max_decision_shift: float = Field(gt=0, le=1)
-    decision_window: str
-
-    @field_validator("interval", "decision_window", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        if not isinstance(value, str) or not DURATION.fullmatch(value):
-            raise ValueError(f"must be a duration such as 30s or 5m, got {value!r}")
-        return value
+    decision_window: Duration
 
     @field_validator("step_weights")
     @classmethod
@@ -472,14 +475,7 @@ class DeployMetrics(_Strict):
     pod_monitor_labels: dict[
         Annotated[str, Field(pattern=K8S_LABEL_KEY)], Annotated[str, Field(pattern=K8S_LABEL_VALUE)]
     ] = Field(default_factory=dict)
-    interval: str = "15s"
-
-    @field_validator("interval", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        if not isinstance(value, str) or not DURATION.fullmatch(value):
-            raise ValueError(f"must be a duration such as 15s or 1m, got {value!r}")
-        return value
+    interval: Duration = "15s"
 
 
 class DeployConfig(_Strict):
