@@ -62,9 +62,9 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
     decided_records,
     open_sink,
     open_spool,
-    output_rows,
 )
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, registered_files
+from {{ cookiecutter.package_name }}.task import output_rows
 
 if TYPE_CHECKING:
     from {{ cookiecutter.package_name }}.explanations import Explainer

@@ -16,7 +16,7 @@ import pandas as pd
 
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
 from {{ cookiecutter.package_name }}.schema import Schema
-from {{ cookiecutter.package_name }}.task import Decision, Task
+from {{ cookiecutter.package_name }}.task import Decision, Task, output_rows
 
 BUNDLE_FORMAT = 2  # bumped when the fields change: an older file is refused, not misread
 UNKNOWN_GROUP = "unknown"  # a missing sensitive value is a group of its own, never dropped
@@ -83,13 +83,10 @@ class ModelBundle:
         label and the task's outputs (binary: `probability`; multiclass: `probabilities`;
         regression: nothing more). The offline side of every served-against-offline check."""
         outputs = self.outputs(table)
-        columns = self.task.output_columns(outputs)
+        by_row = output_rows(self.task.output_columns(outputs), len(table))
         return [
-            {
-                "label": self.label(decision),
-                **self.task.response_values({name: float(v[i]) for name, v in columns.items()}),
-            }
-            for i, decision in enumerate(self.decide(outputs))
+            {"label": self.label(decision), **self.task.response_values(own)}
+            for own, decision in zip(by_row, self.decide(outputs), strict=True)
         ]
 
     def encode(self, labels: pd.Series) -> np.ndarray:

@@ -64,6 +64,12 @@ class Decision:
         return record
 
 
+def output_rows(columns: dict[str, Any], rows: int) -> list[dict[str, float]]:
+    """A task's output columns (`Task.output_columns`: name -> one value per row) as one mapping
+    per row, as the service answers and the log keeps them."""
+    return [{name: float(values[i]) for name, values in columns.items()} for i in range(rows)]
+
+
 class Task(ABC):
     """One kind of supervised problem; subclasses carry the target's classes and the costs."""
 

@@ -31,8 +31,8 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
     DirectorySink,
     decided_records,
     open_sink,
-    output_rows,
 )
+from {{ cookiecutter.package_name }}.task import output_rows
 from tests.conftest import edit_params
 
 pytestmark = pytest.mark.unit

@@ -33,8 +33,8 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
     decided_records,
     feedback_record,
     open_sink,
-    output_rows,
 )
+from {{ cookiecutter.package_name }}.task import output_rows
 
 BATCH = 50  # records per request
 CALLER = "simulator"  # who asked and labelled, in the log, when it writes there itself

@@ -64,9 +64,9 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
     feedback_record,
     open_sink,
     open_spool,
-    output_rows,
 )
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME, SERVING_FILE
+from {{ cookiecutter.package_name }}.task import output_rows
 
 LOG_RETRY_AFTER = 1  # seconds a client waits after a 503 from the log (it spools within that)
 logger = logging.getLogger("bentoml")  # BentoML shows its own logger's records in its log

@@ -76,7 +76,6 @@ from .records import (
     Table,
     decided_records,
     feedback_record,
-    output_rows,
     prediction_record,
     utc_now,
 )
@@ -117,7 +116,6 @@ __all__ = [
     "join_feedback",
     "open_sink",
     "open_spool",
-    "output_rows",
     "prediction_record",
     "purge",
     "retention_cutoff",

@@ -72,11 +72,6 @@ def prediction_record(
     }
 
 
-def output_rows(columns: dict[str, Any], rows: int) -> list[dict[str, float]]:
-    """The task's output columns (name -> one value per row) as one mapping per row."""
-    return [{name: float(values[i]) for name, values in columns.items()} for i in range(rows)]
-
-
 def decided_records(
     features: list[dict[str, Any]],
     labels: list[object],
