@@ -177,24 +177,11 @@ def test_a_command_failing_before_a_pipe_fails_its_step_in_every_generated_workf
                 }
                 if "shell" in step:
                     piped["shell"] = step["shell"]
-                alone = {
-                    "on": "push",
-                    **(
-                        {"defaults": workflow["defaults"]}
-                        if "defaults" in workflow
-                        else {}
-                    ),
-                    "jobs": {
-                        "job": {
-                            **(
-                                {"defaults": job["defaults"]}
-                                if "defaults" in job
-                                else {}
-                            ),
-                            "steps": [piped],
-                        }
-                    },
-                }
+                alone: dict = {"on": "push", "jobs": {"job": {"steps": [piped]}}}
+                if "defaults" in workflow:
+                    alone["defaults"] = workflow["defaults"]
+                if "defaults" in job:
+                    alone["jobs"]["job"]["defaults"] = job["defaults"]
                 where = f"{path.name} {job_name}: {step.get('name', lines[0])}"
                 result = runner_for(tmp_path / str(len(checked)), alone).run_job(
                     "job", Event("push")

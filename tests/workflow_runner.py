@@ -527,11 +527,7 @@ class WorkflowRunner:
     ) -> JobResult:
         """Run one job; `needs` gives the result of each job it needs (default: success),
         `needs_outputs` their outputs (default: none, as a job whose steps set none)."""
-        run = JobRun(self, job_id, event, dict(needs or {}))
-        run.needs_outputs = {
-            name: dict(values) for name, values in (needs_outputs or {}).items()
-        }
-        return run.run()
+        return JobRun(self, job_id, event, dict(needs or {}), needs_outputs).run()
 
     def would_run(self, job_id: str, step_name: str, event: Event) -> bool:
         """Whether a step's `if:` holds for this event and these secrets, all earlier steps
@@ -564,7 +560,12 @@ class JobRun:
     """One execution of one job (its workspace, files and step results)."""
 
     def __init__(
-        self, runner: WorkflowRunner, job_id: str, event: Event, needs: dict[str, str]
+        self,
+        runner: WorkflowRunner,
+        job_id: str,
+        event: Event,
+        needs: dict[str, str],
+        needs_outputs: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.runner = runner
         self.job_id = job_id
@@ -584,7 +585,9 @@ class JobRun:
         needed = self.spec.get("needs", [])
         needed = [needed] if isinstance(needed, str) else list(needed)
         self.needs = {name: needs.get(name, "success") for name in needed}
-        self.needs_outputs: dict[str, dict[str, str]] = {}
+        self.needs_outputs = {
+            name: dict(values) for name, values in (needs_outputs or {}).items()
+        }
         self.env: dict[str, str] = {}
         self.path_additions: list[str] = []
         self.steps: dict[str, dict[str, Any]] = {}
