@@ -319,6 +319,11 @@ def test_smoke_compares_every_tasks_answer_field_by_field(
         assert expected in difference
 
 
+def test_what_a_service_sends_is_bounded_in_the_smoke_report() -> None:
+    [difference] = smoke.differences({"label": "x" * 10_000}, {"label": "y"})
+    assert difference.startswith("label 'xxx") and len(difference) < 300, len(difference)
+
+
 def test_smoke_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("API_TOKEN", raising=False)
     with pytest.raises(PipelineError, match="set API_TOKEN to a token of scope predict"):

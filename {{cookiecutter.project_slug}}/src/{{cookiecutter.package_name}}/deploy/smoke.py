@@ -44,7 +44,8 @@ def differences(served: Any, offline: dict[str, Any], tolerance: float = TOLERAN
         if field not in served:
             found.append(f"no {field!r} in the answer")
         elif not same(served[field], expected, tolerance):
-            found.append(f"{field} {served[field]!r} but the bundle gives {expected!r} offline")
+            got = f"{served[field]!r:.200}"  # what a service sends is bounded in the summary
+            found.append(f"{field} {got} but the bundle gives {expected!r} offline")
     return found
 
 
