@@ -248,11 +248,6 @@ def as_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records"))
 
 
-def expected_answers(bundle: ModelBundle, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """What the service answers for each row of `frame`, offline, beside its id and version."""
-    return bundle.answers(frame)
-
-
 def assert_same_answers(
     served: list[dict[str, Any]], expected: list[dict[str, Any]], atol: float = 1e-12
 ) -> None:

@@ -30,7 +30,6 @@ from .conftest import (
     as_records,
     assert_same_answers,
     authorized,
-    expected_answers,
     keep_httpx_error,
 )
 
@@ -50,7 +49,7 @@ def test_valid_batch_gets_one_prediction_per_record(
     answers = response.json()
     assert len(answers) == 2
     bundle = service.BUNDLE
-    [expected] = expected_answers(bundle, test_split.head(1))  # valid_record's row
+    [expected] = bundle.answers(test_split.head(1))  # valid_record's row
     for answer in answers:
         assert set(answer) == {"prediction_id", "model_version", *expected}
         assert uuid.UUID(answer["prediction_id"]).version == 4

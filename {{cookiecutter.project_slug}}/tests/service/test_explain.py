@@ -20,7 +20,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR
 
-from .conftest import PROJECT_ROOT, as_records, authorized, expected_answers
+from .conftest import PROJECT_ROOT, as_records, authorized
 
 pytestmark = pytest.mark.service
 
@@ -35,7 +35,7 @@ def test_each_record_is_explained_as_predict_decides_it(
 
     assert response.status_code == 200, response.text
     bundle = service.BUNDLE
-    for answer, offline in zip(response.json(), expected_answers(bundle, rows), strict=True):
+    for answer, offline in zip(response.json(), bundle.answers(rows), strict=True):
         assert answer["label"] == offline["label"]
         assert answer["model_version"] == str(service.MODEL.stored.tag)
         contributions = answer["contributions"]

@@ -14,7 +14,7 @@ from {{ cookiecutter.package_name }}.config import Paths
 from {{ cookiecutter.package_name }}.io import file_sha256, read_json
 from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE
 
-from .conftest import PROJECT_ROOT, as_records, assert_same_answers, expected_answers
+from .conftest import PROJECT_ROOT, as_records, assert_same_answers
 
 pytestmark = pytest.mark.service
 
@@ -40,7 +40,7 @@ def test_served_predictions_equal_offline_predictions(
         assert response.status_code == 200, response.text
         served += response.json()
 
-    assert_same_answers(served, expected_answers(bundle, features))
+    assert_same_answers(served, bundle.answers(features))
     # and the served labels make the mistakes evaluate reported for the test split
     decided = bundle.encode(pd.Series([answer["label"] for answer in served]))
     cost = bundle.task.cost_of(bundle.encode(test_split[bundle.target]), decided)
