@@ -370,9 +370,10 @@ class Project:
 
 BakeProject = Callable[..., Project]
 
-# Files of the generated suite that do not depend on the task or the data: test_e2e.py's
-# `make test` runs them on the default project, and the other runs of the suite (another task,
-# another dataset, the CI workflow's job) leave them out, for the template's CI time budget.
+# Files of the generated suite that do not depend on the task or the data: the release job's
+# `make test` (test_workflows.py) runs them on the default project, and the other runs of the
+# suite (another task, another dataset, the CI workflow's job) leave them out, for the
+# template's CI time budget.
 # The binary live canary (Envoy, Prometheus, three services) is among them where the project is
 # binary; test_tasks.py runs each other task's.
 DATA_INDEPENDENT_TESTS = (

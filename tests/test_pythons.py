@@ -4,10 +4,10 @@ tests (`make test-unit`: the unit layer alone, on a fresh bake with no pipeline 
 plain shell whose PATH has that Python and no uv (the Makefile installs its own).
 
 3.11, the default, is the interpreter of the shared project environment: every end-to-end test
-runs on it (test_e2e runs the default project's whole `make test`). Here the others, each in its
-own .venv. The interpreter comes from PATH (`python3.12`; GitHub's setup-python puts it there)
-or pyenv (`$(pyenv root)/versions/3.12.*`). Missing, the case skips, unless
-REQUIRE_ALL_PYTHONS=1 (the template's .ci/run sets it): then it fails.
+runs on it (the release job in test_workflows runs the default project's whole `make test`).
+Here the others, each in its own .venv. The interpreter comes from PATH (`python3.12`;
+GitHub's setup-python puts it there) or pyenv (`$(pyenv root)/versions/3.12.*`). Missing, the
+case skips, unless REQUIRE_ALL_PYTHONS=1 (the template's .ci/run sets it): then it fails.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from batch_scoring import broken_copy_of_the_test_split
 from conftest import (
     BINARY_CANARY_TEST,
     DATA_INDEPENDENT_TESTS,
+    LOAD_TEST_REQUESTS,
     TEMPLATE,
     Project,
     bake,
@@ -112,17 +113,32 @@ def assert_green(
         assert step.outcome == expected, job.report()
 
 
+# The unit layer's slowest files, which the PR job's unit step leaves to the release job's
+# `make test` on the same project (the step still runs the rest of the layer).
+SLOW_UNIT_TESTS = (
+    "tests/unit/test_monitoring.py",
+    "tests/unit/test_stages.py",
+    "tests/unit/test_challenge.py",
+    "tests/unit/test_register.py",
+)
+
+
 def test_ci_on_a_pull_request_shows_the_differences(
     repository: Project, tmp_path: Path
 ) -> None:
     """The CI workflow's lint and test jobs, green on a pull request, and the summary of what
-    it changes. The job's `make test` leaves out the suite's data-independent files, the live
-    canary and the service layer: test_e2e.py runs them on this very project (the job's own
-    pipeline, which retrains with the branch's params, feeds the data, model and bias layers)."""
-    deselected = deselecting(*DATA_INDEPENDENT_TESTS, BINARY_CANARY_TEST)
+    it changes. The job leaves out the suite's data-independent files, the live canary, the
+    service layer and the slowest unit files: the release job's `make test` runs them on this
+    very project (the job's own pipeline, which retrains with the branch's params, feeds the
+    data, model and bias layers)."""
     environment = {
         **plain_shell_environment(),
-        "PYTEST_ADDOPTS": deselected["PYTEST_ADDOPTS"] + ' -m "not service"',
+        **deselecting(
+            *DATA_INDEPENDENT_TESTS,
+            *SLOW_UNIT_TESTS,
+            BINARY_CANARY_TEST,
+            "tests/service/",
+        ),
     }
     runner = make_runner(repository.path, "ci.yml", tmp_path, environment=environment)
     event = Event("pull_request", ref="tune", base="main")
@@ -132,6 +148,12 @@ def test_ci_on_a_pull_request_shows_the_differences(
 
     test = runner.run_job("test", event)
     assert_green(test)
+    # the unit layer once, in its own step; the lifecycle step runs the other layers
+    unit = test.step("Unit tests").output
+    rest = test.step("Lifecycle (dvc repro) and every other test layer").output
+    assert re.search(r"^tests/unit/\S+ \.", unit, re.M), unit[-3000:]
+    assert re.search(r"^tests/model/\S+ \.", rest, re.M), rest[-3000:]
+    assert not re.search(r"^tests/unit/", rest, re.M), rest[-3000:]
     summary = test.summary
     assert "### Metrics and fairness: main → this pull request" in summary, summary
     metrics_table = summary.split("### Params")[0]
@@ -383,13 +405,17 @@ def docker() -> DockerEngine:
 
 @pytest.fixture(scope="module")
 def release(
-    repository: Project,
-    docker: DockerEngine,
-    tmp_path_factory: pytest.TempPathFactory,
+    repository: Project, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[JobResult, list[str]]]:
-    environment = plain_shell_environment(str(docker.client.parent))
-    if docker.host:
-        environment["DOCKER_HOST"] = docker.host
+    """The release job on a push to main, with the Docker engine's client on PATH where one
+    answers (without one the job fails at the build, after its tests)."""
+    engine = docker_engine()
+    environment = plain_shell_environment(
+        *([str(engine.client.parent)] if engine else [])
+    )
+    environment.update(LOAD_TEST_REQUESTS)
+    if engine and engine.host:
+        environment["DOCKER_HOST"] = engine.host
     runner = make_runner(
         repository.path,
         "release.yml",
@@ -405,8 +431,25 @@ def release(
     try:
         yield job, tags
     finally:
-        if tags:
-            docker.run("rmi", "--force", *tags, cwd=repository.path, check=False)
+        if tags and engine:
+            engine.run("rmi", "--force", *tags, cwd=repository.path, check=False)
+
+
+def test_release_job_runs_the_lifecycle_and_every_test_layer(
+    release: tuple[JobResult, list[str]],
+) -> None:
+    """The one run of the default project's whole suite (`make test`: every layer, the load,
+    overload and durability tests, the live canary), in the job's fresh clone and .venv; the
+    other runs of the generated suite leave those files out (conftest.DATA_INDEPENDENT_TESTS)."""
+    job, _ = release
+    step = job.step("Lifecycle and every test layer (the gates decide what ships)")
+    assert step.outcome == "success", job.report()
+    summary = step.output.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary) and "failed" not in summary, summary
+    for path in (*DATA_INDEPENDENT_TESTS, BINARY_CANARY_TEST, "tests/service/test_api"):
+        assert re.search(rf"^{re.escape(path)}\S* \.", step.output, re.M), (
+            f"{path} did not run:\n{step.output[-3000:]}"
+        )
 
 
 def as_the_pod_runs_it(project: Path, secrets: Path) -> tuple[list[str], str]:
