@@ -40,9 +40,10 @@ def window(project: Path, rows: int, seed: int = 0) -> pd.DataFrame:
 
 
 def scratch_project(project: Path, scratch: Path, source: Path) -> None:
-    """A working directory that reads the project's model and reference, with `monitor.current`
-    pointing at `source` and its own reports and workspace."""
-    for name in ("models", "data", "schema.yaml"):
+    """A working directory that reads the project's model, reference and log key (`make bench`
+    makes it: schema.yaml pseudonymises a column), with `monitor.current` pointing at `source`
+    and its own reports and workspace."""
+    for name in ("models", "data", "schema.yaml", "secrets"):
         (scratch / name).symlink_to(project / name)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["monitor"]["current"] = str(source)
@@ -67,10 +68,14 @@ def main() -> int:
             source = scratch / "current.parquet"
             window(project, rows).to_parquet(source, index=False)
             scratch_project(project, scratch, source)
-            # a failed gate (exit 1) is a result, not an error
+            # a failed gate (exit 1) is a result, not an error; a refusal writes no summary
             seconds, peak = run_command(
                 project, package, ["monitor"], scratch, ok=(0, 1)
             )
+            if not (scratch / "reports" / "monitoring" / "summary.md").is_file():
+                raise SystemExit(
+                    f"monitor on {rows} rows wrote no summary: it was refused"
+                )
             print(
                 f"{rows:>9} {seconds:>9.1f} {peak:>9.0f}",
                 flush=True,
