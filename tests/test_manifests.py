@@ -39,6 +39,7 @@ EXPECTED_KINDS = {
         "PodDisruptionBudget",
         "NetworkPolicy",
         "PodMonitor",
+        "PrometheusRule",
         "HTTPRoute",
     },
     "production": {
@@ -47,6 +48,7 @@ EXPECTED_KINDS = {
         "PodDisruptionBudget",
         "NetworkPolicy",
         "PodMonitor",
+        "PrometheusRule",
         "Canary",
         "MetricTemplate",
     },
@@ -207,6 +209,33 @@ def test_the_overlays_pin_the_release_image_by_digest_in_their_namespace(
         [deployment] = [d for d in documents if d["kind"] == "Deployment"]
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         assert container["image"] == f"{params['image']}@sha256:{'0' * 64}"
+
+
+@pytest.mark.e2e
+def test_the_other_gateway_implementation_renders_and_validates_strictly(
+    project: Project, rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """deploy.gateway.implementation: envoy_gateway (the default, contour, is above): `make
+    manifests` rewrites only the MetricTemplates, and production still validates."""
+    other = project.copy(tmp_path / project.path.name)
+    params = other.path / "params.yaml"
+    text = params.read_text()
+    assert text.count("implementation: contour") == 1, (
+        "params.yaml names no implementation"
+    )
+    params.write_text(
+        text.replace("implementation: contour", "implementation: envoy_gateway")
+    )
+    before = snapshot(other.path / "deploy")
+    other.run("make", "manifests")
+    after = snapshot(other.path / "deploy")
+    changed = {path for path in after if after[path] != before.get(path)}
+    assert changed == {"overlays/production/metric-templates.yaml"}, changed
+    documents = kustomize(other.path, "production")
+    queries = [d["spec"]["query"] for d in documents if d["kind"] == "MetricTemplate"]
+    assert sum("bentoml_service_request" in query for query in queries) == 2, queries
+    problems = problems_of(documents, schema_directory(), tmp_path)
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.e2e

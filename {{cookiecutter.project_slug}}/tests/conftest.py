@@ -3,9 +3,14 @@ model and bias layers read the outputs of `make pipeline` in the project itself.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -135,3 +140,39 @@ def pipeline_outputs() -> Path:
 def bundle(pipeline_outputs: Path) -> ModelBundle:
     """The model bundle the train stage wrote."""
     return load_bundle(pipeline_outputs / Paths.model)
+
+
+LIVE_SPOOL_OWNER = """
+import json, sys
+from {{ cookiecutter.package_name }}.serving.prediction_log import Spool
+spool = Spool(sys.argv[1])
+spool.append(sys.argv[2], json.loads(sys.stdin.readline()))
+spool.recorded({"-"})  # reads the spool's files: its own lock must hold all the same
+print(spool._own, flush=True)
+sys.stdin.readline()
+"""
+
+
+@contextlib.contextmanager
+def spool_of_a_live_process(
+    directory: Path, table: str, records: list[dict[str, Any]]
+) -> Iterator[Path]:
+    """Another process that spooled `records` into `directory` and runs on, holding its file's
+    lock as a live server does (a Spool of this process would not keep this process out: POSIX
+    locks are per process). Yields its file; the process ends, leaving the file, on the way out."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", LIVE_SPOOL_OWNER, str(directory), table],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write(json.dumps(records, default=str) + "\n")
+        process.stdin.flush()
+        own = process.stdout.readline().strip()
+        assert own, "the spool's owner did not start"
+        yield Path(own)
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)

@@ -312,23 +312,24 @@ def _a_duration(value: Any) -> Any:
 Duration = Annotated[str, BeforeValidator(_a_duration)]  # as DURATION reads it
 
 
+def _a_quantity(value: Any) -> str:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    text = str(value) if number else value
+    if not isinstance(text, str) or not QUANTITY.fullmatch(text) or not quantity_value(text):
+        raise ValueError(
+            f"must be a positive Kubernetes quantity such as 500m, 1, 512Mi or 2Gi, got {value!r}"
+        )
+    return text
+
+
+Quantity = Annotated[str, BeforeValidator(_a_quantity)]  # as QUANTITY reads it, above zero
+
+
 class ComputeResources(_Strict):
     """Kubernetes quantities: cpu `500m` or `1`, memory `512Mi` or `2Gi`."""
 
-    cpu: str
-    memory: str
-
-    @field_validator("cpu", "memory", mode="before")
-    @classmethod
-    def _positive_quantity(cls, value: Any) -> str:
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        text = str(value) if number else value
-        if not isinstance(text, str) or not QUANTITY.fullmatch(text) or not quantity_value(text):
-            raise ValueError(
-                "must be a positive Kubernetes quantity such as 500m, 1, 512Mi or 2Gi,"
-                f" got {value!r}"
-            )
-        return text
+    cpu: Quantity
+    memory: Quantity
 
 
 class DeployResources(_Strict):
@@ -371,8 +372,12 @@ class DeployEnvironments(_Strict):
 
 
 class GatewayRef(_Strict):
+    """The Gateway the routes attach to, and the controller behind it, which decides how the
+    canary's errors and latency can be measured (deploy/manifests.py: metric_queries)."""
+
     name: str = Field(min_length=1)
     namespace: str = Field(min_length=1)
+    implementation: Literal["contour", "envoy_gateway"] = "contour"
 
 
 class CanaryConfig(_Strict):
@@ -478,6 +483,20 @@ class DeployMetrics(_Strict):
     interval: Duration = "15s"
 
 
+class DeploySpool(_Strict):
+    """Where a pod keeps the prediction log's records while the log's database fails: its own
+    emptyDir (lost with the pod), or a ReadWriteMany claim its replicas share (outlives them:
+    any replica replays what another left). The service refuses with 503 at
+    SPOOL_FULL_SHARE of `size`, before the volume fills."""
+
+    volume: Literal["empty_dir", "persistent_volume_claim"]
+    size: Quantity
+    storage_class: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+SPOOL_FULL_SHARE: Final = 0.9  # of deploy.spool.size: where the service starts refusing
+
+
 class DeployConfig(_Strict):
     # The Kubernetes name of the service's resources (a DNS label starting with a letter).
     name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")
@@ -487,6 +506,7 @@ class DeployConfig(_Strict):
         default_factory=list
     )
     metrics: DeployMetrics
+    spool: DeploySpool
     environments: DeployEnvironments
     gateway: GatewayRef
     prometheus: str = Field(pattern=r"^https?://\S+$")

@@ -1,13 +1,22 @@
 """Flagger's part in a canary release, played from the project's own rendered Canary and
 MetricTemplates (deploy/overlays/production): the steps, the interval, the failed-checks
-threshold and each check's limit are read from there, and each check's query is evaluated
-through Prometheus as Flagger would, with its variables filled in. Only time is shortened:
-`seconds_per_minute` stands for a minute of the Canary's durations.
+threshold, `skipAnalysis` and each check's limit are read from there, and each check's query is
+evaluated through Prometheus as Flagger would, with its variables filled in. Only time is
+shortened: `seconds_per_minute` stands for a minute of the Canary's durations.
 
-As Flagger does: the canary gets the first step's weight; after each interval every check is
-run; one failing (out of its range, or no value) counts a failed check and holds the weight;
-at the threshold the canary is rolled back to 0 %; when every check passes the weight advances,
-and after the last step the canary gets all the traffic (promotion)."""
+One tick per interval, as Flagger's scheduler (pkg/controller/scheduler.go) takes a Canary:
+- the tick that sees a new revision makes it Progressing (the canary scaled up); the next one
+  starts the analysis and gives the canary the first step's weight, unchecked;
+- each later tick first rolls the canary back (0 %, scaled to zero, Failed) if the failed checks
+  have reached the threshold; else it runs the checks in order and stops at the first that fails
+  (out of range, or no value), which counts one failed check and holds the weight; when all
+  pass, the canary gets the next step's weight, or after the last step it is promoted: its spec
+  copied to the primary, whose rollout starts (Promoting);
+- Promoting: once the primary's rollout is ready, all traffic goes to the primary (Finalising);
+- Finalising: the canary is scaled to zero (Succeeded).
+A Canary's first release has no primary to compare with: the primary is made from it and takes
+the traffic without analysis (Initialized). With `skipAnalysis` (a rollback) the next tick sends
+all traffic to the primary, copies the spec to it and scales the canary to zero (Succeeded)."""
 
 from __future__ import annotations
 
@@ -59,13 +68,18 @@ class Analysis:
     interval: float  # seconds, shortened
     threshold: int
     checks: tuple[Check, ...]
+    skip: bool = False  # the Canary's spec.skipAnalysis
 
 
-def analysis_of(project: Path, seconds_per_minute: float) -> Analysis:
-    """The Canary's analysis, with its checks' queries from the MetricTemplates it names."""
+def analysis_of(
+    project: Path, seconds_per_minute: float, canary: dict[str, Any] | None = None
+) -> Analysis:
+    """The Canary's analysis, with its checks' queries from the MetricTemplates it names; the
+    production overlay's Canary unless another rendering of it is given."""
     scale = seconds_per_minute / 60.0
     overlay = project / PRODUCTION
-    (canary,) = yaml.safe_load_all((overlay / "canary.yaml").read_text())
+    if canary is None:
+        (canary,) = yaml.safe_load_all((overlay / "canary.yaml").read_text())
     templates = {
         document["metadata"]["name"]: document["spec"]["query"]
         for document in yaml.safe_load_all((overlay / "metric-templates.yaml").read_text())
@@ -88,6 +102,7 @@ def analysis_of(project: Path, seconds_per_minute: float) -> Analysis:
         interval=seconds(spec["interval"]) * scale,
         threshold=int(spec["threshold"]),
         checks=tuple(checks),
+        skip=bool(canary["spec"].get("skipAnalysis", False)),
     )
 
 
@@ -103,16 +118,52 @@ def fill(query: str, variables: dict[str, str]) -> str:
 
 
 @dataclass
+class Workloads:
+    """What Flagger does to the cluster, done by the test: the traffic split, the primary's
+    rollout to the canary's spec (started by `promote`, done once `primary_ready`), and the
+    canary's scale-down."""
+
+    set_weight: Callable[[int], None]  # the canary's percent; the primary gets the rest
+    promote: Callable[[], None] = lambda: None
+    primary_ready: Callable[[], bool] = lambda: True
+    scale_canary_to_zero: Callable[[], None] = lambda: None
+
+
+@dataclass
 class Outcome:
-    """How a canary's analysis ended: "Succeeded" (promoted) or "Failed" (rolled back)."""
+    """How a release ended: "Succeeded" (promoted), "Failed" (rolled back) or "Initialized"."""
 
     phase: str = "Progressing"
-    weights: list[int] = field(default_factory=list)  # each weight it was given, in order
+    phases: list[str] = field(default_factory=list)  # each phase it entered, in order
+    weights: list[int] = field(default_factory=list)  # each weight the canary was given
     failed_checks: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)  # each failed check: why,
-    # by the name of each metric that failed it
+    failures: list[tuple[str, str]] = field(default_factory=list)  # each failed check's first
+    # failing metric (Flagger runs no further), and why
+    checks_passed: int = 0  # analyses that ran every check and passed
     rolled_back_at: int | None = None  # the weight it had when rolled back
     rolled_back_when: float | None = None  # time.monotonic() once the rollback was applied
+    promoted_when: float | None = None  # time.monotonic() once the promoted primary had it all
+
+    def enter(self, phase: str) -> None:
+        self.phase = phase
+        self.phases.append(phase)
+
+
+def _first_failure(
+    analysis: Analysis, namespace: str, target: str, query: Callable[[str], float | None]
+) -> tuple[str, str] | None:
+    for check in analysis.checks:
+        variables = {
+            "namespace": namespace,
+            "target": target,
+            "name": target,
+            "service": target,
+            "interval": f"{check.interval:g}s",
+        }
+        failure = check.failure(query(fill(check.query, variables)))
+        if failure is not None:
+            return check.name, failure
+    return None
 
 
 def run(
@@ -120,46 +171,63 @@ def run(
     *,
     namespace: str,
     target: str,
-    set_weight: Callable[[int], None],
+    workloads: Workloads,
     query: Callable[[str], float | None],
+    first_release: bool = False,
     sleep: Callable[[float], Any] = time.sleep,
 ) -> Outcome:
-    """Take a canary through `analysis`, shifting traffic with `set_weight`."""
+    """Take a new revision of the Canary's target through Flagger's phases."""
     outcome = Outcome()
-    steps = list(analysis.step_weights)
-    weight = steps.pop(0)
-    set_weight(weight)
-    outcome.weights.append(weight)
+    if first_release:  # the primary made from the target, all traffic to it, the target at zero
+        outcome.enter("Initializing")
+        workloads.promote()
+        workloads.set_weight(0)
+        workloads.scale_canary_to_zero()
+        outcome.enter("Initialized")
+        return outcome
+
+    def give(weight: int) -> None:
+        workloads.set_weight(weight)
+        outcome.weights.append(weight)
+
+    outcome.enter("Progressing")  # a new revision seen: the canary scaled up
+    weight = 0
     while True:
         sleep(analysis.interval)
-        failures = {}
-        for check in analysis.checks:
-            variables = {
-                "namespace": namespace,
-                "target": target,
-                "name": target,
-                "service": target,
-                "interval": f"{check.interval:g}s",
-            }
-            failure = check.failure(query(fill(check.query, variables)))
-            if failure is not None:
-                failures[check.name] = failure
-        if failures:
-            outcome.failed_checks += 1
-            outcome.failures.append(failures)
-            if outcome.failed_checks >= analysis.threshold:
-                set_weight(0)
-                outcome.rolled_back_at = weight
-                outcome.rolled_back_when = time.monotonic()
-                outcome.weights.append(0)
-                outcome.phase = "Failed"
-                return outcome
-            continue  # Flagger holds the weight and checks again after the next interval
-        if not steps:
-            set_weight(100)
-            outcome.weights.append(100)
-            outcome.phase = "Succeeded"
+        if analysis.skip:
+            give(0)
+            workloads.promote()
+            workloads.scale_canary_to_zero()
+            outcome.enter("Succeeded")
             return outcome
-        weight = steps.pop(0)
-        set_weight(weight)
-        outcome.weights.append(weight)
+        if outcome.phase == "Promoting":
+            if workloads.primary_ready():
+                give(0)
+                outcome.promoted_when = time.monotonic()
+                outcome.enter("Finalising")
+            continue  # else the primary's rollout is still under way: the next tick again
+        if outcome.phase == "Finalising":
+            workloads.scale_canary_to_zero()
+            outcome.enter("Succeeded")
+            return outcome
+        if outcome.failed_checks >= analysis.threshold:
+            give(0)
+            workloads.scale_canary_to_zero()
+            outcome.rolled_back_at = weight
+            outcome.rolled_back_when = time.monotonic()
+            outcome.enter("Failed")
+            return outcome
+        if weight > 0:  # the first tick of the analysis only starts it: nothing to check yet
+            failure = _first_failure(analysis, namespace, target, query)
+            if failure is not None:
+                outcome.failed_checks += 1
+                outcome.failures.append(failure)
+                continue  # the weight held until the next tick
+            outcome.checks_passed += 1
+        later = [step for step in analysis.step_weights if step > weight]
+        if later:
+            weight = later[0]
+            give(weight)
+        else:  # the last step passed: the canary's spec to the primary
+            workloads.promote()
+            outcome.enter("Promoting")

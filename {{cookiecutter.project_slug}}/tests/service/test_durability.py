@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import threading
 import time
@@ -26,7 +27,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, SPOOL_ENV_VAR, open_sink
+from {{ cookiecutter.package_name }}.serving.prediction_log import (
+    ENV_VAR,
+    SPOOL_ENV_VAR,
+    SPOOL_MAX_BYTES_ENV_VAR,
+    open_sink,
+)
 
 from .conftest import (
     NO_ANSWER,
@@ -265,3 +271,34 @@ def test_a_prediction_that_cannot_be_recorded_is_refused_naming_why(
         # what failed (the database's address, the spool's path) is in the server's log under
         # the answer's error id; test_error_bodies reads the answer for internals
         assert f"error {answer['error_id']}" in server_log, server_log[-3000:]
+
+
+def test_a_full_spool_refuses_before_its_volume_fills_and_the_metrics_show_it(
+    valid_record: dict[str, Any], tmp_path: Path, http: httpx.Client
+) -> None:
+    """The log's database away (nothing listens on its port) and PREDICTION_SPOOL_MAX_BYTES
+    small, as the Deployment sets it below its volume's size: the first answers are spooled
+    (the gauge counts them; each failed replay is counted), then the spool refuses with a 503
+    before passing its limit."""
+    limit = 4096
+    env = {
+        ENV_VAR: f"postgresql://nobody:secret@127.0.0.1:{free_port()}/none",
+        SPOOL_ENV_VAR: str(tmp_path / "spool"),
+        SPOOL_MAX_BYTES_ENV_VAR: str(limit),
+    }
+    with server_process(tmp_path / "serve.log", env) as server:
+        statuses = []
+        while len(statuses) < 100 and 503 not in statuses:
+            answer = http.post(f"{server.url}/predict", json={"records": [valid_record]})
+            statuses.append(answer.status_code)
+        time.sleep(3)  # the writer tries a replay every second
+        metrics = http.get(f"{server.url}/metrics").text
+    assert statuses[-1] == 503 and set(statuses[:-1]) == {200}, statuses
+    assert int(answer.headers["Retry-After"]) >= 1
+    held = sum(path.stat().st_size for path in (tmp_path / "spool").glob("spool-*.jsonl"))
+    assert 0 < held <= limit
+    assert "PREDICTION_SPOOL_MAX_BYTES" in (tmp_path / "serve.log").read_text()
+    gauge = re.search(r"^prediction_spool_records (\S+)$", metrics, re.M)
+    failures = re.search(r"^prediction_spool_replay_failures_total (\S+)$", metrics, re.M)
+    assert gauge and float(gauge[1]) == len(statuses) - 1, metrics[-3000:]
+    assert failures and float(failures[1]) >= 1, metrics[-3000:]

@@ -1,19 +1,21 @@
 """deploy/ is what params.yaml renders (as uv.lock is what pyproject.toml locks), and the deploy
 section refuses values the cluster or Flagger would take badly, naming the key."""
 
+import re
 import shutil
 import subprocess
 import tempfile
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
 from {{ cookiecutter.package_name }}.cli import main
-from {{ cookiecutter.package_name }}.config import Params
+from {{ cookiecutter.package_name }}.config import GatewayRef, Params
 from {{ cookiecutter.package_name }}.deploy import manifests
 from {{ cookiecutter.package_name }}.errors import ConfigError, PipelineError
-from tests.conftest import edit_params
+from tests.conftest import PROJECT_ROOT, edit_params
 
 pytestmark = pytest.mark.unit
 
@@ -189,6 +191,80 @@ def test_prometheus_finds_every_pod_with_the_labels_the_canary_checks_group_by(
     assert deployment["spec"]["template"]["metadata"]["annotations"] == annotations
 
 
+def test_the_spool_is_the_pods_own_or_a_shared_claim_and_refuses_before_it_fills(
+    workspace: Path, params
+) -> None:
+    """deploy.spool: an emptyDir of its size (lost with the pod), or a ReadWriteMany claim every
+    replica mounts (the primary's too: it is the Deployment's pod spec), which outlives them;
+    either way the service refuses at SPOOL_FULL_SHARE of the size, before the volume fills."""
+    from {{ cookiecutter.package_name }}.config import SPOOL_FULL_SHARE, quantity_value
+
+    def spool_of(rendered: dict[Path, str]) -> tuple[dict, dict[str, str]]:
+        [deployment] = documents(rendered, "base/deployment.yaml")
+        pod = deployment["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == manifests.SPOOL_VOLUME]
+        [container] = pod["containers"]
+        assert {"name": manifests.SPOOL_VOLUME, "mountPath": manifests.SPOOL_DIR} in container[
+            "volumeMounts"
+        ]
+        return volume, {variable["name"]: variable["value"] for variable in container["env"]}
+
+    size = params.deploy.spool.size
+    limit = str(int(quantity_value(size) * SPOOL_FULL_SHARE))
+    volume, env = spool_of(manifests.render(params))
+    assert params.deploy.spool.volume == "empty_dir"
+    assert volume["emptyDir"] == {"sizeLimit": size}
+    assert env["PREDICTION_SPOOL"] == manifests.SPOOL_DIR
+    assert env["PREDICTION_SPOOL_MAX_BYTES"] == limit and int(limit) < quantity_value(size)
+
+    shared = edit_params(
+        workspace,
+        deploy__spool__volume="persistent_volume_claim",
+        deploy__spool__size="5Gi",
+        deploy__spool__storage_class="nfs-client",
+    )
+    rendered = manifests.render(shared)
+    volume, env = spool_of(rendered)
+    [claim] = documents(rendered, "base/spool-claim.yaml")
+    assert volume["persistentVolumeClaim"] == {"claimName": claim["metadata"]["name"]}
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["spec"]["storageClassName"] == "nfs-client"
+    assert env["PREDICTION_SPOOL_MAX_BYTES"] == str(int(5 * 2**30 * SPOOL_FULL_SHARE))
+    base = yaml.safe_load(rendered[manifests.DEPLOY_DIR / "base/kustomization.yaml"])
+    assert "spool-claim.yaml" in base["resources"]
+
+
+def test_the_spool_alerts_when_it_keeps_records_or_cannot_replay(workspace: Path, params) -> None:
+    """With the Prometheus Operator, a PrometheusRule (labelled as its PodMonitors are) alerts
+    on the service's spool gauge and replay-failure counter, for every pod of the service."""
+    rendered = manifests.render(params)
+    [rule] = documents(rendered, "base/prometheus-rule.yaml")
+    assert params.deploy.metrics.pod_monitor_labels.items() <= rule["metadata"]["labels"].items()
+    [group] = rule["spec"]["groups"]
+    alerts = {entry["alert"]: entry for entry in group["rules"]}
+    assert set(alerts) == {"PredictionSpoolNotDraining", "PredictionSpoolReplaysFailing"}
+    assert "prediction_spool_records{" in alerts["PredictionSpoolNotDraining"]["expr"]
+    failing = alerts["PredictionSpoolReplaysFailing"]["expr"]
+    assert "prediction_spool_replay_failures_total{" in failing
+    for entry in alerts.values():
+        selected = re.search(r'pod=~"([^"]+)"', entry["expr"])
+        assert selected, entry["expr"]
+        for pod in (
+            f"{params.deploy.name}-7d4b9c6f5-x2k9p",
+            f"{params.deploy.name}-primary-5f6-a1",
+        ):
+            assert re.fullmatch(selected[1], pod), pod
+    if shutil.which("promtool"):
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as file:
+            yaml.safe_dump(rule["spec"], file)
+            file.flush()
+            checked = subprocess.run(["promtool", "check", "rules", file.name], capture_output=True)
+        assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    plain = manifests.render(edit_params(workspace, deploy__metrics__scrape="annotations"))
+    assert manifests.DEPLOY_DIR / "base/prometheus-rule.yaml" not in plain
+
+
 def test_a_private_image_is_pulled_with_the_secrets_params_name(workspace: Path, params) -> None:
     [deployment] = documents(manifests.render(params), "base/deployment.yaml")
     assert "imagePullSecrets" not in deployment["spec"]["template"]["spec"]
@@ -253,6 +329,83 @@ def test_the_decision_check_compares_what_each_side_decides(params) -> None:
     else:
         assert "predicted_value_sum" in query and "predicted_value_count" in query
     assert shutil.which("promtool") is None or promtool_parses(query)
+
+
+@pytest.mark.parametrize("implementation", ["contour", "envoy_gateway"])
+def test_the_gateway_implementation_decides_where_errors_and_latency_are_read(
+    workspace: Path, implementation: str
+) -> None:
+    """Contour: the canary's upstream cluster in the gateway's Envoy statistics; Envoy Gateway,
+    which keeps both backends in one cluster: the API requests the canary's pods counted. Only
+    the MetricTemplates change."""
+    default = manifests.render(edit_params(workspace))
+    params = edit_params(workspace, deploy__gateway__implementation=implementation)
+    templates = {
+        document["metadata"]["name"].removeprefix(f"{params.deploy.name}-"): document["spec"]
+        for document in manifests.metric_templates(params)
+    }
+    for name in ("error-rate", "latency-p99"):
+        query = templates[name]["query"]
+        if implementation == "contour":
+            assert manifests.CANARY_CLUSTER in query and "bentoml" not in query
+        else:
+            assert manifests.CANARY_PODS in query and manifests.API_ROUTES in query
+            assert "envoy_" not in query
+        assert shutil.which("promtool") is None or promtool_parses(query)
+    chosen = manifests.render(params)
+    changed = {path for path in chosen if chosen[path] != default.get(path)}
+    assert changed <= {path for path in chosen if "metric-templates" in str(path)}
+    assert (changed != set()) == (implementation != "contour")
+
+
+BUILT_IN_GROUPS = ("v1", "apps/", "policy/", "autoscaling/", "networking.k8s.io/")
+
+
+def test_the_docs_say_what_the_cluster_needs_for_everything_rendered(workspace: Path) -> None:
+    """docs/deploying.md's "What the cluster needs" names each custom resource's API the
+    rendered manifests use (with the PodMonitor too), each Secret the pods mount or pull with by
+    its deploy.secrets key, and each Gateway controller deploy.gateway.implementation offers."""
+    page = (PROJECT_ROOT / "docs" / "deploying.md").read_text()
+    section = page.split("### What the cluster needs", 1)[1].split("\n### ", 1)[0]
+    private = edit_params(
+        workspace,
+        deploy__image_pull_secrets=["ghcr-pull"],
+        deploy__metrics__scrape="pod_monitor",
+        deploy__spool__volume="persistent_volume_claim",
+    )
+    documents = [
+        document
+        for text in manifests.render(private).values()
+        for document in yaml.safe_load_all(text)
+        if document and "kind" in document and document["kind"] != "Kustomization"
+    ]
+    custom = {d["apiVersion"] for d in documents} - {
+        d["apiVersion"] for d in documents if d["apiVersion"].startswith(BUILT_IN_GROUPS)
+    }
+    assert custom, "no custom resource rendered"
+    for api in sorted(custom):
+        assert f"`{api}`" in section, f"the cluster needs {api}: not in the docs"
+    [deployment] = [d for d in documents if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    mounted = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    keys = {name: key for key, name in private.deploy.secrets.model_dump().items()}
+    assert mounted and mounted <= set(keys)
+    for name in mounted:
+        assert f"`deploy.secrets.{keys[name]}`" in section, name
+    assert pod["imagePullSecrets"] and "`deploy.image_pull_secrets`" in section
+    offered = typing.get_args(GatewayRef.model_fields["implementation"].annotation)
+    for implementation in offered:
+        assert f"`{implementation}`" in section, implementation
+    assert any(d["kind"] == "PersistentVolumeClaim" for d in documents)
+    assert "ReadWriteMany" in section
+    for key in (
+        "deploy.gateway",
+        "deploy.prometheus",
+        "deploy.metrics",
+        "deploy.network",
+        "deploy.spool",
+    ):
+        assert f"`{key}`" in section or f"`{key} " in section, key
 
 
 def promtool_parses(query: str) -> bool:
@@ -336,6 +489,10 @@ def test_a_hand_edit_is_caught(workspace: Path, capsys: pytest.CaptureFixture[st
         ({"deploy__metrics__pod_monitor_labels": {"bad key!": "x"}}, "pod_monitor_labels"),
         ({"deploy__metrics__interval": "15 seconds"}, "deploy.metrics.interval"),
         ({"deploy__image_pull_secrets": ["GHCR_pull"]}, "deploy.image_pull_secrets.0"),
+        ({"deploy__gateway__implementation": "istio"}, "deploy.gateway.implementation"),
+        ({"deploy__spool__volume": "host_path"}, "deploy.spool.volume"),
+        ({"deploy__spool__size": "0Gi"}, "deploy.spool.size"),
+        ({"deploy__spool__storage_class": "NFS Fast"}, "deploy.spool.storage_class"),
     ],
 )
 def test_bad_deploy_values_name_the_key(workspace: Path, change: dict, message: str) -> None:

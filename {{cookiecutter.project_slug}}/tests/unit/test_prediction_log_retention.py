@@ -33,6 +33,7 @@ from {{ cookiecutter.package_name }}.serving.prediction_log import (
     retention_cutoff,
 )
 from {{ cookiecutter.package_name }}.serving.prediction_log.files import rewrite_atomically
+from tests.conftest import spool_of_a_live_process
 
 pytestmark = pytest.mark.unit
 
@@ -138,18 +139,17 @@ def test_a_purge_deletes_old_spooled_records_and_leaves_a_live_process_file(
     assert ended._fd is not None
     os.close(ended._fd)  # its process ended: the file is an orphan
     ended._fd = None
-    live = Spool(tmp_path / "spool")
-    live.append("predictions", records["predictions"][:1])  # old, but its owner holds it
-
-    purged = purge(DirectorySink(tmp_path / "log"), Spool(tmp_path / "spool"), CUTOFF)
+    old_one = records["predictions"][:1]  # old, but its owner holds it
+    with spool_of_a_live_process(tmp_path / "spool", "predictions", old_one) as live:
+        purged = purge(DirectorySink(tmp_path / "log"), Spool(tmp_path / "spool"), CUTOFF)
+        assert len(live.read_text().splitlines()) == 1
 
     assert purged.spool == {"predictions": len(OLD), "feedback": len(OLD)}
     assert purged.live_spool_files == 1
     assert "running services" in purged.describe()
-    orphan = next(path for path in (tmp_path / "spool").glob("spool-*") if path != live._own)
+    orphan = next(path for path in (tmp_path / "spool").glob("spool-*") if path != live)
     kept = [json.loads(line)["record"]["prediction_id"] for line in orphan.read_text().splitlines()]
     assert sorted(kept) == sorted([*(set(STAMPS) - OLD)] * 2)
-    live.close()
 
 
 def test_an_append_that_waited_for_a_purge_lands_in_the_rewritten_file(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -14,17 +15,22 @@ from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     ENV_VAR,
     FILE_ENV_VAR,
+    SPOOL_MAX_BYTES_ENV_VAR,
     DirectorySink,
     LogUnavailable,
     PredictionLog,
     PredictionSink,
     Spool,
+    SpoolFull,
     SqlSink,
     feedback_record,
     join_feedback,
     open_sink,
+    open_spool,
     prediction_record,
 )
+from {{ cookiecutter.package_name }}.serving.prediction_log.records import Table
+from tests.conftest import spool_of_a_live_process
 
 pytestmark = pytest.mark.unit
 
@@ -34,6 +40,7 @@ def no_override(monkeypatch: pytest.MonkeyPatch) -> None:
     """A PREDICTION_LOG set in the shell (or by another test) must not redirect these sinks."""
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.delenv(FILE_ENV_VAR, raising=False)
+    monkeypatch.delenv(SPOOL_MAX_BYTES_ENV_VAR, raising=False)
 
 
 def prediction(**features: Any) -> dict[str, Any]:
@@ -386,13 +393,56 @@ def test_what_a_crashed_process_spooled_is_replayed_at_the_next_start(tmp_path: 
 
 
 def test_a_live_process_spool_is_left_to_its_owner(tmp_path: Path) -> None:
-    owner = Spool(tmp_path / "spool")
-    owner.append("predictions", [prediction(age=1)])  # holds its file's lock, as a live worker
-    other = Spool(tmp_path / "spool")
+    """A live process's file is passed over, whatever its owner read meanwhile (a POSIX lock
+    goes with any descriptor its process closes); once the process is gone, it is taken over."""
     sink = DirectorySink(tmp_path / "log")
-    assert other.replay(sink) == 0
-    assert sink.read_predictions().empty
-    assert owner.replay(sink) == 1
+    other = Spool(tmp_path / "spool")
+    with spool_of_a_live_process(tmp_path / "spool", "predictions", [prediction(age=1)]) as own:
+        assert other.replay(sink) == 0
+        assert sink.read_predictions().empty and own.is_file()
+        with open(own, "r+b") as handle, pytest.raises(OSError):
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # still its owner's
+    assert other.replay(sink) == 1
+    assert list(sink.read_predictions()["age"]) == [1] and not own.exists()
+
+
+def test_a_full_spool_refuses_and_writes_nothing(tmp_path: Path) -> None:
+    """Past max_bytes (every process's files counted) an append is refused, the files as they
+    were; the writer answers such a request LogUnavailable (the service's 503)."""
+    spool = Spool(tmp_path / "spool", max_bytes=2_000)
+    record = prediction(age=1)
+    appended = 0
+    with pytest.raises(SpoolFull, match="PREDICTION_SPOOL_MAX_BYTES"):
+        while True:
+            spool.append("predictions", [record])
+            appended += 1
+    held = spool.size()
+    assert 0 < held <= 2_000 and appended == spool.pending > 0
+    with pytest.raises(SpoolFull):
+        spool.append("predictions", [record])
+    assert spool.size() == held
+
+    class Away(DirectorySink):
+        def write(self, table: Table, records: list[dict[str, Any]]) -> None:
+            raise ConnectionError("the database is away")
+
+    log = PredictionLog(Away(tmp_path / "log"), spool)
+    try:
+        with pytest.raises(LogUnavailable, match="spool both failed"):
+            log.log_predictions([record]).result(timeout=10)
+    finally:
+        log.close()
+
+
+def test_the_spool_limit_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert open_spool(str(tmp_path / "spool")).max_bytes is None
+    monkeypatch.setenv(SPOOL_MAX_BYTES_ENV_VAR, "966367641")
+    assert open_spool(str(tmp_path / "spool")).max_bytes == 966_367_641
+    monkeypatch.setenv(SPOOL_MAX_BYTES_ENV_VAR, "1Gi")
+    with pytest.raises(ConfigError, match=SPOOL_MAX_BYTES_ENV_VAR):
+        open_spool(str(tmp_path / "spool"))
 
 
 @pytest.mark.parametrize("kind", ["directory", "sqlite"])

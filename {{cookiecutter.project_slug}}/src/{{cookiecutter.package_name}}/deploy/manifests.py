@@ -28,7 +28,13 @@ from typing import Any, Final
 
 import yaml
 
-from {{ cookiecutter.package_name }}.config import DeployConfig, DeployEnvironment, Params
+from {{ cookiecutter.package_name }}.config import (
+    SPOOL_FULL_SHARE,
+    DeployConfig,
+    DeployEnvironment,
+    Params,
+    quantity_value,
+)
 from {{ cookiecutter.package_name }}.errors import PipelineError
 from {{ cookiecutter.package_name }}.schema import load_schema
 
@@ -45,15 +51,16 @@ PORT: Final = 3000  # bentoml serve's port in the image
 # this one instead: the image's files are world-readable and everything it writes is on the
 # volumes below (the template's release test runs the image so: `--user 10001:10001 --read-only`).
 RUN_AS_UID: Final = 10001
-# Writable directories on a read-only root filesystem: BentoML's home (its Prometheus
-# multiprocess files, temporary files; the image's own home holds the bento, so another path),
-# /tmp, and the prediction log's spool (records wait there while the log's database fails; an
-# emptyDir survives container restarts, not the pod).
+# Writable directories on a read-only root filesystem, emptyDirs: BentoML's home (its Prometheus
+# multiprocess files, temporary files; the image's own home holds the bento, so another path)
+# and /tmp. The prediction log's spool (records wait there while the log's database fails) is
+# deploy.spool's volume: an emptyDir (it survives container restarts, not the pod) or a claim
+# the replicas share.
 WRITABLE_DIRS: Final = {
     "bentoml-home": ("/var/lib/bentoml", "256Mi"),
     "tmp": ("/tmp", "256Mi"),
-    "prediction-spool": ("/var/spool/predictions", "1Gi"),
 }
+SPOOL_VOLUME, SPOOL_DIR = "prediction-spool", "/var/spool/predictions"
 # Secrets as files (checkov CKV_K8S_35: an environment variable leaks into crash dumps, child
 # processes and `kubectl describe`): by deploy.secrets' key, the volume, the environment variable
 # that names the file (not its content) for the service, and the Secret's key (the file's name).
@@ -116,7 +123,8 @@ def deployment(params: Params) -> dict[str, Any]:
         "env": [
             {"name": "BENTOML_HOME", "value": WRITABLE_DIRS["bentoml-home"][0]},
             {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
-            {"name": "PREDICTION_SPOOL", "value": WRITABLE_DIRS["prediction-spool"][0]},
+            {"name": "PREDICTION_SPOOL", "value": SPOOL_DIR},
+            {"name": "PREDICTION_SPOOL_MAX_BYTES", "value": str(spool_max_bytes(deploy))},
             *(
                 {"name": variable, "value": secret_path(volume, key)}
                 for volume, variable, key in SECRET_FILES.values()
@@ -148,6 +156,7 @@ def deployment(params: Params) -> dict[str, Any]:
         },
         "volumeMounts": [
             *({"name": volume, "mountPath": path} for volume, (path, _) in WRITABLE_DIRS.items()),
+            {"name": SPOOL_VOLUME, "mountPath": SPOOL_DIR},
             *(
                 {"name": volume, "mountPath": f"{SECRETS_DIR}/{volume}", "readOnly": True}
                 for volume, _, _ in SECRET_FILES.values()
@@ -185,6 +194,7 @@ def deployment(params: Params) -> dict[str, Any]:
                     {"name": volume, "emptyDir": {"sizeLimit": size}}
                     for volume, (_, size) in WRITABLE_DIRS.items()
                 ),
+                spool_volume(deploy),
                 *(
                     {
                         "name": volume,
@@ -283,6 +293,94 @@ def network_policy(deploy: DeployConfig) -> dict[str, Any]:
     }
 
 
+def spool_max_bytes(deploy: DeployConfig) -> int:
+    """The spool's byte limit (PREDICTION_SPOOL_MAX_BYTES): SPOOL_FULL_SHARE of its volume."""
+    return int(quantity_value(deploy.spool.size) * SPOOL_FULL_SHARE)
+
+
+def spool_claim_name(deploy: DeployConfig) -> str:
+    return f"{deploy.name}-{SPOOL_VOLUME}"
+
+
+def spool_volume(deploy: DeployConfig) -> dict[str, Any]:
+    if deploy.spool.volume == "persistent_volume_claim":
+        return {
+            "name": SPOOL_VOLUME,
+            "persistentVolumeClaim": {"claimName": spool_claim_name(deploy)},
+        }
+    return {"name": SPOOL_VOLUME, "emptyDir": {"sizeLimit": deploy.spool.size}}
+
+
+def spool_claim(deploy: DeployConfig) -> dict[str, Any]:
+    """The volume every replica's spool shares (the primary's and the canary's too), which
+    outlives them: whichever replica replays next takes over what a gone one left."""
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": deploy.spool.size}},
+    }
+    if deploy.spool.storage_class:
+        spec["storageClassName"] = deploy.spool.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(spool_claim_name(deploy), deploy),
+        "spec": spec,
+    }
+
+
+def prometheus_rule(deploy: DeployConfig) -> dict[str, Any]:
+    """The Prometheus Operator's alerts on the spool: records that stay in it (the log's
+    database has not taken them back), and replays that keep failing."""
+    pods = f'pod=~"{deploy.name}(-primary)?-[0-9a-zA-Z]+-[0-9a-zA-Z]+"'
+    spooled = "prediction_spool_records{" + pods + "}"
+    failures = "prediction_spool_replay_failures_total{" + pods + "}"
+    pod = flagger_variable("$labels.pod")  # Prometheus's alert templates share the syntax
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": deploy.name,
+            "labels": {**selector(deploy.name), **deploy.metrics.pod_monitor_labels},
+        },
+        "spec": {
+            "groups": [
+                {
+                    "name": f"{deploy.name}-prediction-log",
+                    "rules": [
+                        {
+                            "alert": "PredictionSpoolNotDraining",
+                            "expr": f"max by (namespace, pod) ({spooled}) > 0",
+                            "for": "10m",
+                            "labels": {"severity": "warning"},
+                            "annotations": {
+                                "summary": "Answered predictions wait in a pod's spool",
+                                "description": (
+                                    f"{pod} has kept records in its spool for 10"
+                                    " minutes: the prediction log's database does not take"
+                                    " them. At 90 % of deploy.spool.size it answers 503."
+                                ),
+                            },
+                        },
+                        {
+                            "alert": "PredictionSpoolReplaysFailing",
+                            "expr": f"sum by (namespace, pod) (increase({failures}[5m])) > 0",
+                            "for": "15m",
+                            "labels": {"severity": "critical"},
+                            "annotations": {
+                                "summary": "A pod cannot replay its spool into the log",
+                                "description": (
+                                    f"{pod} has failed to replay its spool into the"
+                                    " prediction log's database for 15 minutes."
+                                ),
+                            },
+                        },
+                    ],
+                }
+            ]
+        },
+    }
+
+
 def pod_monitor(deploy: DeployConfig) -> dict[str, Any]:
     """The Prometheus Operator's scrape of every pod of the service (primary and canary), whose
     series carry `namespace` and `pod`, the labels the canary's checks group by."""
@@ -360,10 +458,13 @@ def http_route(deploy: DeployConfig, environment: DeployEnvironment) -> dict[str
 # Flagger's MetricTemplate queries. Flagger fills in its variables (written here without their
 # double braces in the source, which the project template would take for its own): `namespace`,
 # `target` (the Deployment) and `interval` (the metric's).
-# - Errors and latency as the gateway saw them: what clients got, failures the pod never counted
-#   included (a crashed or hung pod, a reset connection). The gateway's Envoy names the canary's
-#   upstream cluster <namespace>_<target>-canary_<port> (Contour, as in Flagger's Gateway API
-#   tutorial); another Gateway implementation names it its own way: adapt CANARY_CLUSTER.
+# - Errors and latency as the gateway saw them, where its statistics tell the canary apart: what
+#   clients got, failures the pod never counted included (a crashed or hung pod, a reset
+#   connection). Contour's Envoy names the canary's upstream cluster
+#   <namespace>_<target>-canary_<port> (as in Flagger's Gateway API tutorial). Envoy Gateway puts
+#   a route rule's backends in one cluster (envoyproxy/gateway#6742), so there they are what the
+#   canary's pods counted (BentoML's bentoml_service_request_* of the API routes): a failure no
+#   pod answered is not in them.
 # - Decisions as the service counts them (`predictions_total`), pods told apart by name as
 #   Flagger's own checks do: the canary's are <target>-<hash>-<id>, the primary's
 #   <target>-primary-<hash>-<id>; the `pod` and `namespace` labels come from the scrape (the
@@ -377,6 +478,7 @@ POD_ID: Final = "-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"
 CANARY_PODS: Final = f'namespace="{NAMESPACE}", pod=~"{TARGET}{POD_ID}"'
 PRIMARY_PODS: Final = f'namespace="{NAMESPACE}", pod=~"{TARGET}-primary{POD_ID}"'
 CANARY_CLUSTER: Final = f'envoy_cluster_name=~"{NAMESPACE}_{TARGET}-canary_[0-9a-zA-Z-]+"'
+API_ROUTES: Final = 'endpoint=~"/predict|/explain|/feedback"'
 
 
 def rate(metric: str, *labels: str) -> str:
@@ -384,21 +486,46 @@ def rate(metric: str, *labels: str) -> str:
     return "rate(" + metric + "{" + ", ".join(labels) + "}[" + INTERVAL + "])"
 
 
-def metric_queries(params: Params) -> dict[str, tuple[str, str]]:
-    """Each check of the canary, by its MetricTemplate's name: what it measures, its query."""
-    failed = rate("envoy_cluster_upstream_rq", CANARY_CLUSTER, 'envoy_response_code=~"5.."')
-    answered = rate("envoy_cluster_upstream_rq", CANARY_CLUSTER)
-    milliseconds = rate("envoy_cluster_upstream_rq_time_bucket", CANARY_CLUSTER)
-    task = params.task(load_schema(params.data.schema_file).target_values)
+def traffic_queries(implementation: str) -> dict[str, tuple[str, str]]:
+    """The error-rate and latency-p99 checks, as `implementation`'s gateway lets them be
+    measured: what each measures, its query."""
+    if implementation == "contour":
+        failed = rate("envoy_cluster_upstream_rq", CANARY_CLUSTER, 'envoy_response_code=~"5.."')
+        answered = rate("envoy_cluster_upstream_rq", CANARY_CLUSTER)
+        milliseconds = rate("envoy_cluster_upstream_rq_time_bucket", CANARY_CLUSTER)
+        return {
+            "error-rate": (
+                "the canary's share of requests answered 5xx, at the gateway",
+                f"(sum({failed}) or vector(0))\n/\nsum({answered})\n",
+            ),
+            "latency-p99": (
+                "the canary's 99th percentile latency at the gateway, in seconds",
+                f"histogram_quantile(0.99, sum by (le) ({milliseconds}))\n/ 1000\n",
+            ),
+        }
+    failed = rate(
+        "bentoml_service_request_total", CANARY_PODS, API_ROUTES, 'http_response_code=~"5.."'
+    )
+    answered = rate("bentoml_service_request_total", CANARY_PODS, API_ROUTES)
+    seconds = rate("bentoml_service_request_duration_seconds_bucket", CANARY_PODS, API_ROUTES)
     return {
         "error-rate": (
-            "the canary's share of requests answered 5xx, at the gateway",
+            "the canary's share of API requests its pods answered 5xx",
             f"(sum({failed}) or vector(0))\n/\nsum({answered})\n",
         ),
         "latency-p99": (
-            "the canary's 99th percentile latency at the gateway, in seconds",
-            f"histogram_quantile(0.99, sum by (le) ({milliseconds}))\n/ 1000\n",
+            "the canary's 99th percentile latency of API requests in its pods, in seconds",
+            f"histogram_quantile(0.99, sum by (le) ({seconds}))\n",
         ),
+    }
+
+
+def metric_queries(params: Params, implementation: str | None = None) -> dict[str, tuple[str, str]]:
+    """Each check of the canary, by its MetricTemplate's name: what it measures, its query; for
+    deploy.gateway.implementation unless another is named."""
+    task = params.task(load_schema(params.data.schema_file).target_values)
+    return {
+        **traffic_queries(implementation or params.deploy.gateway.implementation),
         "decision-shift": task.decision_shift(rate, CANARY_PODS, PRIMARY_PODS),
     }
 
@@ -504,8 +631,11 @@ def render(params: Params) -> dict[Path, str]:
         "pod-disruption-budget.yaml": [disruption_budget(deploy)],
         "network-policy.yaml": [network_policy(deploy)],
     }
+    if deploy.spool.volume == "persistent_volume_claim":
+        base["spool-claim.yaml"] = [spool_claim(deploy)]
     if deploy.metrics.scrape == "pod_monitor":
         base["pod-monitor.yaml"] = [pod_monitor(deploy)]
+        base["prometheus-rule.yaml"] = [prometheus_rule(deploy)]
     files: dict[str, list[dict[str, Any]]] = {
         **{f"base/{name}": documents for name, documents in base.items()},
         "base/kustomization.yaml": [kustomization(list(base))],

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
@@ -245,6 +245,33 @@ PROBABILITY = Histogram(
     labelnames=("model_version",),
     buckets=tuple(step / 10 for step in range(1, 11)),
 )
+# The spool (records waiting for the log's store while it fails): what the PrometheusRule of
+# deploy/ alerts on when it stays full or its replays keep failing. Each worker its own value;
+# a live worker's count is summed (a dead one's is gone: its file waits for a replay).
+SPOOLED = Gauge(
+    name="prediction_spool_records",
+    documentation="Records this server spooled for the prediction log's store, not yet replayed",
+    multiprocess_mode="livesum",
+)
+REPLAY_FAILURES = Counter(
+    name="prediction_spool_replay_failures",
+    documentation="Replays of the spool into the prediction log's store that failed",
+)
+
+
+class SpoolMetrics:
+    """Keeps the spool's gauge and replay-failure counter up to date (the log's writer thread
+    calls it after each group commit and replay)."""
+
+    def __init__(self) -> None:
+        self.failures_counted = 0
+
+    def __call__(self, log: PredictionLog) -> None:
+        SPOOLED.set(log.spool.waiting() if log.spool is not None else 0)
+        REPLAY_FAILURES.inc(log.replay_failures - self.failures_counted)
+        self.failures_counted = log.replay_failures
+
+
 PREDICTED_VALUE = Histogram(  # its sum and count give a canary's mean predicted number
     name="predicted_value",
     documentation="The number each answered prediction decided (regression)",
@@ -273,6 +300,7 @@ class ModelService:
         self.log = PredictionLog(
             open_sink(SETTINGS.prediction_log, base_dir=BASE_DIR),
             open_spool(SETTINGS.prediction_spool, base_dir=BASE_DIR),
+            on_change=SpoolMetrics(),
         )
         self.explainer: Any = None  # built at the first /explain: it imports shap
         self.explainer_lock = threading.Lock()

@@ -14,11 +14,13 @@ Secret mounted as a file) (location.py):
   `predictions` and `feedback`, created on first use (SQLAlchemy; sql.py).
 
 While the sink fails (a database restarting, a network cut), records go to the spool instead
-(`serving.prediction_spool`, `PREDICTION_SPOOL` overrides it): fsync'd JSON lines files on local
-disk, replayed into the sink when it answers again, and at the next start after a crash
-(spool.py). A replay never duplicates a record: the SQL sink skips records it already holds, the
-directory sink's readers drop repeated ones. An append that fails (a full disk) leaves nothing
-behind: the log holds exactly what was answered.
+(`serving.prediction_spool`, `PREDICTION_SPOOL` overrides it): fsync'd JSON lines files on disk
+(the pod's own volume, or one its replicas share), replayed into the sink when it answers
+again, and at the next start after a crash, by this process or another (spool.py). With
+`PREDICTION_SPOOL_MAX_BYTES` a spool that would pass that size refuses instead (SpoolFull: the
+request gets a 503). A replay never duplicates a record: the SQL sink skips records it already
+holds, the directory sink's readers drop repeated ones. An append that fails (a full disk)
+leaves nothing behind: the log holds exactly what was answered.
 
 The log holds personal data: its directories are created 0700, its files (and an SQLite
 database) 0600, whatever the umask; `redact` (decided_records) keeps what schema.yaml says the
@@ -68,7 +70,14 @@ when the sink opens.
 """
 
 from .directory import DirectorySink
-from .location import ENV_VAR, FILE_ENV_VAR, SPOOL_ENV_VAR, open_sink, open_spool
+from .location import (
+    ENV_VAR,
+    FILE_ENV_VAR,
+    SPOOL_ENV_VAR,
+    SPOOL_MAX_BYTES_ENV_VAR,
+    open_sink,
+    open_spool,
+)
 from .records import (
     COLUMNS,
     IDENTITY,
@@ -81,7 +90,7 @@ from .records import (
 )
 from .retention import Purged, purge, retention_cutoff
 from .sink import PredictionSink, join_feedback
-from .spool import Spool
+from .spool import Spool, SpoolFull
 from .sql import SqlSink
 from .writer import (
     AlreadyLabelled,
@@ -98,6 +107,7 @@ __all__ = [
     "FILE_ENV_VAR",
     "IDENTITY",
     "SPOOL_ENV_VAR",
+    "SPOOL_MAX_BYTES_ENV_VAR",
     "AlreadyLabelled",
     "DirectorySink",
     "FeedbackRefused",
@@ -108,6 +118,7 @@ __all__ = [
     "Receipt",
     "Redact",
     "Spool",
+    "SpoolFull",
     "SqlSink",
     "Table",
     "UnknownPrediction",

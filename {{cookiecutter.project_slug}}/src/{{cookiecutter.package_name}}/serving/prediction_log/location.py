@@ -18,6 +18,9 @@ ENV_VAR = "PREDICTION_LOG"
 # as a file, never as an environment value. PREDICTION_LOG wins when both are set.
 FILE_ENV_VAR = "PREDICTION_LOG_FILE"
 SPOOL_ENV_VAR = "PREDICTION_SPOOL"
+# The spool's byte limit (none unless set): the Deployment sets it below its spool volume's
+# size, so a full spool answers 503 instead of the volume's eviction taking the pod.
+SPOOL_MAX_BYTES_ENV_VAR = "PREDICTION_SPOOL_MAX_BYTES"
 
 
 def open_sink(target: str | None = None, base_dir: Path | str | None = None) -> PredictionSink:
@@ -42,7 +45,16 @@ def open_spool(target: str | None = None, base_dir: Path | str | None = None) ->
             f"serving.prediction_spool (or {SPOOL_ENV_VAR}) must be a local directory, got"
             f" {target!r}"
         )
-    return Spool(target)
+    return Spool(target, max_bytes=_spool_max_bytes())
+
+
+def _spool_max_bytes() -> int | None:
+    value = os.environ.get(SPOOL_MAX_BYTES_ENV_VAR, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1024:
+        raise ConfigError(f"{SPOOL_MAX_BYTES_ENV_VAR} must be a number of bytes, at least 1024")
+    return int(value)
 
 
 def _located(

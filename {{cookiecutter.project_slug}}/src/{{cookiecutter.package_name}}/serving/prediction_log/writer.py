@@ -9,6 +9,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -87,12 +88,15 @@ class PredictionLog:
         max_pending: int = 1_000,
         put_timeout: float = 1.0,
         retry_interval: float = 1.0,
+        on_change: Callable[[PredictionLog], None] | None = None,
     ) -> None:
         self.sink = sink
         self.spool = spool
         self.refused = 0  # records neither the sink nor the spool took, or the queue had no room
         self.spooled = 0  # records written to the spool
         self.replayed = 0  # records moved from the spool into the sink
+        self.replay_failures = 0  # replays of the spool that failed (the sink still away)
+        self._on_change = on_change  # told after each group commit and replay (the metrics)
         self._put_timeout = put_timeout
         self._retry_interval = retry_interval
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
@@ -165,6 +169,7 @@ class PredictionLog:
                             LogUnavailable(f"the prediction log failed: {RETRY}", repr(error))
                         )
             finally:
+                self._changed()
                 for _ in items:
                     self._queue.task_done()
             if len(entries) < len(items):  # _STOP: last chance for the spool, then stop
@@ -183,12 +188,20 @@ class PredictionLog:
                 break
             except queue.Empty:
                 self._replay()
+                self._changed()
         while len(items) < 1_000:  # a group commit: everything queued meanwhile
             try:
                 items.append(self._queue.get_nowait())
             except queue.Empty:
                 break
         return items
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change(self)
+            except Exception:  # the metrics must not stop the writer
+                logger.exception("the prediction log's change hook failed")
 
     def _spool_waits(self) -> bool:
         """Whether spooled records (this process's, or others' after a failed replay) wait."""
@@ -338,6 +351,7 @@ class PredictionLog:
             self.replayed += self.spool.replay(self.sink)
         except Exception as error:
             self._unreplayed = True
+            self.replay_failures += 1
             self._sink_failed(error)
             return
         self._unreplayed = False
