@@ -63,11 +63,7 @@ class Run:
     venv_python: str = ""
 
 
-def lint_and_unit_tests(version: str, work: Path) -> Run:
-    directory = interpreter_directory(version)
-    if directory is None:
-        return Run(None)
-    project = bake(work, {"python_version": version})
+def lint_and_unit_tests(project: Path, directory: Path) -> Run:
     env = plain_shell_environment(str(directory))
     done = run_command(["make", "lint", "test-unit"], project, env, timeout=1800)
     interpreter = (project / ".venv" / "bin" / "python").resolve()
@@ -81,16 +77,20 @@ def lint_and_unit_tests(version: str, work: Path) -> Run:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future[Run]]:
-    """Every other offered Python's bake, set up, linted and unit-tested at once: each in its
-    own .venv with its own interpreter (nothing shared but uv's cache), so the two cores run
-    them side by side."""
+    """Every other offered Python's bake (one after the other: cookiecutter changes the working
+    directory while it bakes), then each set up, linted and unit-tested at once: each in its own
+    .venv with its own interpreter (nothing shared but uv's cache), so the two cores run them
+    side by side."""
     pool = ThreadPoolExecutor(len(OTHERS))
-    runs = {
-        version: pool.submit(
-            lint_and_unit_tests, version, tmp_path_factory.mktemp(version)
-        )
-        for version in OTHERS
-    }
+    runs: dict[str, Future[Run]] = {}
+    for version in OTHERS:
+        directory = interpreter_directory(version)
+        if directory is None:
+            runs[version] = Future()
+            runs[version].set_result(Run(None))
+            continue
+        project = bake(tmp_path_factory.mktemp(version), {"python_version": version})
+        runs[version] = pool.submit(lint_and_unit_tests, project, directory)
     pool.shutdown(wait=False)
     return runs
 
