@@ -5,7 +5,7 @@ plain shell whose PATH has that Python and no uv (the Makefile installs its own)
 
 3.11, the default, is the interpreter of the shared project environment: every end-to-end test
 runs on it (the release job in test_workflows runs the default project's whole `make test`).
-Here the others, side by side, each in its own .venv. The interpreter comes from PATH (`python3.12`;
+Here the others, each in its own .venv. The interpreter comes from PATH (`python3.12`;
 GitHub's setup-python puts it there) or pyenv (`$(pyenv root)/versions/3.12.*`). Missing, the
 case skips, unless REQUIRE_ALL_PYTHONS=1 (the template's .ci/run sets it): then it fails.
 """
@@ -16,8 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -50,20 +48,15 @@ def interpreter_directory(version: str) -> Path | None:
     return None
 
 
-OTHERS = [version for version in PYTHON_VERSIONS if version != DEFAULT]
-
-
-@dataclass(frozen=True)
-class Run:
-    """One offered Python's bake: its interpreter's directory (None: not installed), what
-    `make lint test-unit` printed, and the Python its .venv runs."""
-
-    directory: Path | None
-    output: str = ""
-    venv_python: str = ""
-
-
-def lint_and_unit_tests(project: Path, directory: Path) -> Run:
+@pytest.mark.parametrize("version", [v for v in PYTHON_VERSIONS if v != DEFAULT])
+def test_unit_tests_pass_on_every_offered_python(version: str, tmp_path: Path) -> None:
+    directory = interpreter_directory(version)
+    if directory is None:
+        reason = f"Python {version} is not installed (PATH or pyenv)"
+        if os.environ.get(REQUIRE) == "1":
+            pytest.fail(f"{reason}, and {REQUIRE}=1 requires every offered Python")
+        pytest.skip(f"{reason}; set {REQUIRE}=1 to fail instead")
+    project = bake(tmp_path, {"python_version": version})
     env = plain_shell_environment(str(directory))
     done = run_command(["make", "lint", "test-unit"], project, env, timeout=1800)
     interpreter = (project / ".venv" / "bin" / "python").resolve()
@@ -72,43 +65,12 @@ def lint_and_unit_tests(project: Path, directory: Path) -> Run:
         project,
         env,
     )
-    return Run(directory, done.stdout, probe.stdout.strip())
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future[Run]]:
-    """Every other offered Python's bake (one after the other: cookiecutter changes the working
-    directory while it bakes), then each set up, linted and unit-tested at once: each in its own
-    .venv with its own interpreter (nothing shared but uv's cache), so the two cores run them
-    side by side."""
-    pool = ThreadPoolExecutor(len(OTHERS))
-    runs: dict[str, Future[Run]] = {}
-    for version in OTHERS:
-        directory = interpreter_directory(version)
-        if directory is None:
-            runs[version] = Future()
-            runs[version].set_result(Run(None))
-            continue
-        project = bake(tmp_path_factory.mktemp(version), {"python_version": version})
-        runs[version] = pool.submit(lint_and_unit_tests, project, directory)
-    pool.shutdown(wait=False)
-    return runs
-
-
-@pytest.mark.parametrize("version", OTHERS)
-def test_unit_tests_pass_on_every_offered_python(
-    version: str, runs: dict[str, Future[Run]]
-) -> None:
-    run = runs[version].result()
-    if run.directory is None:
-        reason = f"Python {version} is not installed (PATH or pyenv)"
-        if os.environ.get(REQUIRE) == "1":
-            pytest.fail(f"{reason}, and {REQUIRE}=1 requires every offered Python")
-        pytest.skip(f"{reason}; set {REQUIRE}=1 to fail instead")
-    assert run.venv_python == version, f".venv runs Python {run.venv_python}"
+    assert probe.stdout.strip() == version, f".venv runs Python {probe.stdout.strip()}"
     # "N passed, [N skipped, ]N deselected": the PostgreSQL cases skip without a database,
     # the other layers are deselected
-    summary = re.search(r"(\d+) passed, (?:\d+ skipped, )?(\d+) deselected", run.output)
-    assert summary, run.output[-3000:]
+    summary = re.search(
+        r"(\d+) passed, (?:\d+ skipped, )?(\d+) deselected", done.stdout
+    )
+    assert summary, done.stdout[-3000:]
     assert int(summary[1]) > 50 and int(summary[2]) > 0, summary[0]
-    assert " failed" not in run.output, run.output[-3000:]
+    assert " failed" not in done.stdout, done.stdout[-3000:]
