@@ -331,7 +331,7 @@ def spool_claim(deploy: DeployConfig) -> dict[str, Any]:
 def prometheus_rule(deploy: DeployConfig) -> dict[str, Any]:
     """The Prometheus Operator's alerts on the spool: records that stay in it (the log's
     database has not taken them back), and replays that keep failing."""
-    pods = f'pod=~"{deploy.name}(-primary)?-[0-9a-zA-Z]+-[0-9a-zA-Z]+"'
+    pods = f'pod=~"{deploy.name}(-primary)?{POD_ID}"'  # the canary's and the primary's
     spooled = "prediction_spool_records{" + pods + "}"
     failures = "prediction_spool_replay_failures_total{" + pods + "}"
     pod = flagger_variable("$labels.pod")  # Prometheus's alert templates share the syntax
@@ -357,7 +357,8 @@ def prometheus_rule(deploy: DeployConfig) -> dict[str, Any]:
                                 "description": (
                                     f"{pod} has kept records in its spool for 10"
                                     " minutes: the prediction log's database does not take"
-                                    " them. At 90 % of deploy.spool.size it answers 503."
+                                    f" them. At {SPOOL_FULL_SHARE * 100:g} % of"
+                                    " deploy.spool.size it answers 503."
                                 ),
                             },
                         },
