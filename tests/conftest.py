@@ -39,9 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import scheduling
 import yaml
 
 TEMPLATE = Path(__file__).resolve().parents[1]
+# This process's xdist worker ("gw0", ...), or None without xdist.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 TEMPLATE_PROJECT = TEMPLATE / "{{cookiecutter.project_slug}}"
 CACHE = TEMPLATE / ".cache"
 ENVS = CACHE / "project-env"
@@ -67,6 +70,11 @@ LEAKY_VARIABLES = (
     "PYTEST_ADDOPTS",
     "PYTEST_ARGS",  # the template's Makefile passes it to pytest, and so would a project's
     "PREDICTION_LOG",  # the generated service reads it: a shell value must not redirect logs
+    # pytest-xdist's and the scheduler's (scheduling.py), for this suite's workers only
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "PYTEST_XDIST_TESTRUNUID",
+    scheduling.GROUPS_DIRECTORY,
 )
 
 MARKERS = {
@@ -79,6 +87,19 @@ MARKERS = {
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
+    if scheduling.in_background_lane(WORKER):
+        os.nice(scheduling.BACKGROUND_NICENESS)
+    scheduling.share_groups(config)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameters
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    scheduling.order(items)
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return scheduling.make_scheduler(config, log)
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,7 +256,10 @@ def _prune_stale_environments(keep: Path) -> None:
 @pytest.fixture(scope="session")
 def project_environment() -> ProjectEnvironment:
     """The shared environment; `make setup` of the first project creates it (uv sync)."""
-    path = ENVS / environment_key()
+    # One per worker: `uv sync` and `uv run` of one worker's project would reinstall the
+    # project package under another worker's running commands.
+    key = environment_key()
+    path = ENVS / (f"{key}-{WORKER}" if scheduling.in_background_lane(WORKER) else key)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not (path / "pyvenv.cfg").is_file():
         shutil.rmtree(path)  # an interrupted creation: start again

@@ -322,6 +322,9 @@ class Prometheus:
         self.work = work
         self.targets = targets
         self.port = free_port()
+        # One client for every query (the checks of four releases, each tick): a client per
+        # query would load the certificate store each time, CPU the load generator needs.
+        self.client = httpx.Client(base_url=self.url, timeout=10)
         work.mkdir(parents=True, exist_ok=True)
 
     def _config(self) -> dict[str, Any]:
@@ -349,7 +352,7 @@ class Prometheus:
             binary, f"--config.file={config}", f"--storage.tsdb.path={self.work / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
         ]  # fmt: skip
-        with managed(command, log) as process:
+        with self.client, managed(command, log) as process:
             wait_for(lambda: _ok(f"{self.url}/-/ready"), process, log, "Prometheus ready")
             wait_for(self._all_up, process, log, "every scrape target up")
             yield self
@@ -359,12 +362,12 @@ class Prometheus:
         return f"http://127.0.0.1:{self.port}"
 
     def _all_up(self) -> bool:
-        active = httpx.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        active = self.client.get("/api/v1/targets").json()["data"]["activeTargets"]
         return len(active) == len(self.targets) and all(t["health"] == "up" for t in active)
 
     def query(self, promql: str) -> float | None:
         """The query's value now; None when it has none (no series, or NaN: nothing to divide)."""
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        response = self.client.get("/api/v1/query", params={"query": promql})
         body = response.json()
         if body.get("status") != "success":
             raise ValueError(f"Prometheus refused the query: {body.get('error')}\n{promql}")
