@@ -428,7 +428,7 @@ def test_a_full_spool_refuses_and_writes_nothing(tmp_path: Path) -> None:
 
     log = PredictionLog(Away(tmp_path / "log"), spool)
     try:
-        with pytest.raises(LogUnavailable, match="spool both failed"):
+        with pytest.raises(LogUnavailable, match="its local spool is full"):
             log.log_predictions([record]).result(timeout=10)
     finally:
         log.close()

@@ -15,7 +15,7 @@ from typing import Any
 
 from .records import Table
 from .sink import PredictionSink, Recorded
-from .spool import Spool
+from .spool import Spool, SpoolFull
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +321,13 @@ class PredictionLog:
             )
         try:
             self.spool.append(table, records)
+        except SpoolFull as error:  # as sized: not a fault of the spool's
+            logger.error("could not spool %d %s record(s): %s", len(records), table, error)
+            return LogUnavailable(
+                "the prediction log cannot record this now: its store is unavailable and its"
+                f" local spool is full; {RETRY}",
+                f"sink: {self._sink_error}; spool: {error}",
+            )
         except Exception as error:
             logger.exception("could not spool %d %s record(s)", len(records), table)
             return LogUnavailable(
