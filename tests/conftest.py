@@ -1,9 +1,9 @@
 """Shared fixtures of the template's own test suite.
 
 Baking is cheap; installing the generated project's dependencies is not (about 1.2 GB, a
-minute). So every baked project that needs its tools shares ONE virtual environment,
-``<template>/.cache/project-env/<hash>``, created by the first ``make setup`` and reused by
-later ones and by later test sessions. The hash covers the template's ``pyproject.toml`` (and
+minute). So every baked project that needs its tools shares ONE virtual environment per
+pytest-xdist worker, ``<template>/.cache/project-env/<hash>`` (``<hash>-gw1`` for the second),
+created by the first ``make setup`` and reused by later ones and by later test sessions. The hash covers the template's ``pyproject.toml`` (and
 ``uv.lock`` if the template ships one), so moving a pin builds a fresh environment. Each project
 still runs its own ``make setup`` (``uv sync`` with ``UV_PROJECT_ENVIRONMENT`` pointing at the
 shared environment): the command is exercised, but after the first time it only reinstalls the
@@ -243,11 +243,13 @@ def plain_shell_environment(*first: str) -> dict[str, str]:
     return env
 
 
-def _prune_stale_environments(keep: Path) -> None:
-    if not ENVS.is_dir():
+def _prune_stale_environments(key: str) -> None:
+    """Environments of other pins unused for a week, removed by one process only (every
+    worker's environment of these pins is kept)."""
+    if not ENVS.is_dir() or scheduling.in_background_lane(WORKER):
         return
     for other in ENVS.iterdir():
-        if other == keep or not other.is_dir():
+        if other.name.startswith(key) or not other.is_dir():
             continue
         if time.time() - other.stat().st_mtime > STALE_ENV_SECONDS:
             shutil.rmtree(other, ignore_errors=True)
@@ -255,15 +257,15 @@ def _prune_stale_environments(keep: Path) -> None:
 
 @pytest.fixture(scope="session")
 def project_environment() -> ProjectEnvironment:
-    """The shared environment; `make setup` of the first project creates it (uv sync)."""
-    # One per worker: `uv sync` and `uv run` of one worker's project would reinstall the
-    # project package under another worker's running commands.
+    """This worker's shared environment; `make setup` of its first project creates it (uv
+    sync). One per worker: `uv sync` and `uv run` of one worker's project would reinstall the
+    project package under another worker's running commands."""
     key = environment_key()
     path = ENVS / (f"{key}-{WORKER}" if scheduling.in_background_lane(WORKER) else key)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not (path / "pyvenv.cfg").is_file():
         shutil.rmtree(path)  # an interrupted creation: start again
-    _prune_stale_environments(keep=path)
+    _prune_stale_environments(key)
     if path.exists():
         os.utime(path)  # in use: not stale
     return ProjectEnvironment(path=path)
