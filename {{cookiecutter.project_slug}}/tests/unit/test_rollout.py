@@ -6,9 +6,11 @@ service."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
+import tarfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -142,6 +144,39 @@ def test_history_lists_the_recorded_deployments_newest_first(repo: Path) -> None
     assert deployments.latest("production", cwd=repo) == second
     assert deployments.digest_of(second.image_digest) == NEWER
     assert deployments.history("staging", cwd=repo) == []
+
+
+def test_deploy_dir_at_a_commit_extracts_without_tar_filters(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Pythons before 3.11.4 (no `tarfile.data_filter`, no `filter` argument: Debian 12's
+    3.11.2) deploy/ at a commit is extracted all the same, plain files and directories only."""
+    commit = _git(repo, "rev-parse", "HEAD").strip()
+    extract = tarfile.TarFile.extractall
+
+    def as_before_3_11_4(self: tarfile.TarFile, path: Any = ".", members: Any = None) -> None:
+        extract(self, path, members, filter="fully_trusted")
+
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    monkeypatch.setattr(tarfile.TarFile, "extractall", as_before_3_11_4)
+    rollout.deploy_dir_at(commit, tmp_path / "out", cwd=repo)
+    extracted, committed = (
+        sorted(path.relative_to(root) for path in root.rglob("*"))
+        for root in (tmp_path / "out" / "deploy", repo / "deploy")
+    )
+    assert extracted == committed and committed
+
+    link = tarfile.TarInfo("deploy/escape")
+    link.type, link.linkname = tarfile.SYMTYPE, "../../etc/passwd"
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.addfile(link)
+    archive.seek(0)
+    with (
+        tarfile.open(fileobj=archive) as tar,
+        pytest.raises(PipelineError, match="not a plain file or directory"),
+    ):
+        rollout.plain_members(tar, commit)
 
 
 def test_a_rollback_without_a_recorded_deployment_is_refused(repo: Path) -> None:

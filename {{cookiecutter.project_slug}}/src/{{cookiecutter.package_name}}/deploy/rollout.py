@@ -19,7 +19,7 @@ import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Final
 
 import yaml
@@ -200,7 +200,24 @@ def deploy_dir_at(commit: str, into: Path, cwd: Path | str = ".") -> None:
             f" {archive.stderr.decode(errors='replace').strip()}"
         )
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(into, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(into, filter="data")
+        else:  # Python 3.11.0 to 3.11.3 (Debian 12's) have no extraction filters
+            tar.extractall(into, members=plain_members(tar, commit))
+
+
+def plain_members(tar: tarfile.TarFile, commit: str) -> list[tarfile.TarInfo]:
+    """The archive's members, each a file or directory under the extraction directory (what
+    the "data" filter allows of `git archive`'s output); anything else refused."""
+    members = tar.getmembers()
+    for member in members:
+        path = PurePosixPath(member.name)
+        if not (member.isfile() or member.isdir()) or path.is_absolute() or ".." in path.parts:
+            raise PipelineError(
+                f"{DEPLOY_DIR}/ at {commit[:12]} holds {member.name!r}, which is not a plain"
+                " file or directory inside it: refusing to extract it"
+            )
+    return members
 
 
 def rollback(digest: str | None = None, root: Path = Path()) -> Rollback:
