@@ -247,6 +247,44 @@ def plain_shell_environment(*first: str) -> dict[str, str]:
     return env
 
 
+ALL_PYTHONS_REQUIRED = "REQUIRE_ALL_PYTHONS"
+
+
+def interpreter_directory(version: str) -> Path | None:
+    """A directory whose `python<version>` is that Python (not a version-manager shim): on a
+    user's PATH (GitHub's setup-python puts it there) or pyenv's `versions/<version>.*`."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = sorted((root / "versions").glob(f"{version}.*/bin"), reverse=True)
+    found = shutil.which(f"python{version}", path=user_path())
+    if found and "shims" not in Path(found).parts:
+        candidates.insert(0, Path(found).parent)
+    for directory in candidates:
+        python = directory / f"python{version}"
+        probe = subprocess.run(
+            [str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return directory
+    return None
+
+
+def interpreter_or_skip(version: str) -> Path:
+    """`interpreter_directory(version)`; missing, the test skips saying what to install, or
+    fails where REQUIRE_ALL_PYTHONS=1 (the template's .ci/run sets it)."""
+    directory = interpreter_directory(version)
+    if directory is None:
+        reason = f"Python {version} is not installed (install it on PATH or with pyenv)"
+        if os.environ.get(ALL_PYTHONS_REQUIRED) == "1":
+            pytest.fail(
+                f"{reason}, and {ALL_PYTHONS_REQUIRED}=1 requires every offered Python"
+            )
+        pytest.skip(f"{reason}; set {ALL_PYTHONS_REQUIRED}=1 to fail instead")
+    return directory
+
+
 def _prune_stale_environments(key: str) -> None:
     """Environments of other pins unused for a week, removed by one process only (every
     worker's environment of these pins is kept)."""

@@ -21,7 +21,13 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TEMPLATE, TEMPLATE_PROJECT, bake, cookiecutter_defaults
+from conftest import (
+    TEMPLATE,
+    TEMPLATE_PROJECT,
+    bake,
+    cookiecutter_defaults,
+    interpreter_or_skip,
+)
 from workflow_runner import action_specs, input_problems, split_uses
 
 # Answers per case. Written out (not derived from cookiecutter.json) so that the meta-test
@@ -752,11 +758,21 @@ def test_project_name_flows_into_slug_and_package(baked: dict[str, Path]) -> Non
 @case_ids
 def test_uv_lock_is_current(case: str, baked: dict[str, Path]) -> None:
     """The shipped uv.lock satisfies the baked pyproject.toml (`make setup` syncs --locked);
-    after moving a pin, `make lock` regenerates templates/uv-<python>.lock."""
+    after moving a pin, `make lock` regenerates templates/uv-<python>.lock. uv needs the
+    baked Python to check: without it, the case says so instead of calling the lock stale."""
+    version = CASES[case].get(
+        "python_version", cookiecutter_defaults()["python_version"]
+    )
+    directory = interpreter_or_skip(version)
     result = subprocess.run(
         [tool("uv"), "lock", "--check"],
         cwd=baked[case],
-        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"},
+        env={
+            **os.environ,
+            "PATH": os.pathsep.join([str(directory), os.environ.get("PATH", "")]),
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_NO_PROGRESS": "1",
+        },
         capture_output=True,
         text=True,
         timeout=300,

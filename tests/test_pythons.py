@@ -12,50 +12,21 @@ case skips, unless REQUIRE_ALL_PYTHONS=1 (the template's .ci/run sets it): then 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import bake, plain_shell_environment, run_command, user_path
+from conftest import bake, interpreter_or_skip, plain_shell_environment, run_command
 from test_bake import PYTHON_VERSIONS
 
 pytestmark = pytest.mark.e2e
 
-REQUIRE = "REQUIRE_ALL_PYTHONS"
 DEFAULT = "3.11"
-
-
-def interpreter_directory(version: str) -> Path | None:
-    """A directory whose `python<version>` is that Python (not a version-manager shim)."""
-    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates = sorted((root / "versions").glob(f"{version}.*/bin"), reverse=True)
-    found = shutil.which(f"python{version}", path=user_path())
-    if found and "shims" not in Path(found).parts:
-        candidates.insert(0, Path(found).parent)
-    for directory in candidates:
-        python = directory / f"python{version}"
-        probe = subprocess.run(
-            [str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == version:
-            return directory
-    return None
 
 
 @pytest.mark.parametrize("version", [v for v in PYTHON_VERSIONS if v != DEFAULT])
 def test_unit_tests_pass_on_every_offered_python(version: str, tmp_path: Path) -> None:
-    directory = interpreter_directory(version)
-    if directory is None:
-        reason = f"Python {version} is not installed (PATH or pyenv)"
-        if os.environ.get(REQUIRE) == "1":
-            pytest.fail(f"{reason}, and {REQUIRE}=1 requires every offered Python")
-        pytest.skip(f"{reason}; set {REQUIRE}=1 to fail instead")
+    directory = interpreter_or_skip(version)
     project = bake(tmp_path, {"python_version": version})
     env = plain_shell_environment(str(directory))
     done = run_command(["make", "lint", "test-unit"], project, env, timeout=1800)
