@@ -1,13 +1,13 @@
 """Shared fixtures of the template's own test suite.
 
 Baking is cheap; installing the generated project's dependencies is not (about 1.2 GB, a
-minute). So every baked project that needs its tools shares ONE virtual environment per
-pytest-xdist worker, ``<template>/.cache/project-env/<hash>`` (``<hash>-gw1`` for the second),
-created by the first ``make setup`` and reused by later ones and by later test sessions. The
-hash covers the template's ``pyproject.toml`` (and ``uv.lock`` if the template ships one), so
-moving a pin builds a fresh environment. Each project still runs its own ``make setup``
-(``uv sync`` with ``UV_PROJECT_ENVIRONMENT`` pointing at the shared environment): the command
-is exercised, but after the first time it only reinstalls the small project package.
+minute). So every baked project that needs its tools shares ONE virtual environment,
+``<template>/.cache/project-env/<hash>``, created by the first ``make setup`` and reused by
+later ones and by later test sessions. The hash covers the template's ``pyproject.toml`` (and
+``uv.lock`` if the template ships one), so moving a pin builds a fresh environment. Each project
+still runs its own ``make setup`` (``uv sync`` with ``UV_PROJECT_ENVIRONMENT`` pointing at the
+shared environment): the command is exercised, but after the first time it only reinstalls the
+small project package.
 
 Because one environment serves several projects, commands run through ``Project.run`` put the
 project's own ``src/`` first on ``PYTHONPATH``: whichever project was installed last, the code
@@ -39,12 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import scheduling
 import yaml
 
 TEMPLATE = Path(__file__).resolve().parents[1]
-# This process's xdist worker ("gw0", ...), or None without xdist.
-WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 TEMPLATE_PROJECT = TEMPLATE / "{{cookiecutter.project_slug}}"
 CACHE = TEMPLATE / ".cache"
 ENVS = CACHE / "project-env"
@@ -74,11 +71,6 @@ LEAKY_VARIABLES = (
     # process caches the bytecode of what it imports, so each one compiles pandas, scikit-learn,
     # BentoML and DVC again (about 6 s of CPU per process here).
     "PYTHONDONTWRITEBYTECODE",
-    # pytest-xdist's and the scheduler's (scheduling.py), for this suite's workers only
-    "PYTEST_XDIST_WORKER",
-    "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID",
-    scheduling.GROUPS_DIRECTORY,
 )
 
 MARKERS = {
@@ -91,19 +83,6 @@ MARKERS = {
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
-    if scheduling.in_background_lane(WORKER):
-        os.nice(scheduling.BACKGROUND_NICENESS)
-    scheduling.share_groups(config)
-
-
-@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameters
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    scheduling.order(items)
-
-
-@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent with -p no:xdist
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    return scheduling.make_scheduler(config, log)
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,13 +264,11 @@ def interpreter_or_skip(version: str) -> Path:
     return directory
 
 
-def _prune_stale_environments(key: str) -> None:
-    """Environments of other pins unused for a week, removed by one process only (every
-    worker's environment of these pins is kept)."""
-    if not ENVS.is_dir() or scheduling.in_background_lane(WORKER):
+def _prune_stale_environments(keep: Path) -> None:
+    if not ENVS.is_dir():
         return
     for other in ENVS.iterdir():
-        if other.name.startswith(key) or not other.is_dir():
+        if other == keep or not other.is_dir():
             continue
         if time.time() - other.stat().st_mtime > STALE_ENV_SECONDS:
             shutil.rmtree(other, ignore_errors=True)
@@ -299,15 +276,12 @@ def _prune_stale_environments(key: str) -> None:
 
 @pytest.fixture(scope="session")
 def project_environment() -> ProjectEnvironment:
-    """This worker's shared environment; `make setup` of its first project creates it (uv
-    sync). One per worker: `uv sync` and `uv run` of one worker's project would reinstall the
-    project package under another worker's running commands."""
-    key = environment_key()
-    path = ENVS / (f"{key}-{WORKER}" if scheduling.in_background_lane(WORKER) else key)
+    """The shared environment; `make setup` of the first project creates it (uv sync)."""
+    path = ENVS / environment_key()
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not (path / "pyvenv.cfg").is_file():
         shutil.rmtree(path)  # an interrupted creation: start again
-    _prune_stale_environments(key)
+    _prune_stale_environments(keep=path)
     if path.exists():
         os.utime(path)  # in use: not stale
     return ProjectEnvironment(path=path)
