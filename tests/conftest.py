@@ -417,15 +417,16 @@ BakeProject = Callable[..., Project]
 # `make test` (test_workflows.py) runs them on the default project, and the other runs of the
 # suite (another task, another dataset, the CI workflow's job) leave them out, for the
 # template's CI time budget.
-# The binary live canary (Envoy, Prometheus, three services) is among them where the project is
-# binary; test_tasks.py runs each other task's.
+# The live canary release (Envoy, Prometheus, five services, four minutes) is task-independent
+# too but for its decision check, which the quick tests/deploy/test_decision_check.py measures
+# on every run: the release job runs the release on the default project, the others leave it out.
 DATA_INDEPENDENT_TESTS = (
     "tests/service/test_load.py",
     "tests/service/test_overload.py",
     "tests/service/test_durability.py",
     "tests/unit/test_lineage.py",
 )
-BINARY_CANARY_TEST = "tests/deploy/test_canary.py"
+CANARY_RELEASE_TEST = "tests/deploy/test_canary.py"
 # The generated load test's requests in the template's runs (its default, 10,000, is a user's):
 # at concurrency 32 still thousands of batches joined under a full queue, for the time budget.
 LOAD_TEST_REQUESTS = {"LOAD_REQUESTS": "3000"}

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import (
-    BINARY_CANARY_TEST,
+    CANARY_RELEASE_TEST,
     DATA_INDEPENDENT_TESTS,
     POSTGRES_PASSWORD,
     BakeProject,
@@ -313,7 +313,7 @@ def test_the_projects_own_suite_passes_on_the_new_data(churn_project: Project) -
         "make",
         "test",
         timeout=1200,
-        env=deselecting(*DATA_INDEPENDENT_TESTS, BINARY_CANARY_TEST),
+        env=deselecting(*DATA_INDEPENDENT_TESTS, CANARY_RELEASE_TEST),
     )
     summary = re.search(r"(\d+) passed", result.stdout)
     assert summary and int(summary[1]) > 100, result.stdout[-2000:]

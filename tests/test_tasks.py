@@ -26,7 +26,13 @@ from typing import Any
 import pytest
 import yaml
 from batch_scoring import check_make_predict
-from conftest import DATA_INDEPENDENT_TESTS, BakeProject, Project, deselecting
+from conftest import (
+    CANARY_RELEASE_TEST,
+    DATA_INDEPENDENT_TESTS,
+    BakeProject,
+    Project,
+    deselecting,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -310,14 +316,18 @@ def test_make_predict_scores_a_table_of_the_task(
 def test_the_shipped_project_passes_its_own_tests(shipped: tuple[str, Project]) -> None:
     """Its own `make test`: lint, the data, model, bias and service layers for the task (its
     answers equal the bundle's offline, its log holds the task's outputs), monitoring passing
-    then raising the drift alarm, and the canary's decision check live through Envoy and
-    Prometheus (REQUIRE_CANARY_TEST, as .ci/run sets it, makes a missing one fail)."""
+    then raising the drift alarm, and the canary's decision check measured live through
+    Prometheus (REQUIRE_CANARY_TEST, as .ci/run sets it, makes a missing one fail). The canary
+    release around that check is the task's only through it: the release job runs it."""
     _, project = shipped
     result = project.run(
-        "make", "test", timeout=1800, env=deselecting(*DATA_INDEPENDENT_TESTS)
+        "make",
+        "test",
+        timeout=1800,
+        env=deselecting(*DATA_INDEPENDENT_TESTS, CANARY_RELEASE_TEST),
     )
     summary = result.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary, result.stdout[-3000:]
-    assert "tests/deploy/test_canary.py ......." in result.stdout, (
-        "the canary did not run"
+    assert "tests/deploy/test_decision_check.py ..." in result.stdout, (
+        "the decision check did not run"
     )

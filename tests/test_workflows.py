@@ -29,7 +29,7 @@ import pytest
 import yaml
 from batch_scoring import broken_copy_of_the_test_split
 from conftest import (
-    BINARY_CANARY_TEST,
+    CANARY_RELEASE_TEST,
     DATA_INDEPENDENT_TESTS,
     LOAD_TEST_REQUESTS,
     TEMPLATE,
@@ -127,8 +127,8 @@ def test_ci_on_a_pull_request_shows_the_differences(
     repository: Project, tmp_path: Path
 ) -> None:
     """The CI workflow's lint and test jobs, green on a pull request, and the summary of what
-    it changes. The job leaves out the suite's data-independent files, the live canary, the
-    service layer and the slowest unit files: the release job's `make test` runs them on this
+    it changes. The job leaves out the suite's data-independent files, the live canary and its
+    decision check, the service layer and the slowest unit files: the release job's `make test` runs them on this
     very project (the job's own pipeline, which retrains with the branch's params, feeds the
     data, model and bias layers)."""
     environment = {
@@ -136,7 +136,8 @@ def test_ci_on_a_pull_request_shows_the_differences(
         **deselecting(
             *DATA_INDEPENDENT_TESTS,
             *SLOW_UNIT_TESTS,
-            BINARY_CANARY_TEST,
+            CANARY_RELEASE_TEST,
+            "tests/deploy/test_decision_check.py",
             "tests/service/",
         ),
     }
@@ -446,7 +447,11 @@ def test_release_job_runs_the_lifecycle_and_every_test_layer(
     assert step.outcome == "success", job.report()
     summary = step.output.strip().splitlines()[-1]
     assert re.search(r"\d+ passed", summary) and "failed" not in summary, summary
-    for path in (*DATA_INDEPENDENT_TESTS, BINARY_CANARY_TEST, "tests/service/test_api"):
+    for path in (
+        *DATA_INDEPENDENT_TESTS,
+        CANARY_RELEASE_TEST,
+        "tests/service/test_api",
+    ):
         assert re.search(rf"^{re.escape(path)}\S* [.s]*\.", step.output, re.M), (
             f"{path} did not run:\n{step.output[-3000:]}"
         )

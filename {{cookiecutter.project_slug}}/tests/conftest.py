@@ -66,16 +66,57 @@ def schema(params: Params) -> Schema:
     return load_schema(PROJECT_ROOT / params.data.schema_file)
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A scratch project: params.yaml (with a quick search grid), schema.yaml and the data."""
+def scratch_project(root: Path) -> Path:
+    """`root` made a scratch project: params.yaml (with a quick search grid), schema.yaml and
+    the data."""
     for name in ("params.yaml", "schema.yaml"):
-        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
-    shutil.copytree(PROJECT_ROOT / "data" / "external", tmp_path / "data" / "external")
-    settings = yaml.safe_load((tmp_path / "params.yaml").read_text())
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    shutil.copytree(PROJECT_ROOT / "data" / "external", root / "data" / "external")
+    settings = yaml.safe_load((root / "params.yaml").read_text())
     settings["train"]["cv_folds"] = 2
     settings["train"]["search"] = {family: {} for family in settings["train"]["search"]}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    return root
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A scratch project (scratch_project), the current directory for the test."""
+    scratch_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+@pytest.fixture(scope="session")
+def trained_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch project after the stages from ingest to train and reference, run once a
+    session: the tests that need a quick model, not a run of the stages, copy it
+    (trained_workspace) instead of training their own (seconds each, minutes a suite)."""
+    from {{ cookiecutter.package_name }}.pipeline import (
+        curate,
+        ingest,
+        reference,
+        split,
+        train,
+        validate,
+    )
+
+    root = scratch_project(tmp_path_factory.mktemp("trained"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        params = load_params()
+        for stage in (ingest, curate, validate, split, train, reference):
+            stage.run(params)
+    return root
+
+
+@pytest.fixture
+def trained_workspace(
+    trained_once: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """A workspace (as `workspace`) holding a copy of the session's quick model and every file
+    the stages up to it wrote."""
+    shutil.copytree(trained_once, tmp_path, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
     yield tmp_path
 

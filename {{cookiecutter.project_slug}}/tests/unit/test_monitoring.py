@@ -18,14 +18,6 @@ from {{ cookiecutter.package_name }}.errors import ConfigError, GateError
 from {{ cookiecutter.package_name }}.monitoring import report, simulate
 from {{ cookiecutter.package_name }}.monitoring.labels import provenance
 from {{ cookiecutter.package_name }}.monitoring.window import WindowInfo, load_current, sample
-from {{ cookiecutter.package_name }}.pipeline import (
-    curate,
-    ingest,
-    reference,
-    split,
-    train,
-    validate,
-)
 from {{ cookiecutter.package_name }}.privacy import KEY_ENV_VAR, LogPolicy, rotate_key
 from {{ cookiecutter.package_name }}.serving.prediction_log import (
     DirectorySink,
@@ -48,11 +40,9 @@ def test_sampling_is_seeded_and_keeps_the_label_mix() -> None:
 
 
 @pytest.fixture
-def scored_workspace(workspace: Path) -> Path:
+def scored_workspace(trained_workspace: Path) -> Path:
     """A workspace with a bundle and the reference, key features taken from its own schema."""
-    params = load_params()
-    for stage in (ingest, curate, validate, split, train, reference):
-        stage.run(params)
+    workspace = trained_workspace
     bundle = load_bundle(Paths.model)
     rows = bundle.schema.read_csv(Paths.test_data)
     numeric = [  # columns a multiplier moves: most of their values are not 0

@@ -28,11 +28,6 @@ from tests.conftest import edit_params
 pytestmark = pytest.mark.unit
 
 
-def _run_until_train(params) -> None:
-    for stage in (ingest, curate, validate, split, train):
-        stage.run(params)
-
-
 def test_stages_write_their_outputs(workspace: Path, capsys: pytest.CaptureFixture) -> None:
     params = load_params()
     manifest = ingest.run(params)
@@ -104,32 +99,29 @@ def test_invalid_data_stops_at_validate(workspace: Path) -> None:
     assert read_json(Paths.validation_report)["passed"] is False
 
 
-def test_gate_failure_keeps_the_evidence_but_raises(workspace: Path) -> None:
+def test_gate_failure_keeps_the_evidence_but_raises(trained_workspace: Path) -> None:
     primary = load_params().evaluate.primary_metric
     error = primary in TASK_CLASSES[load_params().data.task].lower_is_better  # a maximum
     impossible = 0.0 if error else 0.999
-    params = edit_params(workspace, evaluate__thresholds={primary: impossible})
-    _run_until_train(params)
+    params = edit_params(trained_workspace, evaluate__thresholds={primary: impossible})
     side = "above" if error else "below"
     with pytest.raises(GateError, match=rf"{primary} .* {side} evaluate\.thresholds\.{primary} "):
         evaluate.run(params)
     assert read_json(Paths.metrics)["gate"]["passed"] is False
 
 
-def test_fairness_gate_failure(workspace: Path) -> None:
+def test_fairness_gate_failure(trained_workspace: Path) -> None:
     measure = next(iter(load_params().fairness.thresholds))
-    params = edit_params(workspace, fairness__thresholds={measure: 0.0})
-    _run_until_train(params)
+    params = edit_params(trained_workspace, fairness__thresholds={measure: 0.0})
     with pytest.raises(GateError, match=measure):
         fairness.run(params)
 
 
-def test_bad_search_grid_leaves_the_previous_model(workspace: Path) -> None:
+def test_bad_search_grid_leaves_the_previous_model(trained_workspace: Path) -> None:
     params = load_params()
-    _run_until_train(params)
     before = file_sha256(Paths.model)
     family = params.train.model
-    params = edit_params(workspace, train__search={family: {"no_such_parameter": [1]}})
+    params = edit_params(trained_workspace, train__search={family: {"no_such_parameter": [1]}})
     with pytest.raises(ConfigError, match=f"train.search.{family}"):
         train.run(params)
     assert file_sha256(Paths.model) == before
@@ -138,14 +130,13 @@ def test_bad_search_grid_leaves_the_previous_model(workspace: Path) -> None:
 
 
 def test_a_stage_failing_mid_write_leaves_all_its_previous_files(
-    workspace: Path, monkeypatch: pytest.MonkeyPatch
+    trained_workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """train writes three files; a crash while writing the second leaves all three as they were."""
     params = load_params()
-    _run_until_train(params)
     files = (Paths.baseline_model, Paths.model, Paths.train_report)
     before = {path: file_sha256(path) for path in files}
-    params = edit_params(workspace, split__seed=params.split.seed + 1)  # a different model
+    params = edit_params(trained_workspace, split__seed=params.split.seed + 1)  # another model
     saves = []
 
     def save_then_crash(self: ModelBundle, path: Path) -> None:
@@ -165,9 +156,8 @@ def test_a_stage_failing_mid_write_leaves_all_its_previous_files(
 PINNED: dict[str, float | str] = {"binary": 0.35, "multiclass": "most_probable", "regression": 1.5}
 
 
-def test_decision_minimises_cost_on_training_rows_or_is_pinned(workspace: Path) -> None:
+def test_decision_minimises_cost_on_training_rows_or_is_pinned(trained_workspace: Path) -> None:
     params = load_params()
-    _run_until_train(params)
     chosen = load_bundle(Paths.model)
     report = read_json(Paths.train_report)["decision_threshold"]
     assert chosen.decision.source == "minimize_cost"
@@ -177,7 +167,7 @@ def test_decision_minimises_cost_on_training_rows_or_is_pinned(workspace: Path) 
     assert metrics["model"]["cost"] <= metrics["model_at_default_threshold"]["cost"] * 1.05
 
     value = PINNED[params.data.task]
-    pinned = edit_params(workspace, train__decision_threshold=value)
+    pinned = edit_params(trained_workspace, train__decision_threshold=value)
     train.run(pinned)
     assert load_bundle(Paths.model).decision.value == value
     assert load_bundle(Paths.model).decision.source == "params"
