@@ -5,31 +5,74 @@ plain shell whose PATH has that Python and no uv (the Makefile installs its own)
 
 3.11, the default, is the interpreter of the shared project environment: every end-to-end test
 runs on it (the release job in test_workflows runs the default project's whole `make test`).
-Here the others, each in its own .venv. The interpreter comes from PATH (`python3.12`;
-GitHub's setup-python puts it there) or pyenv (`$(pyenv root)/versions/3.12.*`). Missing, the
-case skips, unless REQUIRE_ALL_PYTHONS=1 (the template's .ci/run sets it): then it fails.
+Here the others, each in its own .venv, run at the same time. The interpreter comes from PATH
+(`python3.12`; GitHub's setup-python puts it there) or pyenv (`$(pyenv root)/versions/3.12.*`).
+Missing, the case skips, unless REQUIRE_ALL_PYTHONS=1 (the template's .ci/run sets it): then
+it fails.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import bake, interpreter_or_skip, plain_shell_environment, run_command
+from conftest import (
+    bake,
+    interpreter_directory,
+    interpreter_or_skip,
+    plain_shell_environment,
+    run_command,
+)
 from test_bake import PYTHON_VERSIONS
 
 pytestmark = pytest.mark.e2e
 
 DEFAULT = "3.11"
+OTHERS = [v for v in PYTHON_VERSIONS if v != DEFAULT]
 
 
-@pytest.mark.parametrize("version", [v for v in PYTHON_VERSIONS if v != DEFAULT])
-def test_unit_tests_pass_on_every_offered_python(version: str, tmp_path: Path) -> None:
-    directory = interpreter_or_skip(version)
-    project = bake(tmp_path, {"python_version": version})
-    env = plain_shell_environment(str(directory))
-    done = run_command(["make", "lint", "test-unit"], project, env, timeout=1800)
+@dataclass
+class Run:
+    project: Path
+    env: dict[str, str]
+    done: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """Each installed offered Python's bake, and its `make lint test-unit` started together
+    with the others': each runs one process at a time (uv, ruff, mypy, pytest), so two share
+    two cores."""
+    baked = {}  # one at a time: cookiecutter changes the working directory as it bakes
+    for version in OTHERS:
+        directory = interpreter_directory(version)
+        if directory is not None:
+            output = tmp_path_factory.mktemp(f"python{version}")
+            baked[version] = (bake(output, {"python_version": version}), directory)
+
+    def run(project: Path, directory: Path) -> Run:
+        env = plain_shell_environment(str(directory))
+        done = run_command(
+            ["make", "lint", "test-unit"], project, env, check=False, timeout=1800
+        )
+        return Run(project, env, done)
+
+    with ThreadPoolExecutor(max(1, len(baked))) as pool:
+        futures = {v: pool.submit(run, *each) for v, each in baked.items()}
+        return {v: future.result() for v, future in futures.items()}
+
+
+@pytest.mark.parametrize("version", OTHERS)
+def test_unit_tests_pass_on_every_offered_python(
+    version: str, runs: dict[str, Run]
+) -> None:
+    interpreter_or_skip(version)
+    project, env, done = runs[version].project, runs[version].env, runs[version].done
+    assert done.returncode == 0, done.stdout[-3000:]
     interpreter = (project / ".venv" / "bin" / "python").resolve()
     probe = run_command(
         [str(interpreter), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
