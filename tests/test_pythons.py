@@ -55,7 +55,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
             baked[version] = (bake(output, {"python_version": version}), directory)
 
     def run(project: Path, directory: Path) -> Run:
-        env = plain_shell_environment(str(directory))
+        # One OpenMP thread each (scikit-learn's): two runs on two cores, a team of two
+        # threads each would spin waiting for the core the other run holds.
+        env = {**plain_shell_environment(str(directory)), "OMP_NUM_THREADS": "1"}
         done = run_command(
             ["make", "lint", "test-unit"], project, env, check=False, timeout=1800
         )

@@ -128,9 +128,9 @@ def test_ci_on_a_pull_request_shows_the_differences(
 ) -> None:
     """The CI workflow's lint and test jobs, green on a pull request, and the summary of what
     it changes. The job leaves out the suite's data-independent files, the live canary and its
-    decision check, the service layer and the slowest unit files: the release job's `make test` runs them on this
-    very project (the job's own pipeline, which retrains with the branch's params, feeds the
-    data, model and bias layers)."""
+    decision check, the service layer and the slowest unit files: the release job's `make test`
+    runs them on this very project (the job's own pipeline, which retrains with the branch's
+    params, feeds the data, model and bias layers)."""
     environment = {
         **plain_shell_environment(),
         **deselecting(
