@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import BakeProject, Project, user_path
+from conftest import Project, user_path
 
 pytestmark = pytest.mark.e2e
 
@@ -119,12 +119,15 @@ def test_clean_removes_caches_only(project: Project) -> None:
     assert Path(project.environment.path / "pyvenv.cfg").is_file()
 
 
-def test_setup_installs_git_hooks_that_pass_on_a_fresh_bake(
-    bake_project: BakeProject,
+def test_the_first_commit_after_setup_and_pipeline_passes_every_hook(
+    default_project: Project, tmp_path: Path
 ) -> None:
-    """`make setup` installs the pre-commit hook; a first commit from a plain shell (no uv on
-    PATH: the hooks use the project's own) runs every hook offline, and they all pass."""
-    project = bake_project(setup=True)
+    """The README's next step after `make setup pipeline`: `git add -A && git commit` from a
+    plain shell (no uv on PATH: the hooks use the project's own) runs every hook `make setup`
+    installed, offline, on the code and the pipeline's outputs alike, and they all pass with
+    nothing rewritten: reports too large for git are in DVC's cache, and dvc.lock is left to
+    DVC. A no-op `make pipeline` afterwards changes no tracked file."""
+    project = default_project.copy(tmp_path / default_project.path.name)
     hook = project.path / ".git" / "hooks" / "pre-commit"
     assert hook.is_file(), "make setup installed no pre-commit hook"
     project.run("git", "add", "-A")
@@ -136,13 +139,17 @@ def test_setup_installs_git_hooks_that_pass_on_a_fresh_bake(
         "ruff format --check",
         "mypy",
         "YAML parses",
+        "JSON parses",
+        "files end with one newline",
         "no trailing whitespace",
+        "no large files (data and models go to DVC)",
     ):
         assert re.search(rf"^{re.escape(name)}\.+Passed$", done.stdout, flags=re.M), (
             done.stdout
         )
-    assert (
-        project.run("git", "status", "--porcelain").stdout == ""
-    )  # no hook changed a file
-    again = project.run("pre-commit", "run", "--all-files")
-    assert "Failed" not in again.stdout
+    assert project.run("git", "status", "--porcelain").stdout == ""  # nothing rewritten
+    tracked = project.run("git", "ls-files").stdout.split()
+    assert "dvc.lock" in tracked and "reports/metrics.json" in tracked
+    assert "reports/explore.html" not in tracked  # DVC's
+    project.run("make", "pipeline")
+    assert project.run("git", "status", "--porcelain").stdout == ""
