@@ -19,6 +19,7 @@ from ..service.conftest import (
     server_process,
     session_tokens,
 )
+from .gateway import Target
 
 RECORDS_PER_REQUEST = 40  # records a request carries, drawn from the test split
 
@@ -72,3 +73,14 @@ def pod(target: str, role: str, case: str) -> str:
     """A pod name as Kubernetes gives them: <deployment>-<replica set hash>-<pod id>."""
     deployment = f"{target}-primary" if role == "primary" else target
     return f"{deployment}-7d4b9c6f5-{case[:5]}"
+
+
+def release_targets(
+    target: str, namespace: str, primary_port: int, canary_port: int
+) -> list[Target]:
+    """Prometheus's scrape targets for one release in `namespace`: its primary's pod and its
+    canary's, labelled with the namespace and pod names the checks' queries group by."""
+    return [
+        Target(primary_port, {"namespace": namespace, "pod": pod(target, "primary", namespace)}),
+        Target(canary_port, {"namespace": namespace, "pod": pod(target, "canary", namespace)}),
+    ]

@@ -56,7 +56,13 @@ from ..service.conftest import (
 from . import flagger
 from .candidates import deciding_otherwise, decision_shift, retrained, store_with
 from .gateway import Envoy, Fault, Prometheus, Target, tools_or_skip
-from .pods import RECORDS_PER_REQUEST, pod, server_settings, started_together, warm_up
+from .pods import (
+    RECORDS_PER_REQUEST,
+    release_targets,
+    server_settings,
+    started_together,
+    warm_up,
+)
 
 SECONDS_PER_MINUTE = 25.0  # a minute of the Canary's durations, here
 # Per release: at 2 %, about 7 requests reach a canary per interval (a check finds no values
@@ -271,12 +277,7 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
         scrapes = [Target(envoy.admin_port, {"job_role": "gateway"}, "/stats/prometheus")]
         for case in CASES:
             canary_role = "decisions" if case == "decisions" else "healthy"
-            scrapes.append(
-                Target(ports["primary"], {"namespace": case, "pod": pod(target, "primary", case)})
-            )
-            scrapes.append(
-                Target(ports[canary_role], {"namespace": case, "pod": pod(target, "canary", case)})
-            )
+            scrapes += release_targets(target, case, ports["primary"], ports[canary_role])
         prometheus = stack.enter_context(
             Prometheus(work / "prometheus", scrapes).running(work / "prometheus.log")
         )

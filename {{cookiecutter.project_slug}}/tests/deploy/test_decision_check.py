@@ -28,8 +28,8 @@ from {{ cookiecutter.package_name }}.config import Paths, load_params
 from ..service.conftest import PROJECT_ROOT, authorized, run_make_pipeline
 from . import flagger
 from .candidates import deciding_otherwise, decision_shift, retrained, store_with
-from .gateway import Prometheus, Target, tools_or_skip
-from .pods import RECORDS_PER_REQUEST, pod, server_settings, started_together
+from .gateway import Prometheus, tools_or_skip
+from .pods import RECORDS_PER_REQUEST, release_targets, server_settings, started_together
 
 CANDIDATES = ("healthy", "decisions")
 SCRAPE_WAIT = 2.5  # seconds: Prometheus scrapes every second; two scrapes and a margin
@@ -95,12 +95,7 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Measured:
         ports = {role: int(server.url.rsplit(":", 1)[1]) for role, server in servers.items()}
         scrapes = []
         for name in CANDIDATES:  # a namespace each, the primary's pods in both, as in a cluster
-            scrapes.append(
-                Target(ports["primary"], {"namespace": name, "pod": pod(target, "primary", name)})
-            )
-            scrapes.append(
-                Target(ports[name], {"namespace": name, "pod": pod(target, "canary", name)})
-            )
+            scrapes += release_targets(target, name, ports["primary"], ports[name])
         prometheus = stack.enter_context(
             Prometheus(work / "prometheus", scrapes).running(work / "prometheus.log")
         )
