@@ -62,7 +62,7 @@ bench: demo ## make demo (TASK= too), then time its pipeline, service, monitorin
 	$(MAKE) --no-print-directory log-key-ready && \
 	uv run python $(CURDIR)/benchmarks/pipeline.py . $(PIPELINE_BENCH_ARGS) && \
 	uv run python $(CURDIR)/benchmarks/serving.py . $(SERVING_BENCH_ARGS) && \
-	uv run python $(CURDIR)/benchmarks/monitoring.py . && \
+	uv run python $(CURDIR)/benchmarks/monitoring.py . $(MONITORING_BENCH_ARGS) && \
 	uv run python $(CURDIR)/benchmarks/batch.py . $(BATCH_BENCH_ARGS) && \
 	uv run python $(CURDIR)/benchmarks/explain.py . $(EXPLAIN_BENCH_ARGS)
 

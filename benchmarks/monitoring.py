@@ -5,6 +5,7 @@ above it). Each size runs in a fresh interpreter. Prints a table; no thresholds 
 targets: benchmarks/RESULTS.md).
 
     python benchmarks/monitoring.py demo/credit-risk-model      # after `make demo`
+    python benchmarks/monitoring.py demo/credit-risk-model --sizes 10000 200000  # quick
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ def scratch_project(project: Path, scratch: Path, source: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("project", type=Path)
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=list(SIZES),
+        help="window rows, each a run",
+    )
     args = parser.parse_args()
     project = args.project.resolve()
     package = project.name.replace("-", "_")
@@ -62,7 +70,7 @@ def main() -> int:
         f"monitoring: one run, max_rows {params['monitor']['max_rows']} (larger windows sampled)"
     )
     print(f"{'rows':>9} {'seconds':>9} {'peak MiB':>9}")
-    for rows in SIZES:
+    for rows in args.sizes:
         with tempfile.TemporaryDirectory() as directory:
             scratch = Path(directory)
             source = scratch / "current.parquet"

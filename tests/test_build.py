@@ -1,10 +1,11 @@
 """The bento that the project's `make build` packages, built as a user would (a plain shell:
-no uv on PATH, nothing of the template's tools), from a data source behind an http URL whose
-token comes from an environment variable (the documented way):
+no uv on PATH, nothing of the template's tools), from a data source behind an http URL with two
+credentials: a token that comes from an environment variable (the documented way) and a key
+written into params.yaml itself (the way the README advises against). One build proves both:
 
 - the token appears in no file of the project or the bento, nor in what the commands print;
-- a token written into params.yaml itself (the way the README advises against) still reaches
-  no output, only params.yaml and DVC's own records of params (dvc.lock, the run cache);
+- the key reaches no output, only params.yaml and DVC's own records of params (dvc.lock, the
+  run cache);
 - the bento carries no params.yaml, and its packages are exactly the versions in uv.lock.
 """
 
@@ -49,55 +50,50 @@ def files_holding(root: Path, secret: str) -> list[str]:
 @pytest.fixture(scope="module")
 def built(
     default_project: Project, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Project, dict[str, tuple[str, str]]]:
-    """A copy of the default project built twice from an http source: first with the token in
-    an environment variable, then with a second token written into params.yaml.
-    Returns the project and, per token, what `make build` printed and the manifest it left."""
+) -> tuple[Project, str, str, str, str]:
+    """A copy of the default project built from an http source whose URL names an environment
+    variable for its token and holds its key as written. Returns the project, the token, the
+    key, what `make build` printed and the source manifest it left."""
     work = tmp_path_factory.mktemp("build")
     project = default_project.copy(work / default_project.path.name)
     served = work / "served"
     served.mkdir()
     shutil.copy(project.path / SOURCE, served / "german_credit.csv")
-    from_env, literal = f"env-{uuid.uuid4().hex}", f"lit-{uuid.uuid4().hex}"
-    printed = {}
+    token, key = f"env-{uuid.uuid4().hex}", f"lit-{uuid.uuid4().hex}"
     with serve_directory(served) as base:
-        point_source_at(project, f"{base}/german_credit.csv?token=${{DATA_TOKEN}}")
-        printed[from_env] = project.run(
-            "make", "build", env={"DATA_TOKEN": from_env}, timeout=1200
+        point_source_at(
+            project, f"{base}/german_credit.csv?token=${{DATA_TOKEN}}&key={key}"
+        )
+        printed = project.run(
+            "make", "build", env={"DATA_TOKEN": token}, timeout=1200
         ).stdout
-        manifests = {from_env: (project.path / MANIFEST).read_text()}
-        point_source_at(project, f"{base}/german_credit.csv?token={literal}")
-        printed[literal] = project.run("make", "build", timeout=1200).stdout
-        manifests[literal] = (project.path / MANIFEST).read_text()
-    return project, {token: (printed[token], manifests[token]) for token in printed}
+    manifest = (project.path / MANIFEST).read_text()
+    return project, token, key, printed, manifest
 
 
 def test_a_token_from_the_environment_is_in_no_file_and_no_output(
-    built: tuple[Project, dict[str, tuple[str, str]]],
+    built: tuple[Project, str, str, str, str],
 ) -> None:
-    project, runs = built
-    token = next(key for key in runs if key.startswith("env-"))
+    project, token, _, printed, manifest = built
     assert files_holding(project.path, token) == []
-    assert all(token not in printed for printed, _ in runs.values())
-    _, manifest = runs[token]
+    assert token not in printed
     assert "token=${DATA_TOKEN}" in manifest  # the variable's name, never its value
 
 
-def test_a_token_written_into_params_reaches_no_output(
-    built: tuple[Project, dict[str, tuple[str, str]]],
+def test_a_key_written_into_params_reaches_no_output(
+    built: tuple[Project, str, str, str, str],
 ) -> None:
-    project, runs = built
-    token = next(key for key in runs if key.startswith("lit-"))
+    project, _, key, printed, manifest = built
+    assert files_holding(project.path, key), "the key is not even in params.yaml"
     leaks = [
         path
-        for path in files_holding(project.path, token)
+        for path in files_holding(project.path, key)
         if not path.startswith(PARAMS_RECORDS)
     ]
-    assert leaks == [], f"the token is in outputs: {leaks}"
-    printed, manifest = runs[token]
-    assert token not in printed
-    assert "token=***" in manifest
-    assert "token=***" in (project.path / "reports/registry.json").read_text()
+    assert leaks == [], f"the key is in outputs: {leaks}"
+    assert key not in printed
+    assert "key=***" in manifest
+    assert "key=***" in (project.path / "reports/registry.json").read_text()
 
 
 def bento_dir(project: Project) -> Path:
@@ -108,9 +104,9 @@ def bento_dir(project: Project) -> Path:
 
 
 def test_the_bento_carries_no_params_and_the_locked_packages(
-    built: tuple[Project, dict[str, tuple[str, str]]],
+    built: tuple[Project, str, str, str, str],
 ) -> None:
-    project, _ = built
+    project, *_ = built
     bento = bento_dir(project)
     assert not list(bento.rglob("params.yaml")), (
         "params.yaml (and its data source) shipped"

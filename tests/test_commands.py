@@ -90,6 +90,7 @@ def test_bench_runs_the_demo_then_times_every_stage(
             # the format, not the figures
             "PIPELINE_BENCH_ARGS=--scales 1 2",
             "SERVING_BENCH_ARGS=--requests 32 --rounds 1",
+            "MONITORING_BENCH_ARGS=--sizes 10000 200000",  # the larger one sampled
             "BATCH_BENCH_ARGS=--scales 1 3",
             "EXPLAIN_BENCH_ARGS=--requests 20 --rows 50",
         ],
@@ -153,7 +154,8 @@ def test_bench_runs_the_demo_then_times_every_stage(
     assert len(logged) == 2 and all(done == expected for done, expected in logged)
     # the monitoring benchmark: one run per window size, sampled above max_rows
     sizes = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+(\d+)$", result.stdout, re.M)
-    assert [int(rows) for rows, _, _ in sizes] == [10_000, 100_000, 1_000_000], sizes
+    assert [int(rows) for rows, _, _ in sizes] == [10_000, 200_000], sizes
+    assert "max_rows 100000 (larger windows sampled)" in result.stdout
     assert all(float(seconds) > 0 and int(peak) > 50 for _, seconds, peak in sizes)
     # the batch benchmark: every row of each size scored, with its rate, memory and floor
     batch = re.findall(

@@ -240,11 +240,15 @@ def test_no_answered_prediction_is_lost_through_a_database_outage_or_a_crash(
 ) -> None:
     """The generated tests/service/test_durability.py with LOAD_TEST_SQL_URL: PostgreSQL cut
     off for 8 s under load (the service spools, then replays), and the service killed with
-    SIGKILL while spooling (the next start replays); its cases without a database (a refusal
-    naming why, a full spool's 503) run beside them."""
+    SIGKILL while spooling (the next start replays). Its cases without a database (a refusal
+    naming why, a full spool's 503) are the release job's `make test`'s."""
     project = default_project.copy(tmp_path / default_project.path.name)
     output = generated_tests_against(
-        project, postgres_database, "tests/service/test_durability.py"
+        project,
+        postgres_database,
+        "tests/service/test_durability.py",
+        "-k",
+        "outage or crash",
     )
-    assert re.search(r"\b4 passed\b", output), output[-3000:]
+    assert re.search(r"\b2 passed, 2 deselected\b", output), output[-3000:]
     assert "skipped" not in output, output[-3000:]

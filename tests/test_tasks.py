@@ -21,8 +21,9 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,36 +128,42 @@ def schema_target(project: Project) -> Any:
     return yaml.safe_load((project.path / "schema.yaml").read_text())["target"]["name"]
 
 
-@pytest.fixture(scope="module")
-def baked_for(bake_project: BakeProject) -> Callable[[str], Project]:
-    """The project baked for a task, after `make pipeline` on its shipped table: made when
-    first asked for, then shared by the module's tests."""
-    made: dict[str, Project] = {}
-
-    def project_of(task: str) -> Project:
-        if task not in made:
-            made[task] = bake_project({"task": task}, setup=True, pipeline=True)
-        return made[task]
-
-    return project_of
+# The module's slow work runs as four chains at once, each command with one OpenMP thread
+# (scikit-learn's: a team of two would spin for the other's core): per task, the project baked
+# for it, `make setup pipeline`, then its own `make test`; and a binary project taking a user's
+# own table of the task. Each is mostly one process at a time; together they keep both cores
+# busy (one after the other they took about 440 s here).
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module", params=TASKS)
-def shipped(
-    request: pytest.FixtureRequest, baked_for: Callable[[str], Project]
-) -> tuple[str, Project]:
-    """(task, the project baked for it after `make pipeline` on its shipped table)."""
-    return request.param, baked_for(request.param)
+@dataclass
+class Runs:
+    """The chains' results, each ready when its own chain has come that far."""
+
+    shipped: dict[str, Future[Project]]  # after `make setup pipeline`
+    suites: dict[str, Future[subprocess.CompletedProcess[str]]]  # its own `make test`
+    own: dict[str, Future[tuple[Project, dict[str, str]]]]  # see follow_the_messages
 
 
-@pytest.fixture(scope="module", params=TASKS)
-def own_table(
-    request: pytest.FixtureRequest, bake_project: BakeProject
-) -> tuple[str, Project, dict[str, str]]:
-    """(task, a binary project after following every message, each refusal's output)."""
-    task = request.param
+def pipelined(project: Project) -> Project:
+    project.run("make", "setup", timeout=1200, env=ONE_THREAD)
+    project.run("make", "pipeline", timeout=1200, env=ONE_THREAD)
+    return project
+
+
+def own_suite(shipped: Future[Project]) -> subprocess.CompletedProcess[str]:
+    """The project's own `make test`, once its pipeline ran. Nothing in it is timed, since the
+    canary release (and the other task-independent files) is the release job's."""
+    env = {**deselecting(*DATA_INDEPENDENT_TESTS, CANARY_RELEASE_TEST), **ONE_THREAD}
+    return shipped.result().run("make", "test", check=False, timeout=1800, env=env)
+
+
+def follow_the_messages(task: str, project: Project) -> tuple[Project, dict[str, str]]:
+    """A binary project pointed at a user's own table of `task`, after following every
+    message of `make schema` and params.yaml's check, then `make pipeline`; and each
+    refusal's output."""
     table = OWN_TABLES[task]
-    project = bake_project().setup()
+    project.run("make", "setup", timeout=1200, env=ONE_THREAD)
     shutil.copy(DATA / table["file"], project.path / "data/external" / table["file"])
 
     def point_at_table(params: dict[str, Any]) -> None:
@@ -164,7 +171,7 @@ def own_table(
 
     edit(project, point_at_table)
     refusals = {}
-    first = project.run("make", "schema", check=False)
+    first = project.run("make", "schema", check=False, env=ONE_THREAD)
     assert first.returncode != 0, first.stdout[-2000:]
     refusals["schema"] = first.stdout
     named_task = re.findall(r"set data\.task: (\w+)", first.stdout)
@@ -178,7 +185,7 @@ def own_table(
             value.pop(name) if isinstance(value, dict) else value.remove(name)
 
     edit(project, follow)
-    second = project.run("make", "schema", check=False)
+    second = project.run("make", "schema", check=False, env=ONE_THREAD)
     assert second.returncode != 0, second.stdout[-2000:]
     refusals["params"] = second.stdout
 
@@ -188,9 +195,42 @@ def own_table(
             params[section].update(values)
 
     edit(project, settle)
-    project.run("make", "schema")
-    project.run("make", "pipeline", timeout=1200)
-    return task, project, refusals
+    project.run("make", "schema", env=ONE_THREAD)
+    project.run("make", "pipeline", timeout=1200, env=ONE_THREAD)
+    return project, refusals
+
+
+@pytest.fixture(scope="module")
+def runs(bake_project: BakeProject) -> Iterator[Runs]:
+    """The four chains, started together (the bakes one at a time: cookiecutter changes the
+    working directory); the module's tests read each result as its chain gets there."""
+    shipped_bakes = {task: bake_project({"task": task}) for task in TASKS}
+    own_bakes = {task: bake_project() for task in TASKS}
+    with ThreadPoolExecutor(3 * len(TASKS)) as pool:
+        shipped = {task: pool.submit(pipelined, shipped_bakes[task]) for task in TASKS}
+        yield Runs(
+            shipped=shipped,
+            suites={task: pool.submit(own_suite, shipped[task]) for task in TASKS},
+            own={
+                task: pool.submit(follow_the_messages, task, own_bakes[task])
+                for task in TASKS
+            },
+        )
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def shipped(request: pytest.FixtureRequest, runs: Runs) -> tuple[str, Project]:
+    """(task, the project baked for it after `make pipeline` on its shipped table)."""
+    return request.param, runs.shipped[request.param].result()
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def own_table(
+    request: pytest.FixtureRequest, runs: Runs
+) -> tuple[str, Project, dict[str, str]]:
+    """(task, a binary project after following every message, each refusal's output)."""
+    project, refusals = runs.own[request.param].result()
+    return request.param, project, refusals
 
 
 def test_make_schema_names_the_task_and_params_name_every_key_it_changes(
@@ -329,38 +369,14 @@ def test_make_predict_scores_a_table_of_the_task(
     check_make_predict(shipped[1], tmp_path, every_refusal=False)
 
 
-@pytest.fixture(scope="module")
-def own_suites(
-    baked_for: Callable[[str], Project],
-) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Each task's project's own `make test`, the tasks' at the same time: each is one pytest
-    process, and nothing in them is timed since the canary release is the release job's. One
-    OpenMP thread each (scikit-learn's): a team of two would spin for the other's core."""
-    projects = {task: baked_for(task) for task in TASKS}  # baked one at a time
-    env = {
-        **deselecting(*DATA_INDEPENDENT_TESTS, CANARY_RELEASE_TEST),
-        "OMP_NUM_THREADS": "1",
-    }
-    with ThreadPoolExecutor(len(projects)) as pool:
-        running = {
-            task: pool.submit(
-                project.run, "make", "test", check=False, timeout=1800, env=env
-            )
-            for task, project in projects.items()
-        }
-        return {task: future.result() for task, future in running.items()}
-
-
 @pytest.mark.parametrize("task", TASKS)
-def test_the_shipped_project_passes_its_own_tests(
-    task: str, own_suites: dict[str, subprocess.CompletedProcess[str]]
-) -> None:
+def test_the_shipped_project_passes_its_own_tests(task: str, runs: Runs) -> None:
     """Its own `make test`: the unit, data, model, bias and service layers for the task (its
     answers equal the bundle's offline, its log holds the task's outputs), monitoring passing
     then raising the drift alarm, and the canary's decision check measured live through
     Prometheus (REQUIRE_CANARY_TEST, as .ci/run sets it, makes a missing one fail). The canary
     release around that check is the task's only through it: the release job runs it."""
-    result = own_suites[task]
+    result = runs.suites[task].result()
     summary = result.stdout.strip().splitlines()[-1]
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in summary and "failed" not in summary, result.stdout[-3000:]

@@ -22,8 +22,10 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -140,14 +142,18 @@ def test_ci_on_a_pull_request_shows_the_differences(
             "tests/deploy/test_decision_check.py",
             "tests/service/",
         ),
+        # the two jobs run at once below, on this machine's cores: one OpenMP thread each
+        # (scikit-learn's), or a team of two spins for the core the other job holds
+        "OMP_NUM_THREADS": "1",
     }
     runner = make_runner(repository.path, "ci.yml", tmp_path, environment=environment)
     event = Event("pull_request", ref="tune", base="main")
 
-    lint = runner.run_job("lint", event)
+    # GitHub runs the two jobs at once, each on a runner of its own
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(runner.run_job, job, event) for job in ("lint", "test")]
+        lint, test = (job.result() for job in jobs)
     assert_green(lint)
-
-    test = runner.run_job("test", event)
     assert_green(test)
     # the unit layer once, in its own step; the lifecycle step runs the other layers
     unit = test.step("Unit tests").output
@@ -209,31 +215,112 @@ def test_conditions_dvc_pull_with_credentials_never_for_forks_version_check_on_t
     assert "make pull" not in (local / ".github" / "workflows" / "ci.yml").read_text()
 
 
-@pytest.fixture(scope="module")
-def prediction_log(repository: Project) -> Path:
-    """Simulated traffic logged by the service, where the PREDICTION_LOG secret points."""
-    repository.run("make", "simulate", timeout=900)
+@dataclass
+class Dispatched:
+    """A workflow's runner and what its main job did."""
+
+    runner: WorkflowRunner
+    job: JobResult
+    details: dict[str, Any]
+
+
+def one_thread_shell() -> dict[str, str]:
+    """A user's shell with one OpenMP thread (scikit-learn's): the workflows below run at
+    once on this machine's cores, and a team of two would spin for the core another holds."""
+    return {**plain_shell_environment(), "OMP_NUM_THREADS": "1"}
+
+
+def monitor_on_schedule(repository: Project, work: Path) -> Dispatched:
+    """Simulated traffic logged by the service (`make simulate`), where the PREDICTION_LOG
+    secret points; then monitor.yml's monitor job on a schedule."""
+    repository.run("make", "simulate", timeout=900, env={"OMP_NUM_THREADS": "1"})
     log = repository.path / "logs" / "predictions"
     assert log.exists(), "make simulate logged nothing"
-    return log
-
-
-def test_monitor_and_its_alarm(
-    repository: Project, prediction_log: Path, tmp_path: Path
-) -> None:
     runner = make_runner(
         repository.path,
         "monitor.yml",
-        tmp_path,
+        work,
+        environment=one_thread_shell(),
         # the service's pseudonymisation key (make simulate made it), as the LOG_KEY secret
         secrets={
-            "PREDICTION_LOG": str(prediction_log),
+            "PREDICTION_LOG": str(log),
             "LOG_KEY": (repository.path / "secrets" / "log-key").read_text(),
         },
         variables={"RETRAIN_ON_ALARM": "true"},
     )
+    return Dispatched(
+        runner, runner.run_job("monitor", Event("schedule", ref="main")), {}
+    )
+
+
+def retrain_on_dispatch(repository: Project, work: Path) -> Dispatched:
+    runner = make_runner(
+        repository.path, "retrain.yml", work, environment=one_thread_shell()
+    )
+    job = runner.run_job("retrain", Event("workflow_dispatch", ref="main"))
+    return Dispatched(runner, job, {})
+
+
+def batch_on_dispatch(repository: Project, work: Path) -> Dispatched:
+    """batch.yml dispatched with explanations, first without the LOG_KEY secret, then with a
+    key made as the service makes its own."""
+    source = work / "applicants.csv"
+    count, _ = broken_copy_of_the_test_split(repository, source)
+    log = work / "log"
+    secrets = {"BATCH_INPUT": str(source), "PREDICTION_LOG": str(log)}
+    dispatch = Event("workflow_dispatch", ref="main", inputs={"explain": "true"})
+    refused = make_runner(
+        repository.path,
+        "batch.yml",
+        work / "refused",
+        environment=one_thread_shell(),
+        secrets=secrets,
+    ).run_job("score", dispatch)
+    key = work / "secrets" / "log-key"
+    repository.run(
+        "python",
+        "-m",
+        repository.path.name.replace("-", "_"),
+        "log-key",
+        env={"LOG_KEY_FILE": str(key)},
+    )
+    runner = make_runner(
+        repository.path,
+        "batch.yml",
+        work / "work",
+        environment=one_thread_shell(),
+        secrets={**secrets, "LOG_KEY": key.read_text()},
+    )
+    job = runner.run_job("score", dispatch)
+    details = {"count": count, "log": log, "key": key, "refused": refused}
+    return Dispatched(runner, job, details)
+
+
+@pytest.fixture(scope="module")
+def dispatched(
+    repository: Project, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[Dispatched]]]:
+    """The scheduled and dispatched workflows' main jobs, started together as GitHub runs
+    separate workflows (each on a runner of its own); each test reads its own."""
+    runs = {
+        "monitor": monitor_on_schedule,
+        "retrain": retrain_on_dispatch,
+        "batch": batch_on_dispatch,
+    }
+    pool = ThreadPoolExecutor(len(runs))
+    try:
+        yield {
+            name: pool.submit(run, repository, tmp_path_factory.mktemp(name))
+            for name, run in runs.items()
+        }
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_monitor_and_its_alarm(dispatched: dict[str, Future[Dispatched]]) -> None:
+    done = dispatched["monitor"].result()
+    runner, monitor = done.runner, done.job
     event = Event("schedule", ref="main")
-    monitor = runner.run_job("monitor", event)
     assert_green(monitor)
     assert (
         "PREDICTION_LOG" not in monitor.step("Check where the prediction log is").output
@@ -261,10 +348,9 @@ def test_monitor_and_its_alarm(
 
 
 def test_retrain_compares_with_main_for_review(
-    repository: Project, tmp_path: Path
+    dispatched: dict[str, Future[Dispatched]],
 ) -> None:
-    runner = make_runner(repository.path, "retrain.yml", tmp_path)
-    job = runner.run_job("retrain", Event("workflow_dispatch", ref="main"))
+    job = dispatched["retrain"].result().job
     assert_green(job, not_run=("Open a pull request",))
     assert "### Metrics and fairness against main" in job.summary, job.summary
     assert "### Params against main" in job.summary
@@ -274,43 +360,21 @@ def test_retrain_compares_with_main_for_review(
 
 
 def test_batch_scores_what_the_secret_names_into_an_artifact(
-    repository: Project, tmp_path: Path
+    dispatched: dict[str, Future[Dispatched]],
 ) -> None:
     """batch.yml dispatched with explanations: the file BATCH_INPUT names is scored (rejects
     beside it) into the `batch-scores` artifact, the scored rows into the log PREDICTION_LOG
     names; on a schedule it runs only when BATCH_ON_SCHEDULE says so."""
-    source = tmp_path / "applicants.csv"
-    count, _ = broken_copy_of_the_test_split(repository, source)
-    log = tmp_path / "log"
-    secrets = {"BATCH_INPUT": str(source), "PREDICTION_LOG": str(log)}
-    refused = make_runner(
-        repository.path, "batch.yml", tmp_path / "refused", secrets=secrets
-    )
-    dispatch = Event("workflow_dispatch", ref="main", inputs={"explain": "true"})
-    without_key = refused.run_job(
-        "score", dispatch
-    )  # a shared log needs the service's key
+    done = dispatched["batch"].result()
+    runner, job, details = done.runner, done.job, done.details
+    without_key = details["refused"]  # a shared log needs the service's key
     assert without_key.result == "failure"
     assert (
         "Set the repository secret LOG_KEY"
         in without_key.step("The log's pseudonymisation key").output
     )
-    key = tmp_path / "secrets" / "log-key"
-    repository.run(
-        "python",
-        "-m",
-        repository.path.name.replace("-", "_"),
-        "log-key",
-        env={"LOG_KEY_FILE": str(key)},
-    )
-    runner = make_runner(
-        repository.path,
-        "batch.yml",
-        tmp_path / "work",
-        secrets={**secrets, "LOG_KEY": key.read_text()},
-    )
-    job = runner.run_job("score", dispatch)
     assert_green(job)
+    count = details["count"]
     said = f"scored {count - 2} of {count} rows into scores/scores.parquet"
     assert said in job.summary and "contributions explain" in job.summary, job.summary
     scores = runner.artifacts / "batch-scores"
@@ -319,13 +383,12 @@ def test_batch_scores_what_the_secret_names_into_an_artifact(
     assert len(rejects) == 1 + 2, rejects  # the header and the two broken rows
     logged = [
         json.loads(line)
-        for path in log.glob("predictions-*.jsonl")
+        for path in details["log"].glob("predictions-*.jsonl")
         for line in path.read_text().splitlines()
     ]
     assert len(logged) == count - 2
-    key_id = key.read_text().split()[
-        0
-    ]  # the sensitive column, pseudonymised under that key
+    # the sensitive column, pseudonymised under that key
+    key_id = details["key"].read_text().split()[0]
     assert all(row["features"]["sex"].startswith(f"{key_id}:") for row in logged)
     assert runner.run_job("score", Event("schedule", ref="main")).result == "skipped"
 

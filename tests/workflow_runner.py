@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,6 +377,7 @@ class StepResult:
     reason: str = ""
     output: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time, for the report
 
 
 @dataclass
@@ -397,7 +399,9 @@ class JobResult:
         """Each step's outcome, and the tail of the output of the ones that failed."""
         lines = [f"job {self.job}: {self.result} {self.reason}".rstrip()]
         for step in self.steps:
-            lines.append(f"  {step.outcome:8} {step.name} {step.reason}".rstrip())
+            lines.append(
+                f"  {step.outcome:8} {step.seconds:6.1f}s {step.name} {step.reason}".rstrip()
+            )
             if step.outcome == "failure":
                 lines.append("    " + step.output[-5000:].replace("\n", "\n    "))
         return "\n".join(lines)
@@ -738,6 +742,7 @@ class JobRun:
         for path in files.values():
             path.write_text("")
         timeout = float(step.get("timeout-minutes", job_timeout / 60)) * 60
+        started = time.monotonic()
         if "uses" in step:
             result = self.run_action(step, name, files)
         else:
@@ -752,6 +757,7 @@ class JobRun:
             .casefold()
             == "true"
         )
+        result.seconds = time.monotonic() - started
         result.outputs = parse_key_values(files["GITHUB_OUTPUT"].read_text())
         self.env.update(parse_key_values(files["GITHUB_ENV"].read_text()))
         self.path_additions[:0] = [
