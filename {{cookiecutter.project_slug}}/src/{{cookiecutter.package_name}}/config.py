@@ -391,6 +391,10 @@ class CanaryConfig(_Strict):
     max_latency_p99: float = Field(gt=0)
     max_decision_shift: float = Field(gt=0, le=1)
     decision_window: Duration
+    # Fewer canary decisions than this in decision_window: the decision check is neutral and
+    # the canary's weight holds (the enough-decisions webhook, run by Flagger's load tester).
+    min_decisions: int = Field(ge=1)
+    loadtester: str = Field(pattern=r"^https?://\S+$")  # Flagger's load tester's URL
 
     @field_validator("step_weights")
     @classmethod

@@ -10,8 +10,10 @@ One tick per interval, as Flagger's scheduler (pkg/controller/scheduler.go) take
 - each later tick first rolls the canary back (0 %, scaled to zero, Failed) if the failed checks
   have reached the threshold; else it runs the checks in order and stops at the first that fails
   (out of range, or no value), which counts one failed check and holds the weight; when all
-  pass, the canary gets the next step's weight, or after the last step it is promoted: its spec
-  copied to the primary, whose rollout starts (Promoting);
+  pass, it calls the confirm-traffic-increase webhooks in order (also on the tick that starts
+  the analysis, at 0 %): the first that fails holds the weight, counting no failed check
+  (scheduler_hooks.go); when all confirm, the canary gets the next step's weight, or after the
+  last step it is promoted: its spec copied to the primary, whose rollout starts (Promoting);
 - Promoting: once the primary's rollout is ready, all traffic goes to the primary (Finalising);
 - Finalising: the canary is scaled to zero (Succeeded).
 A Canary's first release has no primary to compare with: the primary is made from it and takes
@@ -63,12 +65,20 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    name: str
+    url: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Analysis:
     step_weights: tuple[int, ...]
     interval: float  # seconds, shortened
     threshold: int
     checks: tuple[Check, ...]
     skip: bool = False  # the Canary's spec.skipAnalysis
+    confirm_traffic_increase: tuple[Webhook, ...] = ()  # the Canary's webhooks of that type
 
 
 def analysis_of(
@@ -103,6 +113,11 @@ def analysis_of(
         threshold=int(spec["threshold"]),
         checks=tuple(checks),
         skip=bool(canary["spec"].get("skipAnalysis", False)),
+        confirm_traffic_increase=tuple(
+            Webhook(hook["name"], hook["url"], dict(hook.get("metadata", {})))
+            for hook in spec.get("webhooks", [])
+            if hook["type"] == "confirm-traffic-increase"
+        ),
     )
 
 
@@ -139,6 +154,8 @@ class Outcome:
     failed_checks: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)  # each failed check's first
     # failing metric (Flagger runs no further), and why
+    holds: list[tuple[int, str]] = field(default_factory=list)  # (weight, webhook) per tick a
+    # confirm-traffic-increase webhook held the weight
     checks_passed: int = 0  # analyses that ran every check and passed
     rolled_back_at: int | None = None  # the weight it had when rolled back
     rolled_back_when: float | None = None  # time.monotonic() once the rollback was applied
@@ -173,10 +190,12 @@ def run(
     target: str,
     workloads: Workloads,
     query: Callable[[str], float | None],
+    confirm: Callable[[Webhook], bool] = lambda webhook: True,
     first_release: bool = False,
     sleep: Callable[[float], Any] = time.sleep,
 ) -> Outcome:
-    """Take a new revision of the Canary's target through Flagger's phases."""
+    """Take a new revision of the Canary's target through Flagger's phases; `confirm` calls a
+    confirm-traffic-increase webhook (True: it answered 2xx)."""
     outcome = Outcome()
     if first_release:  # the primary made from the target, all traffic to it, the target at zero
         outcome.enter("Initializing")
@@ -224,6 +243,10 @@ def run(
                 outcome.failures.append(failure)
                 continue  # the weight held until the next tick
             outcome.checks_passed += 1
+        held = next((hook for hook in analysis.confirm_traffic_increase if not confirm(hook)), None)
+        if held is not None:
+            outcome.holds.append((weight, held.name))
+            continue  # the weight held, no failed check counted
         later = [step for step in analysis.step_weights if step > weight]
         if later:
             weight = later[0]

