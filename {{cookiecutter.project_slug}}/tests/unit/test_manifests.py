@@ -479,6 +479,8 @@ def test_a_hand_edit_is_caught(workspace: Path, capsys: pytest.CaptureFixture[st
         ({"deploy__canary__max_latency_p99": 0}, "deploy.canary.max_latency_p99"),
         ({"deploy__canary__max_latency_p99": 45}, "shorter than serving.timeout"),
         ({"deploy__canary__max_decision_shift": 2}, "deploy.canary.max_decision_shift"),
+        ({"deploy__canary__min_decisions": 0}, "deploy.canary.min_decisions"),
+        ({"deploy__canary__loadtester": "flagger-loadtester"}, "deploy.canary.loadtester"),
         ({"deploy__resources__limits__cpu": "-1"}, "deploy.resources.limits.cpu"),
         ({"deploy__resources__limits__memory": "0Gi"}, "deploy.resources.limits.memory"),
         ({"deploy__resources__requests__memory": "4Gi"}, "requests.memory (4Gi) is above"),
