@@ -1,4 +1,4 @@
-"""Flagger's load tester (ghcr.io/fluxcd/flagger-loadtester), as it answers a webhook whose
+"""Flagger's load tester (Flagger's flagger-loadtester image), as it answers a webhook whose
 metadata has `type: bash`: it runs `bash -c <cmd>` and answers 200 when the command exits 0,
 500 otherwise (pkg/loadtester/server.go). Here the rendered command runs on this machine (with
 curl and jq, as in the load tester's image), against the test's Prometheus: its address, the
