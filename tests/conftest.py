@@ -430,6 +430,10 @@ CANARY_RELEASE_TEST = "tests/deploy/test_canary.py"
 # The generated load test's requests in the template's runs (its default, 10,000, is a user's):
 # at concurrency 32 still thousands of batches joined under a full queue, for the time budget.
 LOAD_TEST_REQUESTS = {"LOAD_REQUESTS": "3000"}
+# For runs made at the same time on this machine's two cores (another task's project, CI's two
+# jobs, separate workflows, experiments, other Pythons): one OpenMP thread each (scikit-learn's),
+# or each run's team of two spins for the core the other run holds.
+ONE_OPENMP_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def deselecting(*paths: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from batch_scoring import check_make_predict
-from conftest import Project, cookiecutter_defaults
+from conftest import ONE_OPENMP_THREAD, Project, cookiecutter_defaults
 
 pytestmark = pytest.mark.e2e
 
@@ -242,8 +242,7 @@ def experiments(
     default_project: Project, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, tuple[Project, str]]:
     """Per other model family: a copy of the project after `dvc exp run -S train.model=...`,
-    and what it printed. The copies run at once, one OpenMP thread each (scikit-learn's: a
-    team of two would spin for the core the other holds)."""
+    and what it printed. The copies run at once, one OpenMP thread each."""
 
     def experiment(family: str) -> tuple[Project, str]:
         work = tmp_path_factory.mktemp(f"experiment-{family}")
@@ -251,7 +250,7 @@ def experiments(
         project.commit("pipeline results")
         result = project.run(
             "dvc", "exp", "run", "-S", f"train.model={family}", timeout=900,
-            env={"OMP_NUM_THREADS": "1"},
+            env=ONE_OPENMP_THREAD,
         )  # fmt: skip
         return project, result.stdout
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    ONE_OPENMP_THREAD,
     bake,
     interpreter_directory,
     interpreter_or_skip,
@@ -57,7 +58,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     def run(project: Path, directory: Path) -> Run:
         # One OpenMP thread each (scikit-learn's): two runs on two cores, a team of two
         # threads each would spin waiting for the core the other run holds.
-        env = {**plain_shell_environment(str(directory)), "OMP_NUM_THREADS": "1"}
+        env = {**plain_shell_environment(str(directory)), **ONE_OPENMP_THREAD}
         done = run_command(
             ["make", "lint", "test-unit"], project, env, check=False, timeout=1800
         )

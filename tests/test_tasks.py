@@ -33,6 +33,7 @@ from batch_scoring import check_make_predict
 from conftest import (
     CANARY_RELEASE_TEST,
     DATA_INDEPENDENT_TESTS,
+    ONE_OPENMP_THREAD,
     BakeProject,
     Project,
     deselecting,
@@ -129,11 +130,10 @@ def schema_target(project: Project) -> Any:
 
 
 # The module's slow work runs as four chains at once, each command with one OpenMP thread
-# (scikit-learn's: a team of two would spin for the other's core): per task, the project baked
-# for it, `make setup pipeline`, then its own `make test`; and a binary project taking a user's
-# own table of the task. Each is mostly one process at a time; together they keep both cores
-# busy (one after the other they took about 440 s here).
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+# (conftest.ONE_OPENMP_THREAD): per task, the project baked for it, `make setup pipeline`, then
+# its own `make test`; and a binary project taking a user's own table of the task. Each is
+# mostly one process at a time; together they keep both cores busy (one after the other they
+# took about 440 s here).
 
 
 @dataclass
@@ -146,15 +146,18 @@ class Runs:
 
 
 def pipelined(project: Project) -> Project:
-    project.run("make", "setup", timeout=1200, env=ONE_THREAD)
-    project.run("make", "pipeline", timeout=1200, env=ONE_THREAD)
+    project.run("make", "setup", timeout=1200, env=ONE_OPENMP_THREAD)
+    project.run("make", "pipeline", timeout=1200, env=ONE_OPENMP_THREAD)
     return project
 
 
 def own_suite(shipped: Future[Project]) -> subprocess.CompletedProcess[str]:
     """The project's own `make test`, once its pipeline ran. Nothing in it is timed, since the
     canary release (and the other task-independent files) is the release job's."""
-    env = {**deselecting(*DATA_INDEPENDENT_TESTS, CANARY_RELEASE_TEST), **ONE_THREAD}
+    env = {
+        **deselecting(*DATA_INDEPENDENT_TESTS, CANARY_RELEASE_TEST),
+        **ONE_OPENMP_THREAD,
+    }
     return shipped.result().run("make", "test", check=False, timeout=1800, env=env)
 
 
@@ -163,7 +166,7 @@ def follow_the_messages(task: str, project: Project) -> tuple[Project, dict[str,
     message of `make schema` and params.yaml's check, then `make pipeline`; and each
     refusal's output."""
     table = OWN_TABLES[task]
-    project.run("make", "setup", timeout=1200, env=ONE_THREAD)
+    project.run("make", "setup", timeout=1200, env=ONE_OPENMP_THREAD)
     shutil.copy(DATA / table["file"], project.path / "data/external" / table["file"])
 
     def point_at_table(params: dict[str, Any]) -> None:
@@ -171,7 +174,7 @@ def follow_the_messages(task: str, project: Project) -> tuple[Project, dict[str,
 
     edit(project, point_at_table)
     refusals = {}
-    first = project.run("make", "schema", check=False, env=ONE_THREAD)
+    first = project.run("make", "schema", check=False, env=ONE_OPENMP_THREAD)
     assert first.returncode != 0, first.stdout[-2000:]
     refusals["schema"] = first.stdout
     named_task = re.findall(r"set data\.task: (\w+)", first.stdout)
@@ -185,7 +188,7 @@ def follow_the_messages(task: str, project: Project) -> tuple[Project, dict[str,
             value.pop(name) if isinstance(value, dict) else value.remove(name)
 
     edit(project, follow)
-    second = project.run("make", "schema", check=False, env=ONE_THREAD)
+    second = project.run("make", "schema", check=False, env=ONE_OPENMP_THREAD)
     assert second.returncode != 0, second.stdout[-2000:]
     refusals["params"] = second.stdout
 
@@ -195,8 +198,8 @@ def follow_the_messages(task: str, project: Project) -> tuple[Project, dict[str,
             params[section].update(values)
 
     edit(project, settle)
-    project.run("make", "schema", env=ONE_THREAD)
-    project.run("make", "pipeline", timeout=1200, env=ONE_THREAD)
+    project.run("make", "schema", env=ONE_OPENMP_THREAD)
+    project.run("make", "pipeline", timeout=1200, env=ONE_OPENMP_THREAD)
     return project, refusals
 
 

@@ -34,6 +34,7 @@ from conftest import (
     CANARY_RELEASE_TEST,
     DATA_INDEPENDENT_TESTS,
     LOAD_TEST_REQUESTS,
+    ONE_OPENMP_THREAD,
     TEMPLATE,
     Project,
     bake,
@@ -142,9 +143,7 @@ def test_ci_on_a_pull_request_shows_the_differences(
             "tests/deploy/test_decision_check.py",
             "tests/service/",
         ),
-        # the two jobs run at once below, on this machine's cores: one OpenMP thread each
-        # (scikit-learn's), or a team of two spins for the core the other job holds
-        "OMP_NUM_THREADS": "1",
+        **ONE_OPENMP_THREAD,  # the two jobs run at once below, on this machine's cores
     }
     runner = make_runner(repository.path, "ci.yml", tmp_path, environment=environment)
     event = Event("pull_request", ref="tune", base="main")
@@ -225,15 +224,14 @@ class Dispatched:
 
 
 def one_thread_shell() -> dict[str, str]:
-    """A user's shell with one OpenMP thread (scikit-learn's): the workflows below run at
-    once on this machine's cores, and a team of two would spin for the core another holds."""
-    return {**plain_shell_environment(), "OMP_NUM_THREADS": "1"}
+    """A user's shell with one OpenMP thread: the workflows below run at once."""
+    return {**plain_shell_environment(), **ONE_OPENMP_THREAD}
 
 
 def monitor_on_schedule(repository: Project, work: Path) -> Dispatched:
     """Simulated traffic logged by the service (`make simulate`), where the PREDICTION_LOG
     secret points; then monitor.yml's monitor job on a schedule."""
-    repository.run("make", "simulate", timeout=900, env={"OMP_NUM_THREADS": "1"})
+    repository.run("make", "simulate", timeout=900, env=ONE_OPENMP_THREAD)
     log = repository.path / "logs" / "predictions"
     assert log.exists(), "make simulate logged nothing"
     runner = make_runner(
@@ -307,14 +305,11 @@ def dispatched(
         "retrain": retrain_on_dispatch,
         "batch": batch_on_dispatch,
     }
-    pool = ThreadPoolExecutor(len(runs))
-    try:
+    with ThreadPoolExecutor(len(runs)) as pool:
         yield {
             name: pool.submit(run, repository, tmp_path_factory.mktemp(name))
             for name, run in runs.items()
         }
-    finally:
-        pool.shutdown(wait=True)
 
 
 def test_monitor_and_its_alarm(dispatched: dict[str, Future[Dispatched]]) -> None:
