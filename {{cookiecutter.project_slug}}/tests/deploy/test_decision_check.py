@@ -87,11 +87,8 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Measured:
     }
     # a store of its own: servers sharing BENTOML_HOME share their metrics' multiprocess files
     stores[FEW] = store_with(work / f"store-{FEW}", f"check{FEW}", bundles["decisions"])
-    (check,) = [
-        each
-        for each in flagger.analysis_of(PROJECT_ROOT, 60.0).checks
-        if each.name == "decision-shift"
-    ]
+    analysis = flagger.analysis_of(PROJECT_ROOT, 60.0)
+    (check,) = [each for each in analysis.checks if each.name == "decision-shift"]
     target = params.deploy.name
     records = json.loads(features.to_json(orient="records"))
     minimum = params.deploy.canary.min_decisions
@@ -135,7 +132,7 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Measured:
             )
             for name in (*CANDIDATES, FEW)
         }
-        (hook,) = flagger.analysis_of(PROJECT_ROOT, 60.0).confirm_traffic_increase
+        (hook,) = analysis.confirm_traffic_increase
         confirmed = {
             namespace: loadtester.confirmer(params, prometheus.url, namespace, f"{window}s")(hook)
             for namespace in (*CANDIDATES, FEW, "none-yet")  # none-yet: no canary series at all

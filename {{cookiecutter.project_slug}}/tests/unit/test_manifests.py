@@ -371,6 +371,33 @@ def test_the_gateway_implementation_decides_where_errors_and_latency_are_read(
 BUILT_IN_GROUPS = ("v1", "apps/", "policy/", "autoscaling/", "networking.k8s.io/")
 
 
+def test_the_hold_command_passes_the_prometheus_address_to_curl_as_written(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """The enough-decisions command runs in bash: an address with shell characters reaches
+    curl as one word, never run. A stand-in curl records its arguments and fails, as curl
+    does when Prometheus does not answer, and the command fails with it (the weight holds)."""
+    address = "http://prometheus.example:9090/x'$(touch${IFS}pwned)`touch${IFS}pwned`;:"
+    params = edit_params(workspace, deploy__prometheus=address)
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    curl = stubs / "curl"
+    curl.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGUMENTS"\nexit 7\n')
+    curl.chmod(0o755)
+    arguments = tmp_path / "arguments"
+    done = subprocess.run(
+        ["bash", "-c", manifests.enough_decisions_command(params)],
+        cwd=tmp_path,
+        env={"PATH": f"{stubs}:/usr/bin:/bin", "ARGUMENTS": str(arguments)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0, done
+    assert f"{address}/api/v1/query" in arguments.read_text().splitlines(), arguments.read_text()
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_the_docs_say_what_the_cluster_needs_for_everything_rendered(workspace: Path) -> None:
     """docs/deploying.md's "What the cluster needs" names each custom resource's API the
     rendered manifests use (with the PodMonitor too), each Secret the pods mount or pull with by

@@ -23,6 +23,7 @@ test holds the committed files to what params.yaml renders (as uv.lock is held t
 from __future__ import annotations
 
 import math
+import shlex
 from pathlib import Path
 from typing import Any, Final
 
@@ -577,7 +578,8 @@ def enough_decisions_command(params: Params) -> str:
     awk = "BEGIN " + "{" + f" if (n > 0 && n < {minimum}) " + "{" + f" {hold} " + "} }"
     return (
         "set -o pipefail; "
-        f"n=$(curl -sfG {deploy.prometheus}/api/v1/query --data-urlencode 'query={query}'"
+        f"n=$(curl -sfG {shlex.quote(deploy.prometheus + '/api/v1/query')}"
+        f" --data-urlencode 'query={query}'"
         """ | jq -r '.data.result[0].value[1] // "0"') && """
         f"""awk -v n="$n" '{awk}'"""
     )
