@@ -174,6 +174,7 @@ class ProjectEnvironment:
                 "UV_PROJECT_ENVIRONMENT": str(self.path),
                 "UV_PYTHON_DOWNLOADS": "never",  # no interpreter downloads here: fail clearly
                 "UV_NO_PROGRESS": "1",
+                **NO_SETUP_COMPILE,
                 "PYTHONPATH": str(
                     project / "src"
                 ),  # this project's code, whichever is installed
@@ -220,6 +221,7 @@ def plain_shell_environment(*first: str) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([*first, user_path()])
     env["UV_PYTHON_DOWNLOADS"] = "never"
     env["UV_NO_PROGRESS"] = "1"
+    env.update(NO_SETUP_COMPILE)
     for role in ("AUTHOR", "COMMITTER"):
         env[f"GIT_{role}_NAME"] = "Template Tests"
         env[f"GIT_{role}_EMAIL"] = "template-tests@example.com"
@@ -434,6 +436,11 @@ LOAD_TEST_REQUESTS = {"LOAD_REQUESTS": "3000"}
 # jobs, separate workflows, experiments, other Pythons): one OpenMP thread each (scikit-learn's),
 # or each run's team of two spins for the core the other run holds.
 ONE_OPENMP_THREAD = {"OMP_NUM_THREADS": "1"}
+# `make setup` compiles a whole environment's bytecode once (about 45 s of CPU here): worth it
+# for a user's .venv, not for the environments of one test each (a workflow job's, which imports
+# a fraction of it and writes that bytecode as it goes) or for the shared one, whose bytecode the
+# imports write. The compiling setup is test_pythons' (the project's UV_COMPILE_BYTECODE=0).
+NO_SETUP_COMPILE = {"UV_COMPILE_BYTECODE": "0"}
 
 
 def deselecting(*paths: str) -> dict[str, str]:
