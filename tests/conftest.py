@@ -457,7 +457,7 @@ class SideLane:
     """Runs started as the session starts, one at a time on a thread of their own, beside the
     rest of the suite. Most of the suite runs one process at a time, so on two cores a run here
     mostly takes the idle core. Only runs that time nothing and hold no shared state go here:
-    what is beside them runs a little slower (nothing the suite times is early in it)."""
+    what is beside them runs a little slower (the bench's figures too: no test asserts one)."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="side-lane")
