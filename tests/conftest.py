@@ -34,7 +34,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -442,64 +441,6 @@ ONE_OPENMP_THREAD = {"OMP_NUM_THREADS": "1"}
 # a fraction of it and writes that bytecode as it goes) or for the shared one, whose bytecode the
 # imports write. The compiling setup is test_pythons' (the project's UV_COMPILE_BYTECODE=0).
 NO_SETUP_COMPILE = {"UV_COMPILE_BYTECODE": "0"}
-
-
-# --------------------------------------------------------------------------------------------
-# The side lane: slow runs that need no quiet machine, started with the session
-
-# A module that defines this function has its slow run started as the session starts:
-# `prepare_side_lane(tmp_path_factory)` does what must happen on the main thread (baking:
-# cookiecutter changes the working directory) and returns the run itself, a callable.
-SIDE_LANE_HOOK = "prepare_side_lane"
-
-
-class SideLane:
-    """Runs started as the session starts, one at a time on a thread of their own, beside the
-    rest of the suite. Most of the suite runs one process at a time, so on two cores a run here
-    mostly takes the idle core. Only runs that time nothing and hold no shared state go here:
-    what is beside them runs a little slower (the bench's figures too: no test asserts one)."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="side-lane")
-        self._runs: dict[str, Future[Any]] = {}
-
-    def start(self, name: str, prepare: Callable[[], Callable[[], Any]]) -> None:
-        try:
-            run = prepare()
-        except BaseException as error:  # the module's tests report it, not every test
-            failed: Future[Any] = Future()
-            failed.set_exception(error)
-            self._runs[name] = failed
-            return
-        self._runs[name] = self._pool.submit(run)
-
-    def result(self, name: str) -> Any:
-        """The run of module `name` (its __name__), once done; its error, raised."""
-        if name not in self._runs:
-            raise LookupError(f"{name} started no run in the side lane")
-        return self._runs[name].result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def side_lane(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SideLane]:
-    """Starts the side-lane run of every collected module that has one, before the first test."""
-    lane = SideLane()
-    modules = {
-        item.module.__name__: item.module
-        for item in request.session.items
-        if hasattr(item, "module")
-    }
-    for name, module in sorted(modules.items()):
-        prepare = getattr(module, SIDE_LANE_HOOK, None)
-        if prepare is not None:
-            lane.start(name, lambda prepare=prepare: prepare(tmp_path_factory))
-    yield lane
-    lane.close()
 
 
 def deselecting(*paths: str) -> dict[str, str]:

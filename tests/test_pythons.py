@@ -7,8 +7,7 @@ its setup compiles the environment, once.
 
 3.11, the default, is the interpreter of the shared project environment: every end-to-end test
 runs on it (the release job in test_workflows runs the default project's whole `make test`).
-Here the others, each in its own .venv, one after the other in the side lane, which starts
-with the session (conftest.SideLane). The interpreter comes from PATH
+Here the others, each in its own .venv, run at the same time. The interpreter comes from PATH
 (`python3.12`; GitHub's setup-python puts it there) or pyenv (`$(pyenv root)/versions/3.12.*`).
 Missing, the case skips, unless REQUIRE_ALL_PYTHONS=1 (the template's .ci/run sets it): then
 it fails.
@@ -18,14 +17,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import (
     ONE_OPENMP_THREAD,
-    SideLane,
     bake,
     interpreter_directory,
     interpreter_or_skip,
@@ -50,14 +48,12 @@ class Run:
     done: subprocess.CompletedProcess[str]
 
 
-def prepare_side_lane(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Callable[[], dict[str, Run]]:
-    """Each installed offered Python's bake, now (cookiecutter changes the working directory
-    as it bakes); their `make lint test-unit` one after the other in the side lane, as the
-    session starts (conftest.SideLane): each runs one process at a time (uv, ruff, mypy,
-    pytest), beside a suite that mostly does too."""
-    baked = {}
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """Each installed offered Python's bake, and its `make lint test-unit` started together
+    with the others': each runs one process at a time (uv, ruff, mypy, pytest), so two share
+    two cores."""
+    baked = {}  # one at a time: cookiecutter changes the working directory as it bakes
     for version in OTHERS:
         directory = interpreter_directory(version)
         if directory is not None:
@@ -66,8 +62,8 @@ def prepare_side_lane(
 
     def run(version: str) -> Run:
         project, directory = baked[version]
-        # One OpenMP thread (scikit-learn's): beside the suite, a team of two would spin
-        # waiting for the core the suite holds.
+        # One OpenMP thread each (scikit-learn's): two runs on two cores, a team of two
+        # threads each would spin waiting for the core the other run holds.
         env = {**plain_shell_environment(str(directory)), **ONE_OPENMP_THREAD}
         if version == COMPILING:
             # A user's setup, compiling the environment, in a shell whose imports write no
@@ -79,12 +75,9 @@ def prepare_side_lane(
         )
         return Run(project, env, done)
 
-    return lambda: {version: run(version) for version in baked}
-
-
-@pytest.fixture(scope="module")
-def runs(side_lane: SideLane) -> dict[str, Run]:
-    return side_lane.result(__name__)
+    with ThreadPoolExecutor(max(1, len(baked))) as pool:
+        futures = {version: pool.submit(run, version) for version in baked}
+        return {v: future.result() for v, future in futures.items()}
 
 
 @pytest.mark.parametrize("version", OTHERS)
